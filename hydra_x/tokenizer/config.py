@@ -1,0 +1,151 @@
+"""The tokenizer's configuration: every variant of the paper's reconstruction ablation is a field.
+
+Fields left as ``None`` are derived in ``__post_init__`` and stored resolved, so a saved ``config.json``
+states every size explicitly and later changes to the defaults cannot change an old checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra_x.config import config_from_dict, config_to_dict
+
+ATTENTION_MODES = ("full", "causal", "tubelet", "none")
+ATTENTION_IMPLS = ("auto", "masked", "flex")
+
+
+@dataclass
+class TokenizerConfig:
+    # One ViT, split into Gen-ViT (first gen_depth layers) and Sem-ViT (the rest).
+    width: int = 1152
+    depth: int = 27
+    heads: int = 16
+    mlp_dim: int = 4304
+    patch_size: int = 16
+    in_channels: int = 3
+    gen_depth: int | None = None  # None: depth // 2 (13 / 14 for So400m)
+    fold_at: int | None = None  # Gen-ViT layers before the second temporal fold; None: gen_depth // 2
+    # (factor of the fold at the input, factor of the fold after `fold_at` layers):
+    # (2, 2) the paper's hierarchical folds, (4, 1) a single 4x fold at the input, (1, 1) no folds.
+    temporal_folds: tuple[int, int] = (2, 2)
+    latent_channels: int = 64
+
+    # Attention across time steps; inside a step attention is always full.
+    attention: str = "tubelet"  # Gen-ViT: full | causal | tubelet | none
+    sem_attention: str | None = None  # None: same as `attention` (the paper: bidirectional Sem-ViT hurts)
+    decoder_attention: str | None = None  # None: same as `attention`
+    # auto: mask-free kernels where the mask allows (step pairs for tubelet, per-step for none);
+    # masked: boolean-mask SDPA everywhere (the reference); flex: FlexAttention block masks.
+    attention_impl: str = "auto"
+
+    # Positions: 3D RoPE over (t, h, w) in every attention, with a learnable per-layer, per-head,
+    # per-axis angle scale (1 from scratch; 0 on the spatial axes when starting from a ViT trained
+    # without RoPE, so that the start is exactly that ViT). Optionally a learned absolute embedding
+    # on a square grid (SigLIP 2's), resized to the patch grid of the input.
+    rope: bool = True
+    rope_theta: float = 10000.0
+    rope_learnable_scale: bool = True
+    abs_pos_grid: int | None = None
+
+    norm_eps: float = 1e-6
+    mlp_act: str = "gelu_tanh"  # gelu_tanh (SigLIP) | gelu
+    qkv_bias: bool = True
+    init_std: float = 0.02
+
+    # Pixel decoder: a mirror of the encoder; None means the encoder's value.
+    decoder_width: int | None = None
+    decoder_depth: int | None = None
+    decoder_heads: int | None = None
+    decoder_mlp_dim: int | None = None
+    decoder_unfold_at: int | None = None  # decoder layers before the inverse of fold 2
+
+    # Training-only parts: the Decompressor and the linear heads to the teachers' widths.
+    decompressor: bool = True
+    image_teacher_dim: int | None = None
+    video_teacher_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        self.temporal_folds = tuple(int(f) for f in self.temporal_folds)  # type: ignore[assignment]
+        if len(self.temporal_folds) != 2 or min(self.temporal_folds) < 1:
+            raise ValueError(
+                f"temporal_folds must be two positive factors (input fold, inner fold), e.g. (2, 2), (4, 1) "
+                f"or (1, 1); got {self.temporal_folds}"
+            )
+        if self.gen_depth is None:
+            self.gen_depth = self.depth // 2
+        if self.fold_at is None:
+            self.fold_at = self.gen_depth // 2
+        self.decoder_width = self.decoder_width or self.width
+        self.decoder_depth = self.decoder_depth or self.depth
+        self.decoder_heads = self.decoder_heads or self.heads
+        self.decoder_mlp_dim = self.decoder_mlp_dim or self.mlp_dim
+        if self.decoder_unfold_at is None:
+            # Mirror the encoder: as many coarse-time layers before the unfold as the encoder has after fold 2.
+            coarse = (self.depth - self.fold_at) / self.depth
+            self.decoder_unfold_at = round(self.decoder_depth * coarse)
+        self._validate()
+
+    def _validate(self) -> None:
+        for name in ("width", "depth", "heads", "mlp_dim", "patch_size", "in_channels", "latent_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 1 <= self.gen_depth <= self.depth:
+            raise ValueError(f"gen_depth must be in [1, depth={self.depth}], got {self.gen_depth}")
+        if not 0 <= self.fold_at <= self.gen_depth:
+            raise ValueError(f"fold_at must be in [0, gen_depth={self.gen_depth}], got {self.fold_at}")
+        if not 0 <= self.decoder_unfold_at <= self.decoder_depth:
+            raise ValueError(
+                f"decoder_unfold_at must be in [0, decoder_depth={self.decoder_depth}], got {self.decoder_unfold_at}"
+            )
+        for name in ("attention", "sem_attention", "decoder_attention"):
+            mode = getattr(self, name)
+            if mode is not None and mode not in ATTENTION_MODES:
+                raise ValueError(f"{name} must be one of {ATTENTION_MODES}, got {mode!r}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
+        if self.mlp_act not in ("gelu_tanh", "gelu"):
+            raise ValueError(f"mlp_act must be 'gelu_tanh' or 'gelu', got {self.mlp_act!r}")
+        for prefix, width, heads in (
+            ("", self.width, self.heads),
+            ("decoder_", self.decoder_width, self.decoder_heads),
+        ):
+            if width % heads:
+                raise ValueError(f"{prefix}width={width} is not divisible by {prefix}heads={heads}")
+            head_dim = width // heads
+            if self.rope and (head_dim % 2 or head_dim < 6):
+                raise ValueError(
+                    f"3D RoPE needs an even head dimension of at least 6; {prefix}width/heads = {head_dim}"
+                )
+
+    # Derived quantities used throughout the model.
+    @property
+    def temporal_factor(self) -> int:
+        return self.temporal_folds[0] * self.temporal_folds[1]
+
+    @property
+    def sem_depth(self) -> int:
+        return self.depth - self.gen_depth
+
+    @property
+    def gen_attention(self) -> str:
+        return self.attention
+
+    @property
+    def sem_attention_mode(self) -> str:
+        return self.sem_attention or self.attention
+
+    @property
+    def decoder_attention_mode(self) -> str:
+        return self.decoder_attention or self.attention
+
+    def latent_steps(self, frames: int) -> int:
+        """Latent time steps of a clip of ``frames`` = 1 + T frames: 1 + T / temporal_factor."""
+        return 1 + (frames - 1) // self.temporal_factor
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenizerConfig:
+        return config_from_dict(cls, data, where="tokenizer config")

@@ -1,0 +1,100 @@
+"""Patchify and the hierarchical temporal folds, with their exact inverses for the decoder.
+
+A fold of factor f concatenates f consecutive time steps along the channels and maps them with one
+linear layer (a temporal convolution of kernel f, stride f). A clip has 1 + T frames; the anchor is
+zero-padded with f - 1 steps *before* it, so the anchor goes through the same operation as every other
+group. The pretrained-start initialisation puts the pretrained weights on the *last* step of each group,
+so an image (the anchor alone, its group being [0, ..., 0, anchor]) passes every fold exactly as it
+passes the pretrained ViT.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+
+def pad_anchor(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
+    """Prepend ``factor - 1`` zero steps along ``dim``."""
+    if factor == 1:
+        return x
+    shape = list(x.shape)
+    shape[dim] = factor - 1
+    return torch.cat((x.new_zeros(shape), x), dim=dim)
+
+
+class PatchFold(nn.Module):
+    """Spatio-temporal patchify: pixels (B, C, F, H, W) -> tokens (B, S, N, D), S = 1 + (F - 1) / factor."""
+
+    def __init__(self, in_channels: int, patch: int, factor: int, dim: int) -> None:
+        super().__init__()
+        self.patch, self.factor = patch, factor
+        self.proj = nn.Linear(factor * in_channels * patch * patch, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_anchor(x, self.factor, dim=2)
+        p, f = self.patch, self.factor
+        x = rearrange(x, "b c (s f) (h p) (w q) -> b s (h w) (f c p q)", f=f, p=p, q=p)
+        return self.proj(x)
+
+    @torch.no_grad()
+    def load_frame_embedding(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """Start from a 2D patch embedding (D, C, p, p): the last frame of each group gets it, the rest 0."""
+        d = weight.shape[0]
+        w = self.proj.weight.view(d, self.factor, -1)
+        w.zero_()
+        w[:, -1] = weight.reshape(d, -1).to(w)
+        if bias is not None:
+            self.proj.bias.copy_(bias)
+        else:
+            self.proj.bias.zero_()
+
+
+class PatchUnfold(nn.Module):
+    """Inverse of PatchFold: tokens (B, S, N, D) -> pixels (B, C, 1 + (S - 1) * factor, H, W)."""
+
+    def __init__(self, dim: int, out_channels: int, patch: int, factor: int) -> None:
+        super().__init__()
+        self.patch, self.factor, self.out_channels = patch, factor, out_channels
+        self.proj = nn.Linear(dim, factor * out_channels * patch * patch)
+
+    def forward(self, x: torch.Tensor, grid_height: int) -> torch.Tensor:
+        p, f = self.patch, self.factor
+        x = rearrange(self.proj(x), "b s (h w) (f c p q) -> b c (s f) (h p) (w q)", h=grid_height, f=f, p=p, q=p)
+        return x[:, :, f - 1 :]  # drop the anchor's padding frames
+
+
+class TokenFold(nn.Module):
+    """Temporal fold on tokens: (B, S, N, D) -> (B, 1 + (S - 1) / factor, N, D)."""
+
+    def __init__(self, dim: int, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.proj = nn.Linear(factor * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_anchor(x, self.factor, dim=1)
+        return self.proj(rearrange(x, "b (s f) n d -> b s n (f d)", f=self.factor))
+
+    @torch.no_grad()
+    def init_identity_on_last(self) -> None:
+        """Identity on the last step of each group, zero elsewhere: an image passes unchanged."""
+        d = self.proj.out_features
+        w = self.proj.weight.view(d, self.factor, d)
+        w.zero_()
+        w[:, -1].copy_(torch.eye(d))
+        self.proj.bias.zero_()
+
+
+class TokenUnfold(nn.Module):
+    """Inverse of TokenFold: (B, S, N, D) -> (B, 1 + (S - 1) * factor, N, D)."""
+
+    def __init__(self, dim: int, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.proj = nn.Linear(dim, factor * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = rearrange(self.proj(x), "b s n (f d) -> b (s f) n d", f=self.factor)
+        return x[:, self.factor - 1 :]

@@ -1,0 +1,292 @@
+"""HydraXTokenizer: one ViT that turns images and videos into a 64-channel latent and semantic tokens, and back.
+
+    pixels x --fold 1--> Gen-ViT --fold 2--> Gen-ViT --> GSB --> z --> Sem-ViT --> s
+                                                               |
+                                                               +--> pixel decoder --> x_rec
+
+Public shapes: pixels (B, 3, H, W) for images or (B, 3, 1 + T, H, W) for clips, values in [-1, 1];
+latents z (B, C, 1 + T / 4, H / p, W / p), normalised by the per-channel statistics that training stage 3
+stores (identity until then); semantic tokens s (B, 1 + T / 4, N, D) with N = (H / p) * (W / p) row-major.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from hydra_x.nn.layers import init_weights
+from hydra_x.tokenizer.bottleneck import DiagonalGaussian, GenerationSemanticBottleneck
+from hydra_x.tokenizer.checks import check_latent, check_pixels
+from hydra_x.tokenizer.config import TokenizerConfig
+from hydra_x.tokenizer.decoder import PixelDecoder
+from hydra_x.tokenizer.decompressor import Decompressor
+from hydra_x.tokenizer.vit import GenViT, SemViT
+
+
+@dataclass
+class TokenizerOutput:
+    """Everything a training step needs from one forward pass."""
+
+    x_rec: torch.Tensor  # reconstruction, x's shape
+    z: torch.Tensor  # (B, C, S, h, w) the normalised latent that was decoded (a sample in training)
+    posterior: DiagonalGaussian  # over the raw latent, (B, C, S, h, w)
+    s: torch.Tensor  # (B, S, N, D) semantic tokens
+    h: torch.Tensor  # (B, S, N, D) Gen-ViT output before the bottleneck
+    h_restored: torch.Tensor  # (B, S, N, D) the un-projected latent, the Sem-ViT's input
+    image_features: torch.Tensor | None  # (B, N, D_img) image head on the anchor step of s
+    video_features: torch.Tensor | None  # (B, T, N, D_vid) Decompressor + video head; None for images
+
+
+@dataclass
+class PairEncoding:
+    """Source-Target Interaction: an editing pair encoded as a 2-step clip."""
+
+    z: torch.Tensor  # (B, C, 2, h, w): step 0 the source, step 1 the target; Gen-ViT saw each alone
+    s: torch.Tensor  # (B, 2, N, D): the Sem-ViT ran over [z_src; z_tgt] with its causal mask
+
+
+class HydraXTokenizer(nn.Module):
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.latent_channels
+        self.gen_vit = GenViT(config)
+        self.bottleneck = GenerationSemanticBottleneck(config.width, c, config.norm_eps)
+        self.sem_vit = SemViT(config)
+        self.decoder = PixelDecoder(config)
+        self.decompressor = Decompressor(config) if config.decompressor else None
+        self.image_head = nn.Linear(config.width, config.image_teacher_dim) if config.image_teacher_dim else None
+        self.video_head = (
+            nn.Linear(config.width, config.video_teacher_dim)
+            if config.video_teacher_dim and config.decompressor
+            else None
+        )
+        # Per-channel statistics of the raw latent (training stage 3); identity until then.
+        self.register_buffer("latent_mean", torch.zeros(c))
+        self.register_buffer("latent_std", torch.ones(c))
+        # The public API checks values (NaN / Inf / range); a training loop may switch this off.
+        self.validate_inputs = True
+        self.init_weights()
+
+    # ------------------------------------------------------------------ construction
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """(Re-)initialise every parameter and buffer; safe after building on the meta device."""
+        init_weights(self, self.config.init_std)
+        if self.gen_vit.pos_embed is not None:
+            nn.init.trunc_normal_(self.gen_vit.pos_embed, std=self.config.init_std)
+        self.latent_mean.zero_()
+        self.latent_std.fill_(1.0)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TokenizerConfig,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        seed: int | None = None,
+    ) -> HydraXTokenizer:
+        """Build on the meta device (instant at any size), then materialise and initialise on ``device``.
+
+        ``device="meta"`` returns the model unmaterialised, e.g. to count parameters.
+        """
+        with torch.device("meta"):
+            model = cls(config)
+        if str(device) == "meta":
+            return model
+        model = model.to_empty(device=device or "cpu")
+        if seed is None:
+            model.init_weights()
+        else:
+            # A private generator state: seeding must not reset the caller's global RNG.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model.init_weights()
+        return model.to(dtype) if dtype is not None else model
+
+    @classmethod
+    def from_preset(
+        cls,
+        name: str,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        seed: int | None = None,
+        **overrides: Any,
+    ) -> HydraXTokenizer:
+        """A randomly initialised model of preset ``name`` (tiny, small, base, so400m) with field overrides."""
+        from hydra_x.configs.tokenizer import tokenizer_config
+
+        return cls.from_config(tokenizer_config(name, **overrides), device=device, dtype=dtype, seed=seed)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> HydraXTokenizer:
+        """Load ``config.json`` + ``model.safetensors`` from a local folder or a Hub repo id.
+
+        See :func:`hydra_x.hub.load_pretrained` for the keyword arguments (device, dtype, strict,
+        output_loading_info, revision, cache_dir, token, local_files_only).
+        """
+        from hydra_x.hub import load_pretrained
+
+        return load_pretrained(cls, TokenizerConfig, name_or_path, **kwargs)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``folder`` (atomically, file by file)."""
+        from hydra_x.hub import save_pretrained
+
+        return save_pretrained(self, self.config.to_dict(), folder, model_type="hydra-x-tokenizer")
+
+    @classmethod
+    def from_siglip2(cls, name_or_path: str | Path, **kwargs: Any) -> HydraXTokenizer:
+        """Start both ViT halves from a SigLIP 2 (or SigLIP) checkpoint; see hydra_x.tokenizer.siglip."""
+        from hydra_x.tokenizer.siglip import tokenizer_from_siglip
+
+        return tokenizer_from_siglip(cls, name_or_path, **kwargs)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part (works on the meta device)."""
+        parts = {
+            "gen_vit": self.gen_vit,
+            "bottleneck": self.bottleneck,
+            "sem_vit": self.sem_vit,
+            "decoder": self.decoder,
+            "decompressor": self.decompressor,
+            "distill_heads": nn.ModuleList([m for m in (self.image_head, self.video_head) if m is not None]),
+        }
+        counts = {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+    # ------------------------------------------------------------------ latent normalisation
+
+    @torch.no_grad()
+    def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store per-channel statistics of the raw latent (training stage 3).
+
+        The decoder's input projection and the bottleneck's un-projection are re-parameterised so that
+        they take normalised latents and compute exactly the same function of the raw latent as before:
+        a frozen decoder keeps working on the normalised latents stage 3 feeds it.
+        """
+        c = self.config.latent_channels
+        mean, std = mean.reshape(c).to(self.latent_mean), std.reshape(c).to(self.latent_std)
+        if not torch.isfinite(mean).all() or not torch.isfinite(std).all() or (std <= 0).any():
+            raise ValueError("latent statistics must be finite with a positive standard deviation")
+        for linear in (self.decoder.in_proj, self.bottleneck.from_latent):
+            w_raw = linear.weight.float() / self.latent_std.float()  # (D, C) acting on raw latents
+            b_raw = linear.bias.float() - w_raw @ self.latent_mean.float()
+            linear.weight.copy_(w_raw * std.float())
+            linear.bias.copy_(b_raw + w_raw @ mean.float())
+        self.latent_mean.copy_(mean)
+        self.latent_std.copy_(std)
+
+    def normalize(self, z_raw: torch.Tensor) -> torch.Tensor:
+        """Raw latent (B, C, ...) -> normalised."""
+        shape = (1, -1) + (1,) * (z_raw.ndim - 2)
+        return (z_raw - self.latent_mean.view(shape)) / self.latent_std.view(shape)
+
+    # ------------------------------------------------------------------ public API
+
+    def _dtype(self) -> torch.dtype:
+        return self.latent_mean.dtype
+
+    def _gen(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Checked pixels (B, C, F, H, W) -> Gen-ViT features (B, S, N, D) and the token grid."""
+        p = self.config.patch_size
+        grid = (x.shape[-2] // p, x.shape[-1] // p)
+        return self.gen_vit(x.to(self._dtype()), self.config.gen_attention), grid
+
+    def _to_latent(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        return rearrange(tokens, "b s (h w) c -> b c s h w", h=grid[0], w=grid[1])
+
+    def _to_tokens(self, z: torch.Tensor) -> torch.Tensor:
+        return rearrange(z, "b c s h w -> b s (h w) c")
+
+    def encode(
+        self, x: torch.Tensor, *, sample: bool = False, return_posterior: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, DiagonalGaussian]:
+        """Pixels -> normalised latent (B, C, S, h, w): the posterior mean, or a sample if ``sample``.
+
+        With ``return_posterior`` also returns the posterior over the raw latent.
+        """
+        x, _ = check_pixels(x, self.config, values=self.validate_inputs)
+        h, grid = self._gen(x)
+        post = self.bottleneck.posterior(h)
+        posterior = DiagonalGaussian(self._to_latent(post.mean, grid), self._to_latent(post.logvar, grid))
+        z = self.normalize(posterior.sample() if sample else posterior.mean)
+        return (z, posterior) if return_posterior else z
+
+    def decode(self, z: torch.Tensor, *, video: bool | None = None) -> torch.Tensor:
+        """Normalised latent (B, C, S, h, w) -> pixels (B, 3, 1 + (S - 1) * 4, H, W).
+
+        A one-step latent decodes to an image (B, 3, H, W) unless ``video=True`` (a one-frame clip).
+        """
+        z = check_latent(z, self.config, values=self.validate_inputs).to(self._dtype())
+        grid = (z.shape[-2], z.shape[-1])
+        x = self.decoder(self._to_tokens(z), grid)
+        as_image = z.shape[2] == 1 if video is None else not video
+        if as_image and z.shape[2] != 1:
+            raise ValueError(f"video=False needs a one-step latent; got {z.shape[2]} steps")
+        return x[:, :, 0] if as_image else x
+
+    def semantic(self, z: torch.Tensor, *, mode: str | None = None) -> torch.Tensor:
+        """Normalised latent (B, C, S, h, w), clean or noisy, image or video -> s (B, S, N, D)."""
+        z = check_latent(z, self.config, values=self.validate_inputs).to(self._dtype())
+        grid = (z.shape[-2], z.shape[-1])
+        restored = self.bottleneck.restore(self._to_tokens(z))
+        return self.sem_vit(restored, grid, mode or self.config.sem_attention_mode)
+
+    def forward(self, x: torch.Tensor, *, sample: bool | None = None) -> TokenizerOutput:
+        """Everything a training step needs. ``sample`` defaults to ``self.training``."""
+        x5, is_image = check_pixels(x, self.config, values=self.validate_inputs)
+        sample = self.training if sample is None else sample
+        h, grid = self._gen(x5)
+        post = self.bottleneck.posterior(h)
+        z_raw = post.sample() if sample else post.mean
+        shape = (1, 1, 1, -1)
+        z_tokens = (z_raw - self.latent_mean.view(shape)) / self.latent_std.view(shape)  # (B, S, N, C)
+        restored = self.bottleneck.restore(z_tokens)
+        s = self.sem_vit(restored, grid, self.config.sem_attention_mode)
+        x_rec = self.decoder(z_tokens, grid)
+        image_features = self.image_head(s[:, 0]) if self.image_head is not None else None
+        video_features = None
+        if self.decompressor is not None and s.shape[1] > 1:
+            video_features = self.decompressor(s[:, 1:], grid)
+            if self.video_head is not None:
+                video_features = self.video_head(video_features)
+        return TokenizerOutput(
+            x_rec=x_rec[:, :, 0] if is_image else x_rec,
+            z=self._to_latent(z_tokens, grid),
+            posterior=DiagonalGaussian(self._to_latent(post.mean, grid), self._to_latent(post.logvar, grid)),
+            s=s,
+            h=h,
+            h_restored=restored,
+            image_features=image_features,
+            video_features=video_features,
+        )
+
+    def encode_pair(self, source: torch.Tensor, target: torch.Tensor) -> PairEncoding:
+        """Source-Target Interaction for editing: two images (B, 3, H, W) encoded as a 2-step clip.
+
+        The Gen-ViT encodes each image alone (no cross-step attention); the Sem-ViT runs over
+        [z_src; z_tgt] with its causal mask, so the target's s sees the source and not the reverse.
+        """
+        src, src_is_image = check_pixels(source, self.config, values=self.validate_inputs)
+        tgt, tgt_is_image = check_pixels(target, self.config, values=self.validate_inputs)
+        if not (src_is_image and tgt_is_image) or src.shape != tgt.shape:
+            raise ValueError(
+                f"encode_pair takes two image batches of one shape (B, 3, H, W); got {tuple(source.shape)} "
+                f"and {tuple(target.shape)}"
+            )
+        b = src.shape[0]
+        h, grid = self._gen(torch.cat((src, tgt)))  # each image alone: (2B, 1, N, D)
+        z_tokens = self.bottleneck.posterior(h).mean
+        z = self.normalize(self._to_latent(z_tokens, grid))  # (2B, C, 1, h, w)
+        z = torch.cat((z[:b], z[b:]), dim=2)  # (B, C, 2, h, w)
+        return PairEncoding(z=z, s=self.semantic(z))
