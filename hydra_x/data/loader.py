@@ -1,0 +1,386 @@
+"""The tokenizer's data stream: sources mixed by weight, one kind of batch per step, exact resume.
+
+Each global step takes its whole batch from one source, chosen by hashing (seed, step) against the source
+weights, the same on every rank, so image-only and video-only steps alternate as the paper trains and all
+ranks run the same model parts. Inside a map-style source (folders, the embedded set) the step also picks a
+bucket (by hashing, weighted by the bucket's number of files) and takes the next *global* batch of that
+bucket's stream: global batch j holds stream positions j*G .. j*G+G-1 (G = per-rank batch * world size),
+rank r the r-th slice. A batch is therefore a pure function of (config, step, rank, world size): resuming
+at step k needs nothing but k, and a run resumed on another world size with the same global batch
+continues the same sample stream. A sample that fails is replaced by seeded candidates (see
+FolderSource), so batches keep their size.
+
+Shard sources are streams: each (rank, DataLoader worker) reads its own shards (see shards.py). Steps go to
+workers round robin (step s to worker slot s mod W), and a slot's shard streams only advance on its steps,
+so the stream is exact for a given world size and worker count, and :meth:`TokenizerDataLoader.state_dict`
+holds each slot's position (after the last batch handed out, not where the workers have read ahead to).
+
+Workers: a torch DataLoader (batch_size=None) whose workers build whole batches; the main process only
+checks the order, logs skipped samples and tracks the position. Workers start by forkserver by default:
+plain fork copies a training process that may hold CUDA state and threads (FFmpeg's, OpenMP's) whose locks
+can deadlock a child, while spawn re-imports torch in every worker (seconds each); a fork server imports
+this module once, before any such state exists, and forks workers from that clean process. As with spawn,
+workers import the main script, which therefore needs the usual ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from hydra_x.data.buckets import Bucket, hash_uniform, make_buckets
+from hydra_x.data.config import DataConfig, SourceConfig
+from hydra_x.data.embedded import EmbeddedSource
+from hydra_x.data.folders import ClipSpec, FolderSource, scan_folder, skip_entry
+from hydra_x.data.media import MediaError
+from hydra_x.data.shards import ShardStream, epoch_of, expand_shards
+
+log = logging.getLogger("hydra_x.data")
+
+STATE_VERSION = 1
+MAX_ATTEMPTS = 100  # candidates tried for one batch slot before a map-style source is declared unusable
+_TAG_SOURCE, _TAG_GROUP = 1, 2
+_CHUNK = 1 << 16  # steps planned at once
+
+
+@dataclass
+class Batch:
+    pixels: torch.Tensor  # (B, 3, H, W) images or (B, 3, F, H, W) clips, float32 in [-1, 1]
+    kind: str  # "image" | "video"
+    keys: list[str]  # sample ids: file paths, "shard.tar:key", or embedded ids naming the photograph
+    skipped: list[tuple[str, str]]  # (file or key, "category: problem") skipped while building this batch
+    step: int = -1  # the global step this batch belongs to
+    source: str = ""  # the source it came from (SourceConfig.name)
+
+
+# ---------------------------------------------------------------------------- the per-step plan
+
+
+def _cumulative(weights: np.ndarray) -> np.ndarray:
+    cum = np.cumsum(weights, dtype=np.float64)
+    cum /= cum[-1]
+    cum[cum >= 1.0 - 1e-15] = 1.0  # hashed uniforms are < 1: a zero weight at the end is never chosen
+    return cum
+
+
+def step_sources(config: DataConfig, steps: np.ndarray | list[int]) -> np.ndarray:
+    """The source index each global step draws its batch from (needs no data; same on every rank)."""
+    steps = np.asarray(steps, dtype=np.int64)
+    cum = _cumulative(np.array([s.weight for s in config.sources], dtype=np.float64))
+    return np.searchsorted(cum, hash_uniform(config.seed, _TAG_SOURCE, steps), side="right")
+
+
+def step_kinds(config: DataConfig, steps: np.ndarray | list[int]) -> list[str]:
+    """'image' or 'video' for each global step."""
+    return [config.sources[int(i)].media for i in step_sources(config, steps)]
+
+
+class _Plan:
+    """(source, bucket group) of every step, and how many earlier steps chose the same pair."""
+
+    def __init__(self, config: DataConfig, group_weights: list[np.ndarray | None]):
+        self.config = config
+        self.cum_groups = [None if w is None else _cumulative(w) for w in group_weights]
+
+    def choose(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        src = step_sources(self.config, steps)
+        u = hash_uniform(self.config.seed, _TAG_GROUP, steps)
+        group = np.full(len(steps), -1, dtype=np.int64)
+        for s, cum in enumerate(self.cum_groups):
+            if cum is not None:
+                m = src == s
+                group[m] = np.searchsorted(cum, u[m], side="right")
+        return src, group
+
+    def counts_before(self, step: int) -> Counter:
+        counts: Counter = Counter()
+        for lo in range(0, step, _CHUNK):
+            src, group = self.choose(np.arange(lo, min(step, lo + _CHUNK), dtype=np.int64))
+            pairs, n = np.unique(np.stack([src, group], 1), axis=0, return_counts=True)
+            for (s, g), c in zip(pairs.tolist(), n.tolist()):
+                counts[(s, g)] += c
+        return counts
+
+    def walk(self, start: int) -> Iterator[tuple[int, int, int, int]]:
+        """(step, source, group, index of this batch among the pair's batches) from ``start`` on."""
+        counts = self.counts_before(start)
+        lo = start
+        while True:
+            src, group = self.choose(np.arange(lo, lo + _CHUNK, dtype=np.int64))
+            for i, (s, g) in enumerate(zip(src.tolist(), group.tolist())):
+                j = counts[(s, g)]
+                counts[(s, g)] = j + 1
+                yield lo + i, s, g, j
+            lo += _CHUNK
+
+
+# ---------------------------------------------------------------------------- building batches
+
+
+@dataclass
+class _Spec:
+    """Everything a worker needs (pickled to it): config, layout, map-style sources, shard lists."""
+
+    config: DataConfig
+    rank: int
+    world_size: int
+    buckets: tuple[Bucket, ...]
+    sources: list  # FolderSource / EmbeddedSource, or the shard file list of a shard source
+    slot_states: dict[str, dict[str, dict]] = field(default_factory=dict)
+    start_epochs: dict[str, int] = field(default_factory=dict)  # shard sources restarted on a new layout
+
+    def plan(self) -> _Plan:
+        weights = [None if isinstance(s, list) else s.group_weights for s in self.sources]
+        return _Plan(self.config, weights)
+
+
+def _map_batch(spec: _Spec, src, group: int, j: int, batch: int) -> tuple[list[str], list[torch.Tensor], list]:
+    """Rank ``spec.rank``'s slice of global batch j of a map-style source's bucket group."""
+    first = j * batch * spec.world_size + spec.rank * batch
+    keys, xs, skipped = [], [], []
+    for p in range(first, first + batch):
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                key, x = src.sample(group, p, attempt)
+                break
+            except MediaError as err:
+                skipped.append(skip_entry(err))
+        else:
+            raise RuntimeError(
+                f"data source {src.name!r}: no usable sample in {MAX_ATTEMPTS} tries "
+                f"(last: {skipped[-1][0]}: {skipped[-1][1]}); is the whole source unreadable?"
+            )
+        keys.append(key)
+        xs.append(x)
+    return keys, xs, skipped
+
+
+def _produce(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tuple[int, Batch, str, dict]]:
+    """The batches of worker ``worker`` of ``workers``: steps start + worker, start + worker + workers, ..."""
+    cfg = spec.config
+    slot = str((start + worker) % workers)
+    consumer, consumers = spec.rank * workers + int(slot), spec.world_size * workers
+    saved = spec.slot_states.get(slot, {})
+    streams: dict[int, ShardStream] = {}
+    for step, s, g, j in spec.plan().walk(start):
+        if (step - start) % workers != worker:
+            continue
+        sc: SourceConfig = cfg.sources[s]
+        with _one_thread():
+            if sc.is_shards:
+                if s not in streams:
+                    streams[s] = ShardStream(
+                        sc.media, spec.sources[s], s, cfg, spec.buckets, consumer, consumers,
+                        state=saved.get(str(s)), start_epoch=spec.start_epochs.get(str(s), 0), name=sc.name,
+                    )  # fmt: skip
+                keys, xs, _, skipped = streams[s].next_batch()
+            else:
+                keys, xs, skipped = _map_batch(spec, spec.sources[s], g, j, cfg.batch_size(sc.media))
+            pixels = torch.stack(xs)
+        state = {**saved, **{str(k): v.state() for k, v in streams.items()}}
+        yield step, Batch(pixels, sc.media, keys, skipped, step, sc.name), slot, state
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Build batches with one torch thread, as DataLoader workers do: the tensors are small, and extra
+    threads only contend with the training step's (badly, on a shared CPU) when num_workers is 0."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+class _StepStream(IterableDataset):
+    def __init__(self, spec: _Spec, start: int):
+        self.spec, self.start = spec, start
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        return _produce(self.spec, self.start, worker, workers)
+
+
+def _identity(x):
+    return x
+
+
+# ---------------------------------------------------------------------------- the loader
+
+
+class TokenizerDataLoader:
+    """An endless, exactly reproducible stream of image-only and video-only batches for one rank.
+
+    Iterating yields the batch of global step ``start_step``, then the next ones (a later ``iter()``
+    continues where the last batch handed out left off). ``state_dict()`` is the position after that batch;
+    pass it back as ``state`` with ``start_step`` equal to its ``"step"`` to continue exactly. Only shard
+    sources need the state (map-style sources resume from the step alone); it is per rank.
+    """
+
+    def __init__(
+        self,
+        config: DataConfig,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+        state: dict | None = None,
+    ):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+        if start_step < 0:
+            raise ValueError(f"start_step must be >= 0, got {start_step}")
+        self.config, self.rank, self.world_size = config, rank, world_size
+        self.buckets = make_buckets(config.image_size, config.size_multiple, config.aspect_buckets)
+        self.skip_counts: Counter = Counter()  # skipped samples by category, this run and the ones resumed
+        self.scan_skipped: list[tuple[str, str]] = []  # files the folder scans left out
+        sources = [self._build_source(i, sc) for i, sc in enumerate(config.sources)]
+        self._spec = _Spec(config, rank, world_size, self.buckets, sources)
+        self._step = start_step
+        self._workers = max(1, config.num_workers)
+        self._slot_states: dict[str, dict[str, dict]] = {}
+        if state is not None:
+            self._load_state(state, start_step)
+        elif start_step > 0 and any(sc.is_shards for sc in config.sources):
+            warnings.warn(
+                f"resuming at step {start_step} without a saved data state: shard sources start again from their "
+                "first epoch (map-style sources continue exactly)",
+                stacklevel=2,
+            )
+        for name, reason in self.scan_skipped:
+            self.skip_counts[reason.split(":", 1)[0]] += 1
+            if rank == 0:
+                log.warning("skipped %s (%s)", name, reason)
+        self._report_scan = rank == 0 and bool(self.scan_skipped)
+
+    def _build_source(self, sid: int, sc: SourceConfig):
+        cfg = self.config
+        if sc.kind.startswith("embedded"):
+            return EmbeddedSource(sc.media, sid, cfg, self.buckets)
+        if sc.is_shards:
+            shards = expand_shards(sc.path)
+            if not shards:
+                raise FileNotFoundError(f"data source {sc.name}: no .tar shard files found")
+            return shards
+        index = scan_folder(sc.path, sc.media, ClipSpec.from_config(cfg))
+        self.scan_skipped.extend(index.skipped)
+        if not index.paths:
+            counts = Counter(r.split(":", 1)[0] for _, r in index.skipped)
+            found = f"all {len(index.skipped)} files unusable ({dict(counts)})" if index.skipped else "no files"
+            raise RuntimeError(f"data source {sc.name}: no usable {sc.media} file ({found})")
+        return FolderSource(index, sid, cfg, self.buckets)
+
+    # -- position
+
+    def _fingerprint(self) -> list:
+        return [
+            [sc.kind, sc.path, sc.weight, len(src) if not isinstance(src, EmbeddedSource) else None]
+            for sc, src in zip(self.config.sources, self._spec.sources)
+        ]
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable position after the last batch handed out (per rank)."""
+        return {
+            "version": STATE_VERSION,
+            "step": self._step,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "workers": self._workers,
+            "seed": self.config.seed,
+            "sources": self._fingerprint(),
+            "slots": {k: dict(v) for k, v in self._slot_states.items()},
+            "skip_counts": dict(self.skip_counts),
+        }
+
+    def _load_state(self, state: dict, start_step: int) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"data state version {state.get('version')!r} is not {STATE_VERSION}")
+        if int(state["step"]) != start_step:
+            raise ValueError(f"the data state was saved at step {state['step']}, not at start_step {start_step}")
+        if state.get("seed") != self.config.seed:
+            warnings.warn(
+                f"data state saved with seed {state.get('seed')}, config seed {self.config.seed}", stacklevel=3
+            )
+        if state.get("sources") != self._fingerprint():
+            warnings.warn(
+                "the data sources differ from the saved state's (files added or removed, weights changed?): "
+                "the stream will not continue exactly",
+                stacklevel=3,
+            )
+        self.skip_counts.update(state.get("skip_counts", {}))
+        slots = state.get("slots", {})
+        same = (state.get("world_size"), state.get("workers"), state.get("rank")) == (
+            self.world_size,
+            self._workers,
+            self.rank,
+        )
+        if same:
+            self._slot_states = {k: dict(v) for k, v in slots.items()}
+        elif slots:
+            epochs: dict[str, list[int]] = {}
+            for per_source in slots.values():
+                for sid, st in per_source.items():
+                    epochs.setdefault(sid, []).append(epoch_of(st))
+            self._spec.start_epochs = {sid: min(e) for sid, e in epochs.items()}
+            warnings.warn(
+                f"data state saved with world size {state.get('world_size')} and {state.get('workers')} worker "
+                f"slot(s), resumed with {self.world_size} and {self._workers}: shard sources restart at the "
+                f"beginning of epoch(s) {self._spec.start_epochs} (map-style sources continue exactly)",
+                stacklevel=3,
+            )
+
+    # -- iteration
+
+    def kind_of(self, step: int) -> str:
+        return step_kinds(self.config, [step])[0]
+
+    def __iter__(self) -> Iterator[Batch]:
+        self._spec.slot_states = {k: dict(v) for k, v in self._slot_states.items()}
+        start = self._step
+        if self.config.num_workers == 0:
+            stream = _produce(self._spec, start, 0, 1)
+        else:
+            ctx = mp.get_context(self.config.mp_context)
+            if self.config.mp_context == "forkserver":
+                ctx.set_forkserver_preload(["hydra_x.data.loader"])
+            stream = iter(
+                DataLoader(
+                    _StepStream(self._spec, start),
+                    batch_size=None,
+                    num_workers=self.config.num_workers,
+                    multiprocessing_context=ctx,
+                    collate_fn=_identity,
+                    prefetch_factor=self.config.prefetch_factor,
+                )
+            )
+        for step, batch, slot, slot_state in stream:
+            if step != self._step:
+                raise RuntimeError(f"data batches out of order: got step {step}, expected {self._step}")
+            if slot_state:
+                self._slot_states[slot] = slot_state
+            self._step = step + 1
+            for name, reason in batch.skipped:
+                self.skip_counts[reason.split(":", 1)[0]] += 1
+                log.warning("skipped %s (%s)", name, reason)
+            if self._report_scan:
+                batch.skipped = self.scan_skipped + batch.skipped
+                self._report_scan = False
+            yield batch
+
+    @property
+    def step(self) -> int:
+        """The global step of the next batch."""
+        return self._step
