@@ -52,6 +52,10 @@ class TokenizerConfig:
     mlp_act: str = "gelu_tanh"  # gelu_tanh (SigLIP) | gelu
     qkv_bias: bool = True
     init_std: float = 0.02
+    # The posterior's log-variance starts here (bias of the bottleneck's log-variance outputs): a nearly
+    # deterministic start (std 0.05) lets the decoder use the latent from the first steps; the KL term
+    # then sets the variance. 0 would start with unit-variance noise that drowns the signal.
+    init_logvar: float = -6.0
 
     # Pixel decoder: a mirror of the encoder; None means the encoder's value.
     decoder_width: int | None = None

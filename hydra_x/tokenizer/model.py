@@ -32,12 +32,12 @@ from hydra_x.tokenizer.vit import GenViT, SemViT
 class TokenizerOutput:
     """Everything a training step needs from one forward pass."""
 
-    x_rec: torch.Tensor  # reconstruction, x's shape
+    x_rec: torch.Tensor | None  # reconstruction, x's shape (None with reconstruct=False)
     z: torch.Tensor  # (B, C, S, h, w) the normalised latent that was decoded (a sample in training)
     posterior: DiagonalGaussian  # over the raw latent, (B, C, S, h, w)
-    s: torch.Tensor  # (B, S, N, D) semantic tokens
+    s: torch.Tensor | None  # (B, S, N, D) semantic tokens (None with semantic=False)
     h: torch.Tensor  # (B, S, N, D) Gen-ViT output before the bottleneck
-    h_restored: torch.Tensor  # (B, S, N, D) the un-projected latent, the Sem-ViT's input
+    h_restored: torch.Tensor | None  # (B, S, N, D) the un-projected latent, the Sem-ViT's input
     image_features: torch.Tensor | None  # (B, N, D_img) image head on the anchor step of s
     video_features: torch.Tensor | None  # (B, T, N, D_vid) Decompressor + video head; None for images
 
@@ -81,6 +81,7 @@ class HydraXTokenizer(nn.Module):
         init_weights(self, self.config.init_std)
         if self.gen_vit.pos_embed is not None:
             nn.init.trunc_normal_(self.gen_vit.pos_embed, std=self.config.init_std)
+        self.bottleneck.to_moments.bias[self.config.latent_channels :].fill_(self.config.init_logvar)
         self.latent_mean.zero_()
         self.latent_std.fill_(1.0)
 
@@ -242,26 +243,48 @@ class HydraXTokenizer(nn.Module):
         restored = self.bottleneck.restore(self._to_tokens(z))
         return self.sem_vit(restored, grid, mode or self.config.sem_attention_mode)
 
-    def forward(self, x: torch.Tensor, *, sample: bool | None = None) -> TokenizerOutput:
-        """Everything a training step needs. ``sample`` defaults to ``self.training``."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        sample: bool | None = None,
+        noise: torch.Tensor | None = None,
+        reconstruct: bool = True,
+        semantic: bool = True,
+    ) -> TokenizerOutput:
+        """Everything a training step needs. ``sample`` defaults to ``self.training``.
+
+        ``noise`` (B, S, N, C), if given, is the standard-normal draw of the posterior sample (training
+        derives it from sample indices, so a run gives the same losses on any number of GPUs).
+
+        ``reconstruct=False`` skips the pixel decoder (x_rec is None) and ``semantic=False`` the Sem-ViT,
+        the Decompressor and the heads (s and the features are None): training stages that freeze a part
+        do not pay for it.
+        """
         x5, is_image = check_pixels(x, self.config, values=self.validate_inputs)
         sample = self.training if sample is None else sample
         h, grid = self._gen(x5)
         post = self.bottleneck.posterior(h)
-        z_raw = post.sample() if sample else post.mean
+        if not sample:
+            z_raw = post.mean
+        else:
+            z_raw = post.sample() if noise is None else post.mean + post.std * noise.to(post.mean)
         shape = (1, 1, 1, -1)
         z_tokens = (z_raw - self.latent_mean.view(shape)) / self.latent_std.view(shape)  # (B, S, N, C)
-        restored = self.bottleneck.restore(z_tokens)
-        s = self.sem_vit(restored, grid, self.config.sem_attention_mode)
-        x_rec = self.decoder(z_tokens, grid)
-        image_features = self.image_head(s[:, 0]) if self.image_head is not None else None
-        video_features = None
-        if self.decompressor is not None and s.shape[1] > 1:
-            video_features = self.decompressor(s[:, 1:], grid)
-            if self.video_head is not None:
-                video_features = self.video_head(video_features)
+        restored = s = image_features = video_features = x_rec = None
+        if semantic:
+            restored = self.bottleneck.restore(z_tokens)
+            s = self.sem_vit(restored, grid, self.config.sem_attention_mode)
+            image_features = self.image_head(s[:, 0]) if self.image_head is not None else None
+            if self.decompressor is not None and s.shape[1] > 1:
+                video_features = self.decompressor(s[:, 1:], grid)
+                if self.video_head is not None:
+                    video_features = self.video_head(video_features)
+        if reconstruct:
+            x_rec = self.decoder(z_tokens, grid)
+            x_rec = x_rec[:, :, 0] if is_image else x_rec
         return TokenizerOutput(
-            x_rec=x_rec[:, :, 0] if is_image else x_rec,
+            x_rec=x_rec,
             z=self._to_latent(z_tokens, grid),
             posterior=DiagonalGaussian(self._to_latent(post.mean, grid), self._to_latent(post.logvar, grid)),
             s=s,

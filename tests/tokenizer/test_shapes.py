@@ -53,3 +53,14 @@ def test_forward_outputs_for_a_training_step():
     assert not torch.allclose(out.z, model.normalize(out.posterior.mean))
     image_out = model(pixels(2, 3, 32, 32))
     assert image_out.video_features is None and image_out.x_rec.shape == (2, 3, 32, 32)
+
+
+def test_forward_can_skip_the_parts_a_stage_freezes():
+    model = tiny(image_teacher_dim=8)
+    x = pixels(1, 3, 5, 32, 32)
+    full = model(x)
+    no_sem = model(x, semantic=False)
+    no_rec = model(x, reconstruct=False)
+    assert no_sem.s is None and no_sem.image_features is None and no_sem.video_features is None
+    assert torch.equal(no_sem.x_rec, full.x_rec)
+    assert no_rec.x_rec is None and torch.equal(no_rec.s, full.s)

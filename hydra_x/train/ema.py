@@ -1,0 +1,60 @@
+"""Exponential moving average of the trainable weights (sharded like the weights under FSDP2)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+WRAPPER_PARTS = ("_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def clean_name(name: str) -> str:
+    """A parameter's name without activation-checkpointing / compile wrappers: its state-dict key."""
+    for part in WRAPPER_PARTS:
+        name = name.replace(part, "")
+    return name
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {clean_name(n): p for n, p in model.named_parameters() if p.requires_grad}
+
+
+class EMA:
+    """Keeps ``decay``-averaged copies of the model's trainable parameters, in fp32.
+
+    The copies are clones of the (possibly DTensor-sharded) parameters, so under FSDP2 each rank holds
+    only its shard, and DCP saves and reshards them like the model.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"ema decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        params = trainable_parameters(model)
+        self.names = list(params)
+        self.shadow = {n: params[n].detach().clone().float() for n in self.names}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        params = trainable_parameters(model)
+        shadow = [self.shadow[n] for n in self.names]
+        current = [params[n].detach().float() for n in self.names]
+        torch._foreach_lerp_(shadow, current, 1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = sorted(set(self.names) - set(state))
+        if missing:
+            raise ValueError(f"EMA state lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        with torch.no_grad():
+            for n in self.names:
+                self.shadow[n].copy_(state[n])
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Write the averaged weights into ``model`` (same sharding)."""
+        params = trainable_parameters(model)
+        for n in self.names:
+            params[n].copy_(self.shadow[n].to(params[n].dtype))

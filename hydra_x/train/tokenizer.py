@@ -1,0 +1,529 @@
+"""Train the HYDRA-X tokenizer: one process or many, one visible loop.
+
+    python -m hydra_x.train.tokenizer --config tiny                                  # CPU, embedded data
+    torchrun --nproc_per_node 8 -m hydra_x.train.tokenizer --config so400m-stage1 data.image_batch_size=32
+    python -m hydra_x.train.tokenizer --config so400m-stage2 init=runs/stage1        # starts from stage 1
+
+Each run folder holds checkpoints/, export/ (EMA weights as save_pretrained), metrics.jsonl, tensorboard/,
+samples/ (held-out grids and GIFs), skipped.log and config.json. A run restarted on the same folder
+resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+from torch.utils.flop_counter import FlopCounterMode
+
+from hydra_x.config import apply_overrides, parse_value
+from hydra_x.data import Batch, TokenizerDataLoader, heldout_clips, heldout_images
+from hydra_x.eval.metrics import psnr, ssim, video_psnr, video_ssim
+from hydra_x.teachers import load_teacher
+from hydra_x.tokenizer.model import HydraXTokenizer
+from hydra_x.train.checkpoint import CheckpointManager
+from hydra_x.train.distributed import (
+    DistInfo,
+    all_reduce_max,
+    all_reduce_mean,
+    destroy_distributed,
+    init_distributed,
+    parallelize_tokenizer,
+)
+from hydra_x.train.ema import EMA
+from hydra_x.train.optim import build_optimizer, build_scheduler, init_optimizer_state
+from hydra_x.train.run_log import RunLogger
+from hydra_x.train.tokenizer_config import STAGE_TRAINABLE, TokenizerTrainConfig
+from hydra_x.train.tokenizer_losses import TokenizerObjective, build_discriminator, load_lpips_for
+from hydra_x.train.visualize import save_heldout_pictures
+
+log = logging.getLogger("hydra_x.train")
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+
+def load_teachers(cfg: TokenizerTrainConfig, device: torch.device):
+    """Frozen teachers (never nn.Modules of the trained model, never in an optimizer)."""
+    dtype = DTYPES[cfg.teachers.dtype] if device.type == "cuda" else torch.float32
+    image = video = None
+    if cfg.teachers.image and cfg.stage != 2:
+        options = {"image_size": cfg.teachers.image_size} if cfg.teachers.image_size else {}
+        image = load_teacher(cfg.teachers.image, dtype=dtype, device=device, **options)
+    if cfg.teachers.video and cfg.stage != 2:
+        video = load_teacher(cfg.teachers.video, dtype=dtype, device=device)
+    return image, video
+
+
+def build_tokenizer(cfg: TokenizerTrainConfig, image_dim: int | None, video_dim: int | None) -> HydraXTokenizer:
+    """The starting weights on the CPU, fp32: random, SigLIP 2, or a previous stage's export."""
+    heads = {"image_teacher_dim": image_dim, "video_teacher_dim": video_dim}
+    if cfg.init is None:
+        return HydraXTokenizer.from_preset(cfg.model_preset, seed=cfg.seed, **{**heads, **cfg.model})
+    if cfg.init.startswith("siglip2:"):
+        overrides = {**heads, **cfg.model}
+        return HydraXTokenizer.from_siglip2(
+            cfg.init[len("siglip2:") :], preset=cfg.model_preset, seed=cfg.seed, **overrides
+        )
+    folder = Path(cfg.init)
+    if (folder / "export" / "config.json").is_file():
+        folder = folder / "export"
+    model = HydraXTokenizer.from_pretrained(folder if folder.exists() else cfg.init)
+    for name, dim in heads.items():
+        have = getattr(model.config, name)
+        if dim is not None and have != dim:
+            raise ValueError(f"{cfg.init} has {name}={have}, but the configured teacher has width {dim}")
+    return model
+
+
+def set_trainable(model: nn.Module, stage: int) -> list[str]:
+    prefixes = STAGE_TRAINABLE[stage]
+    trainable = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name.startswith(p) for p in prefixes))
+        if param.requires_grad:
+            trainable.append(name)
+    return trainable
+
+
+@torch.no_grad()
+def measure_latent_stats(model: HydraXTokenizer, loader: TokenizerDataLoader, batches: int, device: torch.device):
+    """Per-channel mean and std of the raw latent (posterior mean) over ``batches`` batches of every rank."""
+    c = model.config.latent_channels
+    sums = torch.zeros(3, c, dtype=torch.float64, device=device)  # count, sum, sum of squares
+    for _, batch in zip(range(batches), loader):
+        _, posterior = model.encode(batch.pixels.to(device), return_posterior=True)
+        z = posterior.mean.double().movedim(1, -1).reshape(-1, c)  # (B * S * h * w, C)
+        sums += torch.stack(
+            (torch.full((c,), float(z.shape[0]), device=device, dtype=torch.float64), z.sum(0), z.square().sum(0))
+        )
+    if dist.is_initialized():
+        dist.all_reduce(sums)
+    count, total, squares = sums
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+def measure_peak_tflops(device: torch.device) -> float | None:
+    """The bf16 matmul ceiling of this GPU (median of 10 products of 8192^3), the MFU denominator."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return 2 * 8192**3 / sorted(times)[5] / 1e12
+
+
+def posterior_noise(x: torch.Tensor, model_config, seed: int, micro_step: int, first_index: int) -> torch.Tensor:
+    """Standard-normal draws for the posterior samples, one generator per global sample index.
+
+    Sample i of rank r is global sample r * B + i of the micro-step, so one process with a batch of 2B
+    draws exactly the noise two processes with B each draw: losses match on any number of GPUs.
+    """
+    frames = x.shape[2] if x.ndim == 5 else 1
+    p = model_config.patch_size
+    shape = (model_config.latent_steps(frames), (x.shape[-2] // p) * (x.shape[-1] // p), model_config.latent_channels)
+    draws = [
+        torch.randn(
+            shape, generator=torch.Generator().manual_seed(hash((seed, micro_step, first_index + i)) & (2**63 - 1))
+        )
+        for i in range(x.shape[0])
+    ]
+    return torch.stack(draws).to(x.device, non_blocking=True)
+
+
+def budget_steps(cfg: TokenizerTrainConfig, step: int, done: int, loop_seconds: float, elapsed: float, device) -> int:
+    """The last step that fits the time budget at the speed of the ``done`` steps the loop has run so far.
+
+    ``elapsed`` counts from the start of ``train`` (setup included). Every rank gets the same answer.
+    """
+    rate = done / max(all_reduce_max(loop_seconds, device), 1e-9)
+    remaining = cfg.time_budget_minutes * 60 - all_reduce_max(elapsed, device) - 30  # export + last evaluation
+    return max(step, min(cfg.steps, step + int(rate * remaining * 0.97)))
+
+
+def tokens_in(x: torch.Tensor, patch: int) -> int:
+    """Frame-patch tokens of a batch: B x frames x (H / p) x (W / p)."""
+    frames = x.shape[2] if x.ndim == 5 else 1
+    return x.shape[0] * frames * (x.shape[-2] // patch) * (x.shape[-1] // patch)
+
+
+class StopFlag:
+    """SIGTERM / SIGINT ask the loop to checkpoint and stop at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor | None, clips: torch.Tensor | None, autocast) -> dict:
+    """Held-out reconstructions (posterior mean) with PSNR / SSIM; every rank runs it (FSDP needs that)."""
+    was_training = model.training
+    model.eval()
+    result: dict = {}
+    with autocast():
+        if images is not None:
+            rec = model(images, semantic=False).x_rec.float().clamp(-1, 1)
+            result.update(images=(images, rec), heldout_image_psnr=psnr(rec, images).mean().item())
+            result["heldout_image_ssim"] = ssim(rec, images).mean().item()
+        if clips is not None:
+            rec = model(clips, semantic=False).x_rec.float().clamp(-1, 1)
+            result.update(clips=(clips, rec), heldout_clip_psnr=video_psnr(rec, clips).mean().item())
+            result["heldout_clip_ssim"] = video_ssim(rec, clips).mean().item()
+    model.train(was_training)
+    return result
+
+
+def export_ema(model: nn.Module, ema: EMA | None, folder: Path, is_main: bool) -> Path | None:
+    """Gather the full weights (EMA where there is one) and write them as save_pretrained on rank 0."""
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if ema is not None:
+        for name, shadow in ema.shadow.items():
+            full = shadow.full_tensor() if hasattr(shadow, "full_tensor") else shadow
+            if is_main:
+                state[name] = full.detach().cpu().to(state[name].dtype)
+    if not is_main:
+        return None
+    clean = HydraXTokenizer.from_config(model.config, device="meta")
+    clean = clean.to_empty(device="cpu")
+    clean.load_state_dict(state)
+    return clean.save_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TokenizerTrainConfig) -> dict:
+    run_start = time.perf_counter()
+    info: DistInfo = init_distributed(cfg.device)
+    device = info.device
+    torch.manual_seed(cfg.seed * 1000 + info.rank)  # posterior samples differ per rank, reproducibly
+    run = Path(cfg.out_dir)
+    ckpts = CheckpointManager(run / "checkpoints", cfg.keep_last)
+    fsdp = cfg.fsdp if cfg.fsdp is not None else info.world_size > 1
+    if info.world_size > 1 and not fsdp:
+        raise ValueError("more than one process needs fsdp (set fsdp=true or leave it unset)")
+    bf16 = cfg.precision == "bf16" and device.type == "cuda"
+
+    resume_from = None
+    if cfg.resume == "auto":
+        resume_from = ckpts.latest()
+    elif cfg.resume != "never":
+        resume_from = Path(cfg.resume)
+
+    image_teacher, video_teacher = load_teachers(cfg, device)
+    model = build_tokenizer(cfg, image_teacher and image_teacher.dim, video_teacher and video_teacher.dim)
+    model.validate_inputs = False  # one device sync per step saved; the data pipeline checks its samples
+    model.to(device)
+    start_step, data_state = ckpts.position(resume_from) if resume_from else (0, None)
+    loader = TokenizerDataLoader(
+        cfg.data, rank=info.rank, world_size=info.world_size, start_step=start_step * cfg.grad_accum, state=data_state
+    )
+    if cfg.stage == 3 and resume_from is None:
+        # Stage 3 measures the latent statistics once; they then live in the model (and its checkpoints).
+        stats_loader = TokenizerDataLoader(cfg.data, rank=info.rank, world_size=info.world_size)
+        model.set_latent_stats(*measure_latent_stats(model, stats_loader, cfg.stage3_stat_batches, device))
+        del stats_loader
+    trainable = set_trainable(model, cfg.stage)
+    parallelize_tokenizer(
+        model,
+        fsdp=fsdp,
+        param_dtype=torch.bfloat16 if bf16 else None,
+        activation_checkpointing=cfg.activation_checkpointing,
+        compile_blocks=cfg.compile,
+    )
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 and not fsdp else nullcontext
+    optimizer = build_optimizer(model, cfg.optim)
+    planned = {"steps": cfg.steps}  # shortened once if a time budget is set
+    scheduler = build_scheduler(optimizer, cfg.optim, lambda: planned["steps"])
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    discriminator = build_discriminator(cfg.loss, device, cfg.seed) if cfg.stage != 3 else None
+    disc_opt = None
+    if discriminator is not None:
+        disc_opt = torch.optim.AdamW(discriminator.parameters(), lr=cfg.loss.disc_lr, betas=(0.5, 0.9))
+        init_optimizer_state(disc_opt)
+    lpips = load_lpips_for(cfg.loss) if cfg.stage != 3 else None
+    if lpips is not None:
+        lpips.to(device)
+    objective = TokenizerObjective(
+        cfg.loss,
+        cfg.stage,
+        image_teacher=image_teacher,
+        video_teacher=video_teacher,
+        lpips=lpips,
+        discriminator=discriminator,
+    )
+
+    def sharded_state() -> dict:
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        if discriminator is not None:
+            state["disc"], state["disc_optim"] = get_state_dict(discriminator, disc_opt)
+        return state
+
+    if resume_from is not None:
+        state = sharded_state()
+        meta = ckpts.load(resume_from, state)
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        if discriminator is not None:
+            set_state_dict(
+                discriminator, disc_opt, model_state_dict=state["disc"], optim_state_dict=state["disc_optim"]
+            )
+        scheduler.load_state_dict(meta["scheduler"])
+
+    logger = RunLogger(run, info.is_main, cfg.steps, start_step)
+    if info.is_main:
+        (run / "config.json").write_text(
+            json.dumps({**cfg.to_dict(), "resolved_model": model.config.to_dict()}, indent=2)
+        )
+        local_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+        logger.info(
+            f"stage {cfg.stage}: {len(trainable)} trainable tensors ({local_trainable:.1f}M on this rank), "
+            f"{info.world_size} process(es), device {device}, fsdp {fsdp}, "
+            f"{'resumed from ' + str(resume_from) if resume_from else 'fresh start'}; image teacher "
+            f"{image_teacher or 'none'}, video teacher {video_teacher or 'none'}, LPIPS {'on' if lpips else 'off'}, "
+            f"GAN {'from step ' + str(cfg.loss.gan_start) if discriminator else 'off'}"
+        )
+    peak = cfg.peak_tflops or measure_peak_tflops(device)
+    heldout = (
+        heldout_images(cfg.heldout_images, cfg.data.image_size).to(device) if cfg.heldout_images else None,
+        heldout_clips(cfg.heldout_clips, cfg.data.clip_frames, cfg.data.image_size).to(device)
+        if cfg.heldout_clips
+        else None,
+    )
+    stop = StopFlag()
+    batches = iter(loader)
+    flops_per_step = None
+    window = {"time": 0.0, "data": 0.0, "samples": 0, "tokens": 0, "steps": 0}
+    losses_sum: dict[str, float] = {}
+    final_eval: dict = {}
+    step = start_step
+    exit_code = 0
+    loop_start = time.perf_counter()
+    while step < planned["steps"]:
+        t0 = time.perf_counter()
+        # The first step's FLOPs (forward, backward, teachers, LPIPS, GAN) are counted once, for MFU.
+        counter = FlopCounterMode(display=False) if flops_per_step is None and device.type == "cuda" else nullcontext()
+        pending_d = []
+        with counter:
+            for micro in range(cfg.grad_accum):
+                t_data = time.perf_counter()
+                batch: Batch = next(batches)
+                window["data"] += time.perf_counter() - t_data
+                logger.skipped(step, batch.skipped)
+                x = batch.pixels.to(device, non_blocking=True)
+                micro_step = step * cfg.grad_accum + micro
+                noise = posterior_noise(x, model.config, cfg.seed, micro_step, info.rank * x.shape[0])
+                if fsdp:
+                    model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)
+                with autocast():
+                    out = model(x, noise=noise, reconstruct=objective.reconstruct, semantic=objective.semantic)
+                    terms = objective.generator(out, x, step)
+                (terms.total / cfg.grad_accum).backward()
+                if objective.gan_active(step):
+                    pending_d.append((x, out.x_rec.detach()))
+                for k, v in terms.values.items():
+                    losses_sum[k] = losses_sum.get(k, 0.0) + float(v) / cfg.grad_accum
+                losses_sum["total"] = losses_sum.get("total", 0.0) + float(terms.total.detach()) / cfg.grad_accum
+                window["samples"] += x.shape[0]
+                window["tokens"] += tokens_in(x, model.config.patch_size)
+        if isinstance(counter, FlopCounterMode):
+            flops_per_step = counter.get_total_flops()
+        params = [p for p in model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip or float("inf"))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if pending_d:
+            disc_opt.zero_grad(set_to_none=True)  # drop what the generator's backward left in D
+            for x_real, x_fake in pending_d:
+                with autocast():
+                    d_loss = objective.discriminator_loss(x_real, x_fake)
+                (d_loss / len(pending_d)).backward()
+                losses_sum["disc"] = losses_sum.get("disc", 0.0) + float(d_loss) / len(pending_d)
+            _average_gradients(discriminator)
+            disc_opt.step()
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        window["time"] += time.perf_counter() - t0
+        window["steps"] += 1
+        logger.advance()
+
+        if cfg.time_budget_minutes and step == start_step + cfg.budget_probe_steps:
+            now = time.perf_counter()
+            planned["steps"] = budget_steps(cfg, step, step - start_step, now - loop_start, now - run_start, device)
+            logger.set_total(planned["steps"])
+            logger.info(f"time budget {cfg.time_budget_minutes} min: the run ends at step {planned['steps']}")
+        last = step == planned["steps"]
+        if step % cfg.log_every == 0 or last:
+            means = all_reduce_mean({k: v / window["steps"] for k, v in losses_sum.items()}, device)
+            rates = all_reduce_mean({"samples": window["samples"], "tokens": window["tokens"]}, device)
+            seconds = all_reduce_max(window["time"], device)
+            record = {f"loss/{k}": v for k, v in means.items()}
+            record.update(
+                lr=scheduler.get_last_lr()[0],
+                grad_norm=float(grad_norm),
+                samples_per_s=rates["samples"] * info.world_size / seconds,
+                tokens_per_s=rates["tokens"] * info.world_size / seconds,
+                skipped_total=sum(logger.skip_counts.values()),
+                data_wait_fraction=window["data"] / max(window["time"], 1e-9),
+            )
+            if peak and flops_per_step:
+                record["mfu"] = flops_per_step * window["steps"] / seconds / (peak * 1e12)
+            postfix = {"loss": f"{means['total']:.4f}", "samp/s": f"{record['samples_per_s']:.1f}"}
+            if "mfu" in record:
+                postfix["mfu"] = f"{100 * record['mfu']:.1f}%"
+            logger.metrics(step, record, postfix)
+            losses_sum.clear()
+            window = {"time": 0.0, "data": 0.0, "samples": 0, "tokens": 0, "steps": 0}
+
+        if cfg.eval_every and (step % cfg.eval_every == 0 or last):
+            result = evaluate(model, *heldout, autocast)
+            scores = {k: v for k, v in result.items() if k.startswith("heldout_")}
+            logger.metrics(step, scores)
+            if info.is_main:
+                for path in save_heldout_pictures(run / "samples", step, result.get("images"), result.get("clips")):
+                    logger.image(path.stem.split("_")[0], path, step)
+                logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            final_eval = scores
+
+        stopping = all_reduce_max(float(stop.signum), device) > 0 or step == cfg.stop_at_step
+        if step % cfg.ckpt_every == 0 or last or stopping:
+            meta = {
+                "scheduler": scheduler.state_dict(),
+                "config": cfg.to_dict(),
+                "model_config": model.config.to_dict(),
+            }
+            ckpts.save(step, sharded_state(), meta, {"data": loader.state_dict()})
+            logger.info(f"checkpoint: step {step} -> {ckpts.path(step)}")
+        if stopping:
+            signum = int(all_reduce_max(float(stop.signum), device))
+            exit_code = 128 + signum if signum else 0
+            logger.info(f"stopped at step {step}; rerun the same command to resume")
+            break
+
+    summary = {"step": step, "skipped": dict(logger.skip_counts), **final_eval}
+    if step == planned["steps"]:
+        exported = export_ema(model, ema, run / "export", info.is_main)
+        if exported is not None:
+            logger.info(f"exported {'EMA' if ema else 'final'} weights to {exported}")
+            if cfg.eval_every:
+                ema_model = HydraXTokenizer.from_pretrained(exported, device=device)
+                ema_model.validate_inputs = False
+                ema_scores = {
+                    f"ema_{k}": v
+                    for k, v in evaluate(ema_model, *heldout, autocast).items()
+                    if k.startswith("heldout_")
+                }
+                logger.metrics(step, ema_scores)
+                logger.info("EMA export: " + ", ".join(f"{k} {v:.4f}" for k, v in ema_scores.items()))
+                summary.update(ema_scores)
+    if info.is_main:
+        (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    logger.close()
+    destroy_distributed()
+    summary["exit_code"] = exit_code
+    return summary
+
+
+def _average_gradients(module: nn.Module) -> None:
+    """The discriminator is small and replicated on every rank: average its gradients by all-reduce."""
+    if not dist.is_initialized():
+        return
+    world = dist.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def parse_config(argv: Sequence[str] | None = None) -> TokenizerTrainConfig:
+    from hydra_x.configs.train_tokenizer import TRAIN_PRESETS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hydra_x.train.tokenizer",
+        description="Train the HYDRA-X tokenizer (stage 1, 2 or 3) on image and video data. Settings are a preset "
+        "(--config) plus dotted overrides KEY=VALUE, e.g. steps=2000 data.image_size=128 optim.lr=1e-4 "
+        "model.width=256 (model.* are TokenizerConfig fields on top of model_preset).",
+        epilog=f"presets: {', '.join(sorted(TRAIN_PRESETS))}",
+    )
+    parser.add_argument("--config", default="tiny", help="a training preset (default: tiny, CPU-sized)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    if args.config not in TRAIN_PRESETS:
+        parser.error(f"unknown preset {args.config!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    cfg = TRAIN_PRESETS[args.config]()
+    model_overrides, overrides = dict(cfg.model), {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"overrides are KEY=VALUE, got {item!r}")
+        if key.startswith("model."):
+            model_overrides[key[len("model.") :]] = parse_value(value)
+        else:
+            overrides[key] = parse_value(value)
+    try:
+        cfg = apply_overrides(cfg, {**overrides, "model": model_overrides})
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        sys.exit(0)
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = parse_config(argv)
+    summary = train(cfg)
+    return summary["exit_code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

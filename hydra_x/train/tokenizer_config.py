@@ -1,0 +1,103 @@
+"""Configuration of tokenizer training: the three stages of HYDRA-X, losses, teachers, engine options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra_x.config import config_from_dict, config_to_dict
+from hydra_x.data.config import DataConfig
+from hydra_x.losses.gan import DiscriminatorConfig
+from hydra_x.train.optim import OptimConfig
+
+# What each stage trains (module-name prefixes of HydraXTokenizer); everything else is frozen.
+STAGE_TRAINABLE: dict[int, tuple[str, ...]] = {
+    # Stage 1, foundation: the whole tokenizer, jointly with image and video distillation.
+    1: ("",),
+    # Stage 2, decoder refinement: the encoder is frozen and the decoder is tuned with the GAN added.
+    2: ("decoder.",),
+    # Stage 3, representation harmonisation: latent statistics are stored, then only the Sem-ViT side
+    # learns on normalised latents (its input un-projection, the Decompressor and the heads with it).
+    3: ("sem_vit.", "bottleneck.from_latent.", "decompressor.", "image_head.", "video_head."),
+}
+
+
+@dataclass
+class LossConfig:
+    l1: float = 1.0
+    lpips: float = 1.0
+    lpips_weights: str | None = None  # a safetensors file, or "hf://<repo>/<file>"; None: the default lookup
+    lpips_required: bool = False  # False: without weights the run says so at start and goes on without LPIPS
+    lpips_frames: int = 4  # frames per clip that LPIPS sees (evenly spaced), to bound its cost on video
+    gan: float = 0.0  # generator weight (after the adaptive factor); 0 disables the GAN
+    gan_start: int = 0  # step at which the GAN loss and the discriminator's training start
+    gan_adaptive: bool = True  # VQGAN's adaptive weight: |grad rec| / |grad gan| at the decoder output
+    disc_lr: float = 1e-4
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    kl: float = 1e-4  # HYDRA's weight; per element of the latent
+    distill_image: float = 1.0  # cosine to the image teacher on images and on the anchor step of clips
+    distill_video: float = 1.0  # cosine to the video teacher through the Decompressor (video batches only)
+    consistency: float = 0.0  # HYDRA's cosine consistency between restored and pre-bottleneck features
+
+
+@dataclass
+class TeacherConfig:
+    image: str | None = None  # Hub id or folder: SigLIP 2 / SigLIP / DINOv2
+    video: str | None = None  # Hub id or folder: V-JEPA 2 / VideoMAE
+    dtype: str = "bfloat16"
+    image_size: int | None = None  # teacher input resolution for images; None: the teacher's default
+
+
+@dataclass
+class TokenizerTrainConfig:
+    model_preset: str = "tiny"
+    model: dict[str, Any] = field(default_factory=dict)  # TokenizerConfig overrides on top of the preset
+    # Where the weights start: None (random), "siglip2:<hub id or folder>", or a save_pretrained folder
+    # (e.g. the previous stage's <run>/export); a run folder means its export/.
+    init: str | None = None
+    stage: int = 1
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    teachers: TeacherConfig = field(default_factory=TeacherConfig)
+    steps: int = 1000
+    grad_accum: int = 1
+    seed: int = 0
+    device: str = "auto"  # auto | cuda | cpu
+    precision: str = "bf16"  # bf16 (on CUDA; CPU runs stay fp32) | fp32
+    fsdp: bool | None = None  # None: FSDP2 when more than one process
+    activation_checkpointing: bool = False
+    compile: bool = False
+    ema_decay: float = 0.999  # 0 disables the EMA
+    stage3_stat_batches: int = 32  # batches used to measure the latent statistics at the start of stage 3
+    log_every: int = 10
+    eval_every: int = 500  # held-out PSNR / SSIM, a PNG grid and a GIF strip
+    heldout_images: int = 8
+    heldout_clips: int = 2
+    ckpt_every: int = 1000
+    keep_last: int = 2
+    out_dir: str = "runs/tokenizer"
+    resume: str = "auto"  # auto (latest checkpoint in out_dir, if any) | never | a checkpoint folder
+    stop_at_step: int | None = None  # checkpoint and stop at this step (a time-limited job); rerun to go on
+    # A wall-clock budget for the whole run: after `budget_probe_steps` steps the run measures its speed and
+    # shortens `steps` (and the LR schedule with it) to end within the budget. Not exactly resumable.
+    time_budget_minutes: float | None = None
+    budget_probe_steps: int = 100
+    peak_tflops: float | None = None  # for MFU; None: measured on the GPU at start (bf16 matmul)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGE_TRAINABLE:
+            raise ValueError(f"stage must be 1, 2 or 3, got {self.stage}")
+        if self.steps < 1 or self.grad_accum < 1:
+            raise ValueError("steps and grad_accum must be at least 1")
+        if self.precision not in ("bf16", "fp32"):
+            raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if self.stage == 3 and self.init is None:
+            raise ValueError("stage 3 starts from a trained tokenizer: set init to the stage-2 export")
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenizerTrainConfig:
+        return config_from_dict(cls, data, where="train config")

@@ -1,0 +1,140 @@
+"""The tokenizer's training objective, term by term: L1, LPIPS, GAN, KL, distillation, consistency.
+
+Each term is returned unweighted for logging, and the total is the weighted sum. What a stage computes
+follows from what it trains: stage 2 has no KL or distillation (encoder and Sem-ViT frozen), stage 3 no
+reconstruction terms (decoder frozen, not even run).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hydra_x.losses import (
+    LPIPS,
+    PatchDiscriminator,
+    adaptive_gan_weight,
+    consistency_loss,
+    d_hinge_loss,
+    g_hinge_loss,
+    gan_weight_at,
+    image_distill_loss,
+    load_lpips,
+    video_distill_loss,
+)
+from hydra_x.teachers.base import FrozenTeacher
+from hydra_x.tokenizer.model import TokenizerOutput
+from hydra_x.train.tokenizer_config import LossConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor
+    values: dict[str, torch.Tensor] = field(default_factory=dict)  # unweighted, detached
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+def load_lpips_for(config: LossConfig) -> LPIPS | None:
+    """LPIPS per the config: a file, ``hf://repo/file`` on the Hub, or off (with a message) if allowed."""
+    if config.lpips <= 0:
+        return None
+    spec = config.lpips_weights
+    if spec and spec.startswith("hf://"):
+        repo, _, filename = spec[len("hf://") :].rpartition("/")
+        return load_lpips(repo_id=repo, filename=filename, required=config.lpips_required)
+    return load_lpips(Path(spec) if spec else None, required=config.lpips_required)
+
+
+def frames_for_lpips(x: torch.Tensor, count: int) -> torch.Tensor:
+    """Clips (B, C, F, H, W) -> (B * count, C, H, W) of evenly spaced frames; images pass through."""
+    if x.ndim == 4:
+        return x
+    idx = torch.linspace(0, x.shape[2] - 1, min(count, x.shape[2])).round().long().to(x.device)
+    return x.index_select(2, idx).transpose(1, 2).flatten(0, 1)
+
+
+class TokenizerObjective:
+    def __init__(
+        self,
+        config: LossConfig,
+        stage: int,
+        *,
+        image_teacher: FrozenTeacher | None = None,
+        video_teacher: FrozenTeacher | None = None,
+        lpips: LPIPS | None = None,
+        discriminator: nn.Module | None = None,
+    ) -> None:
+        self.config, self.stage = config, stage
+        self.image_teacher, self.video_teacher = image_teacher, video_teacher
+        self.lpips, self.discriminator = lpips, discriminator
+        self.reconstruct = stage in (1, 2)
+        self.semantic = stage in (1, 3)
+
+    def gan_active(self, step: int) -> bool:
+        return self.discriminator is not None and self.config.gan > 0 and gan_weight_at(step, self.config.gan_start) > 0
+
+    def generator(self, out: TokenizerOutput, x: torch.Tensor, step: int) -> LossTerms:
+        """The tokenizer's loss for pixels ``x`` and the forward output ``out``."""
+        cfg = self.config
+        terms: dict[str, tuple[float, torch.Tensor]] = {}
+        if self.reconstruct:
+            x_rec = out.x_rec
+            terms["l1"] = (cfg.l1, F.l1_loss(x_rec.float(), x.float()))
+            if self.lpips is not None:
+                pair = frames_for_lpips(x_rec, cfg.lpips_frames), frames_for_lpips(x, cfg.lpips_frames)
+                terms["lpips"] = (cfg.lpips, self.lpips(pair[0].float(), pair[1].float()).mean())
+            if self.gan_active(step):
+                rec = sum(w * v for w, v in terms.values())
+                # D's parameters collect gradients here too; the loop zeroes them before D's own backward.
+                gan = g_hinge_loss(self.discriminator(x_rec))
+                weight = cfg.gan * gan_weight_at(step, cfg.gan_start)
+                if cfg.gan_adaptive:
+                    # Gradient norms at the decoder output: free of FSDP sharding (see adaptive_gan_weight).
+                    weight = weight * float(adaptive_gan_weight(rec, gan, x_rec, across_ranks=True))
+                terms["gan"] = (weight, gan)
+        if self.stage == 1:
+            terms["kl"] = (cfg.kl, out.posterior.kl())
+        if self.semantic:
+            self._distillation(out, x, terms)
+        total = sum(w * v for w, v in terms.values() if w)
+        if not isinstance(total, torch.Tensor):
+            raise ValueError(f"stage {self.stage}: every loss term is off (check the loss weights and teachers)")
+        return LossTerms(
+            total=total,
+            values={k: v.detach() for k, (_, v) in terms.items()},
+            weights={k: float(w) for k, (w, _) in terms.items()},
+        )
+
+    def _distillation(self, out: TokenizerOutput, x: torch.Tensor, terms: dict) -> None:
+        cfg = self.config
+        grid = (out.z.shape[-2], out.z.shape[-1])
+        if self.image_teacher is not None and cfg.distill_image > 0 and out.image_features is not None:
+            anchor = x if x.ndim == 4 else x[:, :, 0]
+            teacher = self.image_teacher(anchor)
+            terms["distill_image"] = (cfg.distill_image, image_distill_loss(out.image_features, teacher, grid=grid))
+        if self.video_teacher is not None and cfg.distill_video > 0 and out.video_features is not None:
+            teacher = self.video_teacher(x[:, :, 1:])  # the T frames after the anchor, as D(s[1:]) covers
+            terms["distill_video"] = (cfg.distill_video, video_distill_loss(out.video_features, teacher, grid=grid))
+        if cfg.consistency > 0 and out.h_restored is not None:
+            terms["consistency"] = (cfg.consistency, consistency_loss(out.h_restored, out.h))
+
+    def discriminator_loss(self, x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
+        real = self.discriminator(x.detach())
+        fake = self.discriminator(x_rec.detach())
+        return d_hinge_loss(real, fake)
+
+
+def build_discriminator(config: LossConfig, device: torch.device, seed: int) -> PatchDiscriminator | None:
+    """The discriminator, initialised from ``seed`` alone: every rank holds the same replica."""
+    if config.gan <= 0:
+        return None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PatchDiscriminator(config.discriminator).to(device)

@@ -1,0 +1,169 @@
+"""Tokenizer training end to end on the CPU: learning, exact resume, atomic checkpoints, bad data, stages."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from hydra_x import HydraXTokenizer
+from hydra_x.configs.train_tokenizer import tiny
+from hydra_x.data import TokenizerDataLoader
+from hydra_x.data.config import SourceConfig
+from hydra_x.train.checkpoint import CheckpointManager
+from hydra_x.train.tokenizer import train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(out: Path, **changes):
+    cfg = tiny()
+    cfg.out_dir = str(out)
+    cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every = 6, 1, 0, 100
+    cfg.heldout_images, cfg.heldout_clips = 2, 1
+    cfg.data.image_size, cfg.data.clip_frames = 32, 5
+    cfg.data.image_batch_size, cfg.data.video_batch_size = 4, 2
+    cfg.optim.warmup_steps = 2
+    for key, value in changes.items():
+        target = cfg
+        *parents, leaf = key.split("__")
+        for part in parents:
+            target = getattr(target, part)
+        setattr(target, leaf, value)
+    return cfg
+
+
+def losses(run: Path, key: str = "loss/total") -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r[key] for r in rows if key in r}
+
+
+@pytest.mark.parametrize("source", ["embedded_images", "embedded_videos"])
+def test_a_few_dozen_steps_lower_the_reconstruction_loss(tmp_path, source):
+    cfg = config(tmp_path, steps=60, ema_decay=0.0, data__sources=(SourceConfig(source),))
+    cfg.optim.lr = 3e-3
+    train(cfg)
+    l1 = list(losses(tmp_path, "loss/l1").values())
+    assert len(l1) == 60 and sum(l1[-10:]) < 0.9 * sum(l1[:10])
+    # On fixed batches of the data (posterior mean, so no sampling noise): the trained weights (the
+    # export, raw weights with the EMA off) reconstruct them clearly better than the initial weights.
+    batches = [b.pixels for _, b in zip(range(3), TokenizerDataLoader(cfg.data))]
+    initial = HydraXTokenizer.from_preset(cfg.model_preset, seed=cfg.seed).eval()
+    trained = HydraXTokenizer.from_pretrained(tmp_path / "export")
+    with torch.no_grad():
+        before, after = (sum(F.l1_loss(m(x).x_rec, x).item() for x in batches) for m in (initial, trained))
+    assert after < 0.93 * before, (before, after)
+
+
+def test_resume_follows_the_uninterrupted_loss_curve(tmp_path):
+    changes = dict(steps=8, loss__gan=0.1, loss__gan_start=2, loss__gan_adaptive=False)
+    train(config(tmp_path / "straight", **changes))
+    stopped = config(tmp_path / "resumed", stop_at_step=4, **changes)
+    assert train(stopped)["step"] == 4
+    assert CheckpointManager(tmp_path / "resumed" / "checkpoints").latest().name == "step_00000004"
+    train(config(tmp_path / "resumed", **changes))  # same command again: resumes at step 4
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert sorted(resumed) == list(range(1, 9))
+    for step in range(1, 9):
+        assert resumed[step] == straight[step], (step, resumed[step], straight[step])
+    assert "loss/disc" in json.loads((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_killing_the_run_while_it_writes_a_checkpoint_leaves_the_previous_one(tmp_path):
+    marker = tmp_path / "saving"
+    env = {
+        **os.environ,
+        "HYDRA_X_SLOW_CHECKPOINT": "120",
+        "HYDRA_X_SLOW_CHECKPOINT_STEP": "4",
+        "HYDRA_X_SLOW_CHECKPOINT_MARKER": str(marker),
+    }
+    args = [f"out_dir={tmp_path / 'run'}", "steps=6", "ckpt_every=2", "eval_every=0", "data.image_size=32"]
+    args += ["data.clip_frames=5", "heldout_images=0", "heldout_clips=0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hydra_x.train.tokenizer", "--config", "tiny", *args], env=env, cwd=ROOT
+    )
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None, "the run ended before writing the checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    manager = CheckpointManager(tmp_path / "run" / "checkpoints")
+    assert manager.latest().name == "step_00000002"
+    assert (tmp_path / "run" / "checkpoints" / "step_00000004.tmp").is_dir()  # the half-written one
+    summary = train(config(tmp_path / "run", steps=6, ckpt_every=2))
+    assert summary["step"] == 6 and manager.latest().name == "step_00000006"
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+
+
+def test_stages_2_and_3_freeze_exactly_what_they_should(tmp_path):
+    from hydra_x.teachers.tiny import save_tiny_teacher
+
+    teachers = dict(
+        teachers__image=str(save_tiny_teacher("siglip2", tmp_path / "siglip2")),
+        teachers__video=str(save_tiny_teacher("videomae", tmp_path / "videomae")),
+    )
+    train(config(tmp_path / "s1", steps=3, **teachers))
+    s1 = load_file(tmp_path / "s1" / "export" / "model.safetensors")
+    train(config(tmp_path / "s2", steps=3, stage=2, init=str(tmp_path / "s1"), loss__gan=0.1, loss__kl=0.0))
+    s2 = load_file(tmp_path / "s2" / "export" / "model.safetensors")
+    for name, tensor in s1.items():
+        if name.startswith("decoder."):
+            continue
+        assert torch.equal(tensor, s2[name]), name
+    assert not torch.equal(s1["decoder.blocks.0.mlp.fc1.weight"], s2["decoder.blocks.0.mlp.fc1.weight"])
+
+    train(config(tmp_path / "s3", steps=3, stage=3, init=str(tmp_path / "s2"), stage3_stat_batches=2, **teachers))
+    s3 = load_file(tmp_path / "s3" / "export" / "model.safetensors")
+    assert not torch.equal(s3["latent_std"], torch.ones_like(s3["latent_std"]))  # statistics stored
+    # Frozen in stage 3: the Gen-ViT, the bottleneck's encoder side and the decoder. The decoder's input
+    # projection was re-parameterised for normalised latents (same function), so check it through that.
+    from hydra_x import HydraXTokenizer
+
+    expected = HydraXTokenizer.from_pretrained(tmp_path / "s2" / "export")
+    expected.set_latent_stats(s3["latent_mean"], s3["latent_std"])
+    reference = expected.state_dict()
+    for name, tensor in s3.items():
+        trained = name.startswith(
+            ("sem_vit.", "bottleneck.from_latent.", "decompressor.", "image_head.", "video_head.")
+        )
+        if not trained:
+            assert torch.equal(tensor, reference[name]), name
+    assert not torch.equal(s3["sem_vit.blocks.0.mlp.fc1.weight"], reference["sem_vit.blocks.0.mlp.fc1.weight"])
+
+
+def test_a_run_with_teachers_distils_from_them(tmp_path):
+    from hydra_x.teachers.tiny import save_tiny_teacher
+
+    image_teacher = save_tiny_teacher("siglip2", tmp_path / "siglip2")
+    video_teacher = save_tiny_teacher("videomae", tmp_path / "videomae")
+    cfg = config(tmp_path / "run", steps=4, teachers__image=str(image_teacher), teachers__video=str(video_teacher))
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/distill_image" in r for r in rows) and any("loss/distill_video" in r for r in rows)
+
+
+def test_bad_files_in_folders_and_shards_are_skipped_counted_and_logged(
+    tmp_path, bad_image_dir, bad_video_dir, bad_image_shards
+):
+    sources = (
+        SourceConfig("image_folder", str(bad_image_dir)),
+        SourceConfig("video_folder", str(bad_video_dir)),
+        SourceConfig("image_shards", str(bad_image_shards)),
+    )
+    summary = train(config(tmp_path, steps=12, data__sources=sources, data__image_batch_size=6))
+    assert summary["step"] == 12
+    log = (tmp_path / "skipped.log").read_text()
+    for name in ("bad_empty.png", "bad_truncated.jpg", "bad_corrupt.png", "bad_empty.mp4", "bad_text.mp4"):
+        assert name in log, name
+    assert sum(summary["skipped"].values()) == len(log.splitlines())
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["skipped_total"] == len(log.splitlines())
