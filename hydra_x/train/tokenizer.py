@@ -160,12 +160,13 @@ def posterior_noise(x: torch.Tensor, model_config, seed: int, micro_step: int, f
 
 
 def budget_steps(cfg: TokenizerTrainConfig, step: int, done: int, loop_seconds: float, elapsed: float, device) -> int:
-    """The last step that fits the time budget at the speed of the ``done`` steps the loop has run so far.
+    """The last step that fits the time budget at the speed of ``done`` steps that took ``loop_seconds``.
 
     ``elapsed`` counts from the start of ``train`` (setup included). Every rank gets the same answer.
     """
     rate = done / max(all_reduce_max(loop_seconds, device), 1e-9)
-    remaining = cfg.time_budget_minutes * 60 - all_reduce_max(elapsed, device) - 30  # export + last evaluation
+    # Kept back for the export and the last evaluations (which may compile new shapes).
+    remaining = cfg.time_budget_minutes * 60 - all_reduce_max(elapsed, device) - cfg.budget_reserve_s
     return max(step, min(cfg.steps, step + int(rate * remaining * 0.97)))
 
 
@@ -239,6 +240,8 @@ def train(cfg: TokenizerTrainConfig) -> dict:
     if info.world_size > 1 and not fsdp:
         raise ValueError("more than one process needs fsdp (set fsdp=true or leave it unset)")
     bf16 = cfg.precision == "bf16" and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
 
     resume_from = None
     if cfg.resume == "auto":
@@ -338,7 +341,8 @@ def train(cfg: TokenizerTrainConfig) -> dict:
     final_eval: dict = {}
     step = start_step
     exit_code = 0
-    loop_start = time.perf_counter()
+    nonfinite = nonfinite_total = 0
+    probe_start = time.perf_counter()
     while step < planned["steps"]:
         t0 = time.perf_counter()
         # The first step's FLOPs (forward, backward, teachers, LPIPS, GAN) are counted once, for MFU.
@@ -370,7 +374,19 @@ def train(cfg: TokenizerTrainConfig) -> dict:
             flops_per_step = counter.get_total_flops()
         params = [p for p in model.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip or float("inf"))
-        optimizer.step()
+        if torch.isfinite(grad_norm):  # the norm is global: every rank takes the same branch
+            optimizer.step()
+            nonfinite = 0
+        else:
+            # A NaN / Inf gradient would poison every weight through the clipping scale: skip the step.
+            nonfinite += 1
+            nonfinite_total += 1
+            logger.info(f"step {step + 1}: non-finite gradient norm, update skipped ({nonfinite} in a row)")
+            if nonfinite >= cfg.max_nonfinite_steps:
+                raise FloatingPointError(
+                    f"{nonfinite} consecutive steps had non-finite gradients (last at step {step + 1}); the run "
+                    "diverged: lower optim.lr or check the data; the last checkpoint holds finite weights"
+                )
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if pending_d:
@@ -391,9 +407,12 @@ def train(cfg: TokenizerTrainConfig) -> dict:
         window["steps"] += 1
         logger.advance()
 
+        if cfg.time_budget_minutes and step == start_step + cfg.budget_probe_steps // 2:
+            probe_start = time.perf_counter()  # the speed is measured after warm-up and compilation
         if cfg.time_budget_minutes and step == start_step + cfg.budget_probe_steps:
             now = time.perf_counter()
-            planned["steps"] = budget_steps(cfg, step, step - start_step, now - loop_start, now - run_start, device)
+            done = cfg.budget_probe_steps - cfg.budget_probe_steps // 2
+            planned["steps"] = budget_steps(cfg, step, done, now - probe_start, now - run_start, device)
             logger.set_total(planned["steps"])
             logger.info(f"time budget {cfg.time_budget_minutes} min: the run ends at step {planned['steps']}")
         last = step == planned["steps"]
@@ -408,6 +427,7 @@ def train(cfg: TokenizerTrainConfig) -> dict:
                 samples_per_s=rates["samples"] * info.world_size / seconds,
                 tokens_per_s=rates["tokens"] * info.world_size / seconds,
                 skipped_total=sum(logger.skip_counts.values()),
+                nonfinite_steps_total=nonfinite_total,
                 data_wait_fraction=window["data"] / max(window["time"], 1e-9),
             )
             if peak and flops_per_step:

@@ -68,6 +68,10 @@ class TokenizerTrainConfig:
     fsdp: bool | None = None  # None: FSDP2 when more than one process
     activation_checkpointing: bool = False
     compile: bool = False
+    # cuDNN's SDPA backward returns NaN gradients on H100/H200 for some shapes in torch 2.11-2.13
+    # (pytorch/pytorch#196678, NVIDIA/cudnn-frontend#1072); training uses flash / memory-efficient SDPA.
+    cudnn_attention: bool = False
+    max_nonfinite_steps: int = 20  # consecutive steps with a NaN / Inf gradient (skipped) before the run stops
     ema_decay: float = 0.999  # 0 disables the EMA
     stage3_stat_batches: int = 32  # batches used to measure the latent statistics at the start of stage 3
     log_every: int = 10
@@ -82,7 +86,8 @@ class TokenizerTrainConfig:
     # A wall-clock budget for the whole run: after `budget_probe_steps` steps the run measures its speed and
     # shortens `steps` (and the LR schedule with it) to end within the budget. Not exactly resumable.
     time_budget_minutes: float | None = None
-    budget_probe_steps: int = 100
+    budget_probe_steps: int = 100  # the speed is measured over the second half of these steps
+    budget_reserve_s: float = 60.0
     peak_tflops: float | None = None  # for MFU; None: measured on the GPU at start (bf16 matmul)
 
     def __post_init__(self) -> None:
