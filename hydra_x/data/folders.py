@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from hydra_x.data.buckets import (
     Bucket,
@@ -37,7 +37,7 @@ from hydra_x.data.buckets import (
     sample_rng,
 )
 from hydra_x.data.config import DataConfig
-from hydra_x.data.media import IMAGE_EXTENSIONS, READ_INTERPOLATION, MediaError, image_to_tensor, read_image
+from hydra_x.data.media import IMAGE_EXTENSIONS, MediaError, decode_image, frame_to_tensor, read_image
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv", ".3gp"}
@@ -94,15 +94,7 @@ def _check_size(src: str | Path | bytes, name: str) -> None:
 def decode_image_bytes(data: bytes, name: str) -> torch.Tensor:
     """An encoded image (a shard member) -> (3, H, W) in [-1, 1], exactly as media.read_image reads files."""
     _check_size(data, name)
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            decoded = ImageOps.exif_transpose(im)
-    except UnidentifiedImageError:
-        raise SampleError(name, "not a readable image (corrupt, or a format Pillow does not know)", "corrupt") from None
-    except Exception as err:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error ... for bad data
-        raise SampleError(name, f"cannot decode the image, truncated or corrupt ({_reason(err)})", "corrupt") from err
-    return image_to_tensor(decoded)
+    return decode_image(io.BytesIO(data), name)  # a MediaError counts as "corrupt" (skip_category)
 
 
 def image_header_size(path: str | Path) -> tuple[int, int]:
@@ -156,16 +148,6 @@ def _open(src: str | Path | bytes, name: str) -> tuple[av.container.InputContain
         container.close()
         raise SampleError(name, "the video stream has no decoder or no frame size (unsupported codec?)", "undecodable")
     return container, stream
-
-
-def _to_tensor(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
-    """A decoded frame -> (3, H, W) in [-1, 1] (what media.iter_video_frames does; high bit depth kept)."""
-    deep = max(c.bits for c in frame.format.components) > 8
-    arr = frame.to_ndarray(
-        format="rgb48le" if deep else "rgb24", width=width, height=height, interpolation=READ_INTERPOLATION
-    )
-    x = torch.from_numpy(arr.astype(np.float32) / (65535.0 if deep else 255.0)).permute(2, 0, 1)
-    return (x * 2 - 1).clamp_(-1, 1).contiguous()
 
 
 def _clip_plan(stream, container, spec: ClipSpec, name: str, u_start: float) -> tuple[float, float, float, int | None]:
@@ -254,7 +236,7 @@ def _collect(container, stream, name, spec, t0, start, rate, fitter) -> tuple[li
                 if ft < t0 - 0.5 / rate:
                     continue
                 if kept % spec.stride == 0:
-                    out.append(fit(_to_tensor(frame, width, height)))
+                    out.append(fit(frame_to_tensor(frame, width, height)))
                     if len(out) == spec.frames:
                         return out, count
                 kept += 1
@@ -263,10 +245,10 @@ def _collect(container, stream, name, spec, t0, start, rate, fitter) -> tuple[li
             cur_x = None
             while len(out) < spec.frames and targets[len(out)] < ft - eps:
                 if prev is None:  # t0 before the first frame: the first frame stands in
-                    cur_x = cur_x if cur_x is not None else fit(_to_tensor(frame, width, height))
+                    cur_x = cur_x if cur_x is not None else fit(frame_to_tensor(frame, width, height))
                     out.append(cur_x)
                     continue
-                prev_x = prev_x if prev_x is not None else fit(_to_tensor(prev, width, height))
+                prev_x = prev_x if prev_x is not None else fit(frame_to_tensor(prev, width, height))
                 out.append(prev_x)
             if len(out) == spec.frames:
                 return out, count
@@ -279,7 +261,7 @@ def _collect(container, stream, name, spec, t0, start, rate, fitter) -> tuple[li
     if targets is not None and prev is not None:
         # The last frame stays on screen for one frame interval.
         while len(out) < spec.frames and targets[len(out)] < prev_t + 1 / rate - eps:
-            prev_x = prev_x if prev_x is not None else fit(_to_tensor(prev, width, height))
+            prev_x = prev_x if prev_x is not None else fit(frame_to_tensor(prev, width, height))
             out.append(prev_x)
         if len(out) == spec.frames:
             return out, count

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -150,15 +151,20 @@ def read_image(path: PathLike) -> torch.Tensor:
     not later. Pillow's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left as it is (False by default).
     """
     path = _check_file(path)
+    return decode_image(path, path)
+
+
+def decode_image(source: PathLike | BinaryIO, name: PathLike) -> torch.Tensor:
+    """A file path or an open binary stream (e.g. a shard member) -> (3, H, W) in [-1, 1]; ``name`` is for errors."""
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im.load()
             # A copy, decoded; rotated / flipped as the EXIF orientation tag says (as viewers show it).
             decoded = ImageOps.exif_transpose(im)
     except UnidentifiedImageError:
-        raise MediaError(path, "not a readable image (corrupt, or a format Pillow does not know)") from None
+        raise MediaError(name, "not a readable image (corrupt, or a format Pillow does not know)") from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error ... for bad data
-        raise MediaError(path, f"cannot decode the image, the file is truncated or corrupt ({_reason(err)})") from err
+        raise MediaError(name, f"cannot decode the image, the file is truncated or corrupt ({_reason(err)})") from err
     return image_to_tensor(decoded)
 
 
@@ -246,7 +252,7 @@ def video_info(path: PathLike) -> VideoInfo:
         )
 
 
-def _frame_to_tensor(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
+def frame_to_tensor(frame: av.VideoFrame, width: int, height: int) -> torch.Tensor:
     """A decoded frame -> (3, H, W) float32 in [-1, 1]; high-bit-depth video keeps its precision."""
     deep = max(c.bits for c in frame.format.components) > 8
     fmt = "rgb48le" if deep else "rgb24"
@@ -274,7 +280,7 @@ def iter_video_frames(path: PathLike, max_frames: int | None = None) -> Iterator
     with container:
         try:
             for frame in container.decode(stream):
-                yield _frame_to_tensor(frame, width, height)
+                yield frame_to_tensor(frame, width, height)
                 count += 1
                 if count == max_frames:
                     return
