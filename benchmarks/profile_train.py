@@ -22,6 +22,46 @@ from torch.profiler import ProfilerActivity, profile
 from hydra_x.train import tokenizer as loop
 
 
+class ProfileOptimizerSteps:
+    """torch.profiler over optimizer steps ``first``..``last`` of whatever trains inside the ``with`` block.
+
+    The AdamW step marks a training step, so the real loop is profiled without changing it.
+    """
+
+    def __init__(self, first: int = 20, last: int = 30) -> None:
+        self.first, self.last = first, last
+        self.prof = None
+        self._original = None
+
+    def __enter__(self) -> ProfileOptimizerSteps:
+        self._original = original = torch.optim.AdamW.step
+        count = {"n": 0}
+
+        def step_hook(optimizer, *a, **k):
+            count["n"] += 1
+            if count["n"] == self.first and torch.cuda.is_available():
+                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                self.prof.__enter__()
+            result = original(optimizer, *a, **k)
+            if count["n"] == self.last and self.prof is not None:
+                torch.cuda.synchronize()
+                self.prof.__exit__(None, None, None)
+            return result
+
+        torch.optim.AdamW.step = step_hook
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.optim.AdamW.step = self._original
+
+    def table(self, rows: int = 30) -> str:
+        """Device ops by total CUDA time over the profiled steps ('' without a GPU)."""
+        if self.prof is None:
+            return ""
+        averages = self.prof.key_averages()
+        return averages.table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=50)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="small")
@@ -35,27 +75,12 @@ def main() -> None:
         + ["heldout_images=0", "heldout_clips=0", f"log_every={max(args.steps // 3, 1)}", *args.overrides]
     )
 
-    # Device side: torch.profiler over steps 20-30 of the loop (the optimizer's step marks a step).
-    original_step = torch.optim.AdamW.step
-    state = {"n": 0, "prof": None}
-
-    def step_hook(self, *a, **k):
-        state["n"] += 1
-        if state["n"] == 20 and torch.cuda.is_available():
-            state["prof"] = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
-            state["prof"].__enter__()
-        result = original_step(self, *a, **k)
-        if state["n"] == 30 and state["prof"] is not None:
-            torch.cuda.synchronize()
-            state["prof"].__exit__(None, None, None)
-        return result
-
-    torch.optim.AdamW.step = step_hook
+    device_profile = ProfileOptimizerSteps(first=20, last=30)
     profiler = cProfile.Profile()
-    profiler.enable()
-    loop.train(cfg)
-    profiler.disable()
-    torch.optim.AdamW.step = original_step
+    with device_profile:
+        profiler.enable()
+        loop.train(cfg)
+        profiler.disable()
 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for r in rows:
@@ -65,10 +90,7 @@ def main() -> None:
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(args.rows)
     print(text.getvalue()[-9000:])
-    if state["prof"] is not None:
-        averages = state["prof"].key_averages()
-        table = averages.table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=50)
-        print(table)
+    print(device_profile.table(args.rows))
 
 
 if __name__ == "__main__":

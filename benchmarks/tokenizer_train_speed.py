@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+from profile_train import ProfileOptimizerSteps
 
+from hydra_x.config import parse_value
 from hydra_x.configs.train_tokenizer import tiny
 from hydra_x.data.config import DataConfig, SourceConfig
 from hydra_x.losses import LPIPS, save_lpips
@@ -71,12 +74,21 @@ def run_case(args, kind: str, root: Path, teachers: TeacherConfig, lpips_path: P
     cfg.optim = OptimConfig(lr=1e-4, warmup_steps=10)
     cfg.loss = LossConfig(lpips=1.0, lpips_weights=str(lpips_path), lpips_required=True, kl=1e-4)
     cfg.teachers = teachers
-    cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every = args.steps, args.steps // 2, 0, 10**9
+    # With --profile, 3 more steps run after the measured ones and are profiled (outside the measured window).
+    cfg.steps = args.steps + (3 if args.profile else 0)
+    cfg.log_every, cfg.eval_every, cfg.ckpt_every = args.steps // 2, 0, 10**9
+    cfg.fsdp = args.fsdp or None
     cfg.activation_checkpointing, cfg.compile, cfg.ema_decay = args.activation_checkpointing, compile_blocks, 0.999
     cfg.heldout_images = cfg.heldout_clips = 0
-    train(cfg)
+    cfg.model = {field: parse_value(value) for field, value in args.model_override}
+    first = args.steps if args.profile else 10**9
+    with ProfileOptimizerSteps(first=first, last=first + 3) as device_profile:
+        train(cfg)
+    if args.profile:
+        print(f"\n### device ops, {kind}, compiled {compile_blocks} (3 steps)\n{device_profile.table(args.profile)}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    last = [r for r in rows if "samples_per_s" in r][-1]
+    last = next(r for r in rows if "samples_per_s" in r and r["step"] == args.steps)
+    shutil.rmtree(out, ignore_errors=True)  # an so400m checkpoint with its optimizer is ~15 GB
     peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else float("nan")
     return {"case": kind, "compiled": compile_blocks, "peak_gib": peak, **last}
 
@@ -92,6 +104,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    parser.add_argument(
+        "--fsdp", action="store_true", help="FSDP2 on one process: bf16 compute weights instead of autocast"
+    )
+    parser.add_argument("--cases", default="images,clips", help="comma-separated: images, clips")
+    parser.add_argument(
+        "--model-override",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("FIELD", "VALUE"),
+        help="a TokenizerConfig field for every case, e.g. --model-override attention_impl flex",
+    )
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS", help="print the top ROWS device ops")
     parser.add_argument("--tiny-teachers", action="store_true", help="tiny teachers (CPU smoke test)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -107,7 +132,7 @@ def main() -> None:
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     results = []
     for compile_blocks in modes:
-        for kind in ("images", "clips"):
+        for kind in args.cases.split(","):
             if args.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             results.append(run_case(args, kind, root, teachers, lpips_path, compile_blocks))
@@ -116,7 +141,7 @@ def main() -> None:
     teachers_label = "tiny" if args.tiny_teachers else "SigLIP 2 So400m + V-JEPA 2 L"
     print(f"\n## Tokenizer training throughput: preset {args.preset}, {args.size}^2, teachers {teachers_label}")
     batch = f"{args.image_batch} images or {args.video_batch} clips of 17 frames"
-    print(f"per-step batch: {batch}; activation checkpointing {args.activation_checkpointing}\n")
+    print(f"per-step batch: {batch}; activation checkpointing {args.activation_checkpointing}; fsdp {args.fsdp}\n")
     print("| case | compiled | samples/s | tokens/s | MFU | data wait | peak GiB | loss |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:

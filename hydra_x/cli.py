@@ -1,9 +1,12 @@
 """The ``hydra-x`` command: parameter counts, and reconstruct / encode / decode images and videos.
 
     hydra-x info [--preset so400m | --ckpt DIR]
-    hydra-x reconstruct IN OUT [model options] [--clip-frames 17] [--max-frames N] [--resize SHORT_SIDE]
+    hydra-x reconstruct IN OUT [model options] [--clip-frames 17] [--max-frames N] [--resize SHORT_SIDE] [--steps N]
     hydra-x encode IN OUT.safetensors [same options]
-    hydra-x decode IN.safetensors OUT [model options]
+    hydra-x decode IN.safetensors OUT [model options] [--steps N]
+
+A checkpoint with a flow-matching decoder samples its pixels: ``--steps`` Euler steps (default: its config's
+flow_steps) from noise seeded by ``--seed``, so the same seed gives the same pixels.
 
 Errors a user can fix (bad or unreadable files, bad options, unknown preset, unloadable checkpoint) print one
 line ``hydra-x: error: ...`` on stderr and exit with 2; anything else is a bug: one line and exit 1, or the
@@ -16,7 +19,7 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,19 +190,39 @@ def encode_pixels(model: HydraXTokenizer, x: torch.Tensor, clip_frames: int | No
 
 
 @torch.inference_mode()
-def decode_latent(model: HydraXTokenizer, z: torch.Tensor, frames: int | None, height: int, width: int) -> torch.Tensor:
+def decode_latent(
+    model: HydraXTokenizer, z: torch.Tensor, frames: int | None, height: int, width: int, **sampler
+) -> torch.Tensor:
     """Latent (1, C, S, h, w) -> float32 CPU pixels clamped to [-1, 1], cropped to (height, width).
 
     ``frames=None``: an image (3, H, W). Otherwise video frames (3, frames, H, W), the chunk's padding frames
-    dropped (a one-frame chunk, which the model decodes as an image, becomes one frame).
+    dropped (a one-frame chunk, which the model decodes as an image, becomes one frame). ``sampler``: the
+    flow decoder's ``steps`` and ``generator`` (see ``flow_sampler``).
     """
     device, dtype = model.latent_mean.device, model.latent_mean.dtype
-    x = model.decode(z.to(device=device, dtype=dtype)).float().clamp(-1, 1)[0]  # (3, H, W) or (3, F, H, W)
+    x = model.decode(z.to(device=device, dtype=dtype), **sampler).float().clamp(-1, 1)[0]  # (3, H, W) or (3, F, H, W)
     if frames is None:
         return x[:, :height, :width].cpu().contiguous()
     if x.ndim == 3:
         x = x.unsqueeze(1)
     return x[:, :frames, :height, :width].cpu().contiguous()
+
+
+def flow_sampler(steps: int | None, spec: ModelSpec) -> dict:
+    """decode()'s sampling options: for a flow decoder, the steps and a generator seeded by the spec's seed.
+
+    One generator for a whole video: chunk i draws the i-th noise, so decode repeats reconstruct exactly.
+    """
+    if spec.config.decoder != "flow":
+        if steps is not None:
+            raise CliError(
+                f"--steps is for flow-decoder checkpoints; {spec.describe()} has a {spec.config.decoder} "
+                "decoder (one deterministic pass)"
+            )
+        return {}
+    if steps is not None and steps < 1:
+        raise CliError(f"--steps must be at least 1, got {steps}")
+    return {"steps": steps, "generator": torch.Generator().manual_seed(spec.seed)}
 
 
 def chunked(frames: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
@@ -307,6 +330,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"width {c.width}, depth {c.depth} (Gen-ViT {c.gen_depth} + Sem-ViT {c.sem_depth}), heads {c.heads}, "
         f"patch {c.patch_size}, latent channels {c.latent_channels}, temporal factor {c.temporal_factor}"
     )
+    sampling = f", {c.flow_steps} Euler steps by default" if c.decoder == "flow" else ""
+    print(f"pixel decoder: {c.decoder} ({c.decoder_depth} layers, width {c.decoder_width}{sampling})")
     print(f"{'part':<16}{'params (M)':>12}{'params':>16}")
     for part, n in counts.items():
         if part == "total":
@@ -340,6 +365,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.ckpt, args.preset, args.seed, DEFAULT_PRESET)
     if kind == "video":
         check_clip_frames(args.clip_frames, spec.config.temporal_factor)
+    sampler = flow_sampler(args.steps, spec)
     media = open_input(src, args.resize, args.max_frames)
     model = _model_for(args, spec)
     patch = model.config.patch_size
@@ -347,7 +373,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         x = media.pixels  # (3, H, W)
         h, w = x.shape[-2:]
         note_padding(h, w, patch)
-        y = decode_latent(model, encode_pixels(model, x, None), None, h, w)  # (3, H, W)
+        y = decode_latent(model, encode_pixels(model, x, None), None, h, w, **sampler)  # (3, H, W)
         write_image(out, y)
         p, s = _metrics(x[:, None], y[:, None])
         _print_metrics(p, s, f"image {_size(h, w)} -> {out}")
@@ -361,7 +387,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         for chunk in chunked(media.frames(), args.clip_frames):  # (3, n, H, W)
             n = chunk.shape[1]
             z = encode_pixels(model, chunk, args.clip_frames)
-            y = decode_latent(model, z, n, media.height, media.width)  # (3, n, H, W)
+            y = decode_latent(model, z, n, media.height, media.width, **sampler)  # (3, n, H, W)
             writer.write(y)
             p, s = _metrics(chunk, y)
             total_p, count = total_p + p, count + n
@@ -472,9 +498,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
             f"{src}: latent of shape {tuple(latent.shape)} does not fit {spec.describe()} "
             f"({c.latent_channels} channels, {steps} step(s) per chunk)"
         )
+    sampler = flow_sampler(args.steps, spec)
     model = _model_for(args, spec)
     if kind == "image":
-        y = decode_latent(model, latent[:1], None, height, width)  # (3, H, W)
+        y = decode_latent(model, latent[:1], None, height, width, **sampler)  # (3, H, W)
         write_image(out, y)
         print(f"wrote {out}: image {_size(height, width)}")
         return 0
@@ -482,7 +509,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     with VideoWriter(out, fps, crf=args.crf) as writer, progress(latent.shape[0], "decode") as bar:
         for i in range(latent.shape[0]):  # chunk by chunk, as encoded: the same pixels as reconstruct
             n = min(clip, frames - i * clip)
-            writer.write(decode_latent(model, latent[i : i + 1], n, height, width))  # (3, n, H, W)
+            writer.write(decode_latent(model, latent[i : i + 1], n, height, width, **sampler))  # (3, n, H, W)
             bar.update(1)
     print(f"wrote {out}: {frames} frames, {_size(height, width)} at {fps:g} fps")
     return 0
@@ -514,8 +541,8 @@ def _add_model_options(p: argparse.ArgumentParser, *, decode: bool = False) -> N
         "--seed",
         type=int,
         default=None,
-        help="seed of the random weights when no --ckpt is given (default: 0"
-        + (", or the seed recorded in the latent file)" if decode else ")"),
+        help="seed of the random weights when no --ckpt is given, and of the flow decoder's sampling noise "
+        "(default: 0" + (", or the seed recorded in the latent file)" if decode else ")"),
     )
     g.add_argument(
         "--device",
@@ -552,6 +579,16 @@ def _add_media_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_steps(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="flow-decoder checkpoints only: Euler sampling steps from noise (t = 1) to the image (t = 0); 1 gives "
+        "the decoder's one-shot clean estimate (default: the checkpoint's flow_steps)",
+    )
+
+
 def _add_crf(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--crf",
@@ -573,6 +610,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {hydra_x.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    sub.add_parser(  # dispatched in main() before parsing; listed here for --help
+        "eval",
+        help="reconstruction metrics under a pinned protocol (PSNR, SSIM, LPIPS, rFID / rFVD), for HYDRA-X "
+        "and diffusers autoencoders; see 'hydra-x eval --help'",
+        add_help=False,
+    )
     p = sub.add_parser(
         "info",
         help="parameter counts per part of a preset or checkpoint",
@@ -612,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(p)
     _add_media_options(p)
+    _add_steps(p)
     _add_crf(p)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -643,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the latent's kind requires",
     )
     _add_model_options(p, decode=True)
+    _add_steps(p)
     _add_crf(p)
     p.set_defaults(func=cmd_decode)
     return parser
@@ -652,30 +697,45 @@ def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 a problem the user can fix, 1 a bug)."""
+def run_guarded(command: Callable[[], int], prog: str = PROG) -> int:
+    """Run ``command`` with the CLI's error contract: 2 and one line for what the user can fix, 130 on ^C,
+    1 and one line for anything else (a bug; the traceback with HYDRA_X_DEBUG=1). Shared by ``hydra-x eval``."""
     try:
-        args = build_parser().parse_args(argv)
-        if getattr(args, "crf", DEFAULT_CRF) not in range(0, 52):
-            raise CliError(f"--crf must be in 0..51, got {args.crf}")
-        return args.func(args)
+        return command()
     except SystemExit as exit_:  # --help and --version
         return exit_.code if isinstance(exit_.code, int) else 0
     except (CliError, MediaError) as err:
-        print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
         print(
-            f"{PROG}: error: unexpected {type(err).__name__}: {_one_line(err)} "
+            f"{prog}: error: unexpected {type(err).__name__}: {_one_line(err)} "
             f"(this is a bug; set {DEBUG_ENV}=1 for the traceback)",
             file=sys.stderr,
         )
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 a problem the user can fix, 1 a bug)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["eval"]:  # its own parser (hydra_x.eval.cli); also runs under torchrun
+        from hydra_x.eval.cli import main as eval_main
+
+        return eval_main(argv[1:])
+
+    def command() -> int:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "crf", DEFAULT_CRF) not in range(0, 52):
+            raise CliError(f"--crf must be in 0..51, got {args.crf}")
+        return args.func(args)
+
+    return run_guarded(command)
 
 
 if __name__ == "__main__":

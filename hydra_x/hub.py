@@ -210,6 +210,9 @@ def load_pretrained(
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     config = config_cls.from_dict({**read_config(name_or_path, model_type, **hub), **config_overrides})
     state = read_state_dict(name_or_path, **hub)
+    check = getattr(cls, "check_state_dict", None)  # a model-specific check that explains a mismatch
+    if check is not None:
+        check(config, state.keys(), str(name_or_path), strict=strict)
     model = cls.from_config(config, device="cpu")
     info = load_state_into(model, state)
     if not info.clean:

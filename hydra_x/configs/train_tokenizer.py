@@ -4,6 +4,10 @@
 - small: one GPU, the `small` tokenizer from scratch at 128 px on the embedded data (about 10 minutes).
 - so400m-stage1/2/3: the paper's three stages at So400m size, from SigLIP 2, with SigLIP 2 (image) and
   V-JEPA 2 (video) teachers. Point `data.sources` at your data; the global batch is per-rank batch x ranks.
+- hydra-tok-stage1/2: HYDRA's image-only tokenizer (DESIGN 1.2b): InternViT start and the same InternViT as the
+  teacher at layers of both halves, consistency loss, flow-matching decoder. The checkpoint is a field
+  (`init`, `teachers.image`); offline, point both at a local folder or the run fails naming the checkpoint.
+- hydra-tok-small: HYDRA-TOK's architecture at `small` size on the embedded images, from scratch, no teacher.
 """
 
 from __future__ import annotations
@@ -108,10 +112,83 @@ def so400m_stage3() -> TokenizerTrainConfig:
     return cfg
 
 
+# HYDRA-TOK starts from InternViT-300M (InternVL 2.5 / 3's tower) through a transformers-native checkpoint;
+# only the vision tower's shards of the full InternVL checkpoint are downloaded.
+INTERNVIT = "OpenGVLab/InternVL3-1B-hf"
+EMBEDDED_IMAGES = (SourceConfig("embedded_images", weight=1.0),)
+
+
+def hydra_tok_stage1() -> TokenizerTrainConfig:
+    """HYDRA stage 1: 300k iterations, global batch 256 (32 x 8 GPUs), LR 2e-5; point data.sources at
+    ImageNet + CC12M + SAM. 252 px: the multiple of the patch (14) closest to HYDRA's 256."""
+    return TokenizerTrainConfig(
+        model_preset="hydra-tok",
+        init=f"internvit:{INTERNVIT}",
+        stage=1,
+        data=DataConfig(
+            sources=EMBEDDED_IMAGES,
+            image_size=252,
+            size_multiple=14,
+            aspect_buckets=False,
+            image_batch_size=32,
+            num_workers=8,
+        ),
+        optim=OptimConfig(lr=2e-5, warmup_steps=2000, weight_decay=0.05),
+        # Flow matching 1.0 on the velocity; LPIPS 0.1 and GAN 0.075 on the clean estimate; KL 1e-4;
+        # consistency 1.0; multi-layer distillation 1.0 (no head, no Decompressor: image only).
+        loss=LossConfig(
+            flow=1.0,
+            lpips=0.1,
+            gan=0.075,
+            gan_start=50_000,  # the project's choice: the discriminator joins once reconstructions are sharp
+            kl=1e-4,
+            consistency=1.0,
+            distill_layers=1.0,
+            distill_image=0.0,
+            distill_video=0.0,
+        ),
+        # Two layers of each half (the project's choice; HYDRA names no indices): the Gen-ViT's middle and last,
+        # the Sem-ViT's middle and last (hidden state 24 = the tower's output; it has no final norm).
+        teachers=TeacherConfig(image=INTERNVIT, distill_layers=(6, 12, 18, 24)),
+        steps=300_000,
+        activation_checkpointing=True,
+        ema_decay=0.9999,
+        log_every=50,
+        eval_every=5000,
+        heldout_clips=0,
+        ckpt_every=2500,
+        out_dir="runs/hydra-tok-stage1",
+    )
+
+
+def hydra_tok_stage2() -> TokenizerTrainConfig:
+    """Decoder refinement as HYDRA-X's stage 2: encoder frozen, the flow decoder tuned with the GAN from the start."""
+    cfg = hydra_tok_stage1()
+    cfg.stage, cfg.init, cfg.steps, cfg.out_dir = 2, "runs/hydra-tok-stage1", 50_000, "runs/hydra-tok-stage2"
+    cfg.optim = OptimConfig(lr=1e-5, warmup_steps=1000, weight_decay=0.05)
+    cfg.loss = LossConfig(flow=1.0, lpips=0.1, gan=0.075, gan_start=0, kl=0.0, distill_image=0.0, distill_video=0.0)
+    cfg.teachers = TeacherConfig()
+    return cfg
+
+
+def hydra_tok_small() -> TokenizerTrainConfig:
+    """One GPU, embedded images, 128 px, random init and no teacher (nothing pretrained offline; a random
+    teacher would distil noise): reconstruction (flow), KL and the consistency term only."""
+    cfg = small()
+    cfg.model_preset, cfg.out_dir = "hydra-tok-small", "runs/hydra-tok-small"
+    cfg.data.sources = EMBEDDED_IMAGES
+    cfg.heldout_clips = 0
+    cfg.loss = LossConfig(flow=1.0, lpips=0.1, kl=1e-6, consistency=1.0, distill_image=0.0, distill_video=0.0)
+    return cfg
+
+
 TRAIN_PRESETS: dict[str, Callable[[], TokenizerTrainConfig]] = {
     "tiny": tiny,
     "small": small,
     "so400m-stage1": so400m_stage1,
     "so400m-stage2": so400m_stage2,
     "so400m-stage3": so400m_stage3,
+    "hydra-tok-stage1": hydra_tok_stage1,
+    "hydra-tok-stage2": hydra_tok_stage2,
+    "hydra-tok-small": hydra_tok_small,
 }

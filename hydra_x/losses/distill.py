@@ -11,7 +11,7 @@ All distances are computed in fp32; each returns a scalar.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import torch
@@ -124,6 +124,35 @@ def video_distill_loss(
     """
     aligned = align_tokens(student, teacher.grid, grid=grid)  # (B, T', N', D)
     return masked_mean(per_sample_cosine_distance(aligned, teacher.tokens), is_video)
+
+
+def layer_distill_losses(
+    student: Mapping[int, torch.Tensor],
+    teacher: Mapping[int, torch.Tensor],
+    teacher_grid: Sequence[int],
+    *,
+    grid: Sequence[int],
+) -> dict[int, torch.Tensor]:
+    """HYDRA's multi-layer distillation, per layer k: 1 - cos(student's hidden state k, teacher's hidden state k).
+
+    student: k -> (B, N, D) on ``grid`` (the anchor step of ``TokenizerOutput.layer_features``); teacher:
+    k -> (B, N', D) on ``teacher_grid`` (``TeacherOutput.hidden``, CLS dropped). The student is resized to the
+    teacher's grid; no head: HYDRA distils from the model it starts from, so the widths must match.
+    Returns k -> scalar (mean over tokens and samples), in the student's order.
+    """
+    missing = [k for k in student if k not in teacher]
+    if missing:
+        raise ValueError(f"the teacher returned no hidden state for layers {missing}; it has {sorted(teacher)}")
+    losses = {}
+    for k, feats in student.items():
+        if feats.shape[-1] != teacher[k].shape[-1]:
+            raise ValueError(
+                f"layer {k}: student width {feats.shape[-1]} != teacher width {teacher[k].shape[-1]}; multi-layer "
+                "distillation compares features directly (HYDRA: the teacher is the ViT the student starts from)"
+            )
+        aligned = align_tokens(feats, teacher_grid, grid=grid)  # (B, N', D)
+        losses[k] = per_sample_cosine_distance(aligned, teacher[k]).mean()
+    return losses
 
 
 def consistency_loss(h_restored: torch.Tensor, h: torch.Tensor, *, detach_target: bool = True) -> torch.Tensor:

@@ -81,16 +81,24 @@ class Block(nn.Module):
         act: str = "gelu_tanh",
         qkv_bias: bool = True,
         rope_scale: bool = False,
+        layer_scale: float | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, heads, qkv_bias=qkv_bias, rope_scale=rope_scale)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = MLP(dim, mlp_dim, act)
+        # Per-channel layer scale on both branches (CaiT; InternViT's lambda_1 / lambda_2); None: off.
+        self.layer_scale_init = layer_scale
+        self.ls1 = nn.Parameter(torch.ones(dim)) if layer_scale is not None else None
+        self.ls2 = nn.Parameter(torch.ones(dim)) if layer_scale is not None else None
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), layout)
-        return x + self.mlp(self.norm2(x))
+        if self.ls1 is None:
+            x = x + self.attn(self.norm1(x), layout)
+            return x + self.mlp(self.norm2(x))
+        x = x + self.ls1 * self.attn(self.norm1(x), layout)
+        return x + self.ls2 * self.mlp(self.norm2(x))
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -110,3 +118,6 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, Attention) and m.rope_scale is not None:
             nn.init.ones_(m.rope_scale)
+        elif isinstance(m, Block) and m.ls1 is not None:
+            nn.init.constant_(m.ls1, m.layer_scale_init)
+            nn.init.constant_(m.ls2, m.layer_scale_init)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra_x.teachers.base import FrozenTeacher, TeacherOutput, hub_kwargs, read_config
+from hydra_x.teachers.base import FrozenTeacher, TeacherOutput, hub_kwargs
 from hydra_x.teachers.image import (
     Dinov2Teacher,
     Siglip2Teacher,
@@ -25,6 +25,7 @@ from hydra_x.teachers.image import (
     load_siglip,
     load_siglip2,
 )
+from hydra_x.teachers.internvit import InternViTTeacher, load_internvit
 from hydra_x.teachers.tiny import save_tiny_teacher
 from hydra_x.teachers.video import VideoMAETeacher, VJEPA2Teacher, load_videomae, load_vjepa2
 
@@ -34,6 +35,7 @@ TEACHERS: dict[str, Callable[..., FrozenTeacher]] = {
     "dinov2": load_dinov2,
     "vjepa2": load_vjepa2,
     "videomae": load_videomae,
+    "internvit": load_internvit,
 }
 
 # config.model_type -> kind. A full SigLIP / SigLIP 2 checkpoint (with a text tower) has the bare family
@@ -48,12 +50,26 @@ MODEL_TYPE_KINDS = {
     "dinov2_with_registers": "dinov2",
     "vjepa2": "vjepa2",
     "videomae": "videomae",
+    # InternVL's vision tower (HYDRA-TOK); the remote-code originals map here so its loader names the problem.
+    "internvl_vision": "internvit",
+    "internvl": "internvit",
+    "intern_vit_6b": "internvit",
+    "internvl_chat": "internvit",
 }
 
 
 def detect_kind(name_or_path: str | Path, **hub: Any) -> str:
     """The teacher kind of a checkpoint, from its config's ``model_type``."""
-    model_type = getattr(read_config(name_or_path, **hub), "model_type", None)
+    from transformers import PretrainedConfig
+
+    # The raw config.json: AutoConfig would prompt for trust_remote_code on a remote-code checkpoint.
+    try:
+        model_type = PretrainedConfig.get_config_dict(str(name_or_path), **hub)[0].get("model_type")
+    except OSError as err:
+        raise OSError(
+            f"cannot read the teacher checkpoint {name_or_path!r} ({err}); pass a Hub id that can be downloaded "
+            "or a local folder holding config.json and the safetensors weights"
+        ) from err
     if model_type not in MODEL_TYPE_KINDS:
         raise ValueError(
             f"{name_or_path} is a {model_type!r} checkpoint, which no teacher adapter takes; supported kinds: "
@@ -83,6 +99,7 @@ def load_teacher(name_or_path: str | Path, kind: str | None = None, **kwargs: An
 __all__ = [
     "Dinov2Teacher",
     "FrozenTeacher",
+    "InternViTTeacher",
     "MODEL_TYPE_KINDS",
     "Siglip2Teacher",
     "SiglipTeacher",

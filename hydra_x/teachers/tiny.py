@@ -36,6 +36,8 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
         num_pooler_layers=1,
     ),
     "videomae": dict(_VIT, patch_size=8, image_size=32, num_frames=4),
+    # InternVL's vision tower (HYDRA-TOK): 4 layers so that a 2 / 2 Gen / Sem split exists.
+    "internvit": dict(_VIT, num_hidden_layers=4, patch_size=8, image_size=32),
 }
 
 
@@ -48,7 +50,21 @@ def _classes(kind: str):
         "dinov2": (tf.Dinov2Config, tf.Dinov2Model),
         "vjepa2": (tf.VJEPA2Config, tf.VJEPA2Model),
         "videomae": (tf.VideoMAEConfig, tf.VideoMAEModel),
+        "internvit": (tf.InternVLVisionConfig, tf.InternVLVisionModel),
     }[kind]
+
+
+@torch.no_grad()
+def _randomise_constants(model: torch.nn.Module) -> None:
+    """InternViT starts its CLS token and position embedding at zero and its norms and layer scales at
+    constants; random values make a swapped or dropped weight visible in a hidden-state comparison."""
+    for name, p in model.named_parameters():
+        if "cls_token" in name or "position_embeddings" in name:
+            p.normal_()
+        elif "lambda_" in name:
+            p.uniform_(0.2, 1.0)
+        elif "layernorm" in name:
+            p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
 
 
 def save_tiny_teacher(kind: str, folder: str | Path, *, seed: int = 0, **overrides: Any) -> Path:
@@ -60,6 +76,8 @@ def save_tiny_teacher(kind: str, folder: str | Path, *, seed: int = 0, **overrid
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_cls(config).eval()
+        if kind == "internvit":
+            _randomise_constants(model)
     folder = Path(folder)
     model.save_pretrained(folder)
     return folder

@@ -13,6 +13,7 @@ from hydra_x.config import config_from_dict, config_to_dict
 
 ATTENTION_MODES = ("full", "causal", "tubelet", "none")
 ATTENTION_IMPLS = ("auto", "masked", "flex")
+DECODER_KINDS = ("regression", "flow")
 
 
 @dataclass
@@ -47,6 +48,16 @@ class TokenizerConfig:
     rope_theta: float = 10000.0
     rope_learnable_scale: bool = True
     abs_pos_grid: int | None = None
+    # How the absolute embedding is resized to another grid: SigLIP 2's bilinear (antialiased) or
+    # InternViT's bicubic (as transformers' InternVLVisionEmbeddings, no antialiasing).
+    pos_interpolation: str = "bilinear"
+    # InternViT's architecture (HYDRA-TOK): a CLS token prepended to every time step of the Gen-ViT (it
+    # attends like a token of its own step and is dropped before the bottleneck; its learned position is
+    # folded into it), per-channel layer scale on both residual branches (its initial value; None: off),
+    # and no final norm on the Sem-ViT (InternViT with mean pooling ends without one).
+    cls_token: bool = False
+    layer_scale_init: float | None = None
+    final_norm: bool = True
 
     norm_eps: float = 1e-6
     mlp_act: str = "gelu_tanh"  # gelu_tanh (SigLIP) | gelu
@@ -63,6 +74,18 @@ class TokenizerConfig:
     decoder_heads: int | None = None
     decoder_mlp_dim: int | None = None
     decoder_unfold_at: int | None = None  # decoder layers before the inverse of fold 2
+    # regression: x_rec = D(z) (HYDRA-X). flow: HYDRA-TOK's flow-matching decoder, a velocity v(x_t, t | z)
+    # sampled with Euler (t = 1 noise, t = 0 image; see tokenizer/flow_decoder.py). Its noisy pixels join
+    # after decoder_unfold_at layers on z alone (default for flow: half the decoder), which run once per
+    # decode; the rest, time-modulated (adaLN-Zero), run once per sampling step.
+    decoder: str = "regression"  # regression | flow
+    # Euler steps of decode() and held-out evaluation (decode(steps=N) overrides it). 4: on H100 runs of
+    # benchmarks/decoder_compare.py, 4 steps reached 16 steps' PSNR within 0.1 dB at a quarter of the cost.
+    flow_steps: int = 4
+    flow_time_dim: int = 256  # sinusoidal features of the flow decoder's time embedding
+    # What the flow decoder's last layer predicts; it outputs the velocity either way. x: the clean image,
+    # v = (x_t - x_hat) / max(t, 0.05) (JiT; works when f1 * 3 * p * p exceeds the width); velocity: v itself.
+    flow_prediction: str = "x"  # x | velocity
 
     # Training-only parts: the Decompressor and the linear heads to the teachers' widths.
     decompressor: bool = True
@@ -84,6 +107,8 @@ class TokenizerConfig:
         self.decoder_depth = self.decoder_depth or self.depth
         self.decoder_heads = self.decoder_heads or self.heads
         self.decoder_mlp_dim = self.decoder_mlp_dim or self.mlp_dim
+        if self.decoder_unfold_at is None and self.decoder == "flow":
+            self.decoder_unfold_at = self.decoder_depth // 2
         if self.decoder_unfold_at is None:
             # Mirror the encoder: as many coarse-time layers before the unfold as the encoder has after fold 2.
             coarse = (self.depth - self.fold_at) / self.depth
@@ -98,6 +123,14 @@ class TokenizerConfig:
             raise ValueError(f"gen_depth must be in [1, depth={self.depth}], got {self.gen_depth}")
         if not 0 <= self.fold_at <= self.gen_depth:
             raise ValueError(f"fold_at must be in [0, gen_depth={self.gen_depth}], got {self.fold_at}")
+        if self.decoder not in DECODER_KINDS:
+            raise ValueError(f"decoder must be one of {DECODER_KINDS}, got {self.decoder!r}")
+        if isinstance(self.flow_steps, bool) or not isinstance(self.flow_steps, int) or self.flow_steps < 1:
+            raise ValueError(f"flow_steps must be a positive integer, got {self.flow_steps!r}")
+        if self.flow_prediction not in ("x", "velocity"):
+            raise ValueError(f"flow_prediction must be 'x' or 'velocity', got {self.flow_prediction!r}")
+        if self.flow_time_dim < 2 or self.flow_time_dim % 2:
+            raise ValueError(f"flow_time_dim must be even and at least 2, got {self.flow_time_dim}")
         if not 0 <= self.decoder_unfold_at <= self.decoder_depth:
             raise ValueError(
                 f"decoder_unfold_at must be in [0, decoder_depth={self.decoder_depth}], got {self.decoder_unfold_at}"
@@ -108,6 +141,8 @@ class TokenizerConfig:
                 raise ValueError(f"{name} must be one of {ATTENTION_MODES}, got {mode!r}")
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
+        if self.pos_interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"pos_interpolation must be 'bilinear' or 'bicubic', got {self.pos_interpolation!r}")
         if self.mlp_act not in ("gelu_tanh", "gelu"):
             raise ValueError(f"mlp_act must be 'gelu_tanh' or 'gelu', got {self.mlp_act!r}")
         for prefix, width, heads in (

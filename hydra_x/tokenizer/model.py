@@ -11,6 +11,7 @@ stores (identity until then); semantic tokens s (B, 1 + T / 4, N, D) with N = (H
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from hydra_x.tokenizer.checks import check_latent, check_pixels
 from hydra_x.tokenizer.config import TokenizerConfig
 from hydra_x.tokenizer.decoder import PixelDecoder
 from hydra_x.tokenizer.decompressor import Decompressor
+from hydra_x.tokenizer.flow import clean_estimate, interpolate, velocity_target
+from hydra_x.tokenizer.flow_decoder import FlowDecoder, decoder_kind_of_state
 from hydra_x.tokenizer.vit import GenViT, SemViT
 
 
@@ -40,6 +43,11 @@ class TokenizerOutput:
     h_restored: torch.Tensor | None  # (B, S, N, D) the un-projected latent, the Sem-ViT's input
     image_features: torch.Tensor | None  # (B, N, D_img) image head on the anchor step of s
     video_features: torch.Tensor | None  # (B, T, N, D_vid) Decompressor + video head; None for images
+    # forward(feature_layers=...): k -> (B, S_k, N, D) hidden state k of the whole ViT (see forward).
+    layer_features: dict[int, torch.Tensor] | None = None
+    # Flow decoder, training forward (flow_t given): x_rec is then the clean estimate x_t - t v.
+    velocity: torch.Tensor | None = None  # x's shape: the decoder's velocity prediction at (x_t, t)
+    velocity_target: torch.Tensor | None = None  # x's shape: eps - x, the flow-matching target
 
 
 @dataclass
@@ -58,7 +66,7 @@ class HydraXTokenizer(nn.Module):
         self.gen_vit = GenViT(config)
         self.bottleneck = GenerationSemanticBottleneck(config.width, c, config.norm_eps)
         self.sem_vit = SemViT(config)
-        self.decoder = PixelDecoder(config)
+        self.decoder = FlowDecoder(config) if config.decoder == "flow" else PixelDecoder(config)
         self.decompressor = Decompressor(config) if config.decompressor else None
         self.image_head = nn.Linear(config.width, config.image_teacher_dim) if config.image_teacher_dim else None
         self.video_head = (
@@ -81,7 +89,11 @@ class HydraXTokenizer(nn.Module):
         init_weights(self, self.config.init_std)
         if self.gen_vit.pos_embed is not None:
             nn.init.trunc_normal_(self.gen_vit.pos_embed, std=self.config.init_std)
+        if self.gen_vit.cls_token is not None:
+            nn.init.trunc_normal_(self.gen_vit.cls_token, std=self.config.init_std)
         self.bottleneck.to_moments.bias[self.config.latent_channels :].fill_(self.config.init_logvar)
+        if isinstance(self.decoder, FlowDecoder):
+            self.decoder.init_modulation()
         self.latent_mean.zero_()
         self.latent_std.fill_(1.0)
 
@@ -151,6 +163,29 @@ class HydraXTokenizer(nn.Module):
 
         return tokenizer_from_siglip(cls, name_or_path, **kwargs)
 
+    @classmethod
+    def from_internvit(cls, name_or_path: str | Path, **kwargs: Any) -> HydraXTokenizer:
+        """Start both ViT halves from an InternVL vision tower (HYDRA-TOK); see hydra_x.tokenizer.internvit."""
+        from hydra_x.tokenizer.internvit import tokenizer_from_internvit
+
+        return tokenizer_from_internvit(cls, name_or_path, **kwargs)
+
+    @staticmethod
+    def check_state_dict(config: TokenizerConfig, keys, source: str, strict: bool = True) -> None:
+        """Refuse (or with ``strict=False`` warn about) decoder weights of the other kind than the config's."""
+        found = decoder_kind_of_state(keys)
+        if found is None or found == config.decoder:
+            return
+        message = (
+            f"{source} holds the weights of a {found} pixel decoder, but the config asks for "
+            f"decoder={config.decoder!r}; load it with decoder={found!r} (the kind its config.json records)"
+        )
+        if strict:
+            raise ValueError(message + ", or pass strict=False to keep a freshly initialised decoder")
+        import logging
+
+        logging.getLogger(__name__).warning(message + "; the decoder keeps its initialisation")
+
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part (works on the meta device)."""
         parts = {
@@ -190,18 +225,41 @@ class HydraXTokenizer(nn.Module):
     def normalize(self, z_raw: torch.Tensor) -> torch.Tensor:
         """Raw latent (B, C, ...) -> normalised."""
         shape = (1, -1) + (1,) * (z_raw.ndim - 2)
-        return (z_raw - self.latent_mean.view(shape)) / self.latent_std.view(shape)
+        mean, std = self.latent_mean.view(shape).to(z_raw.dtype), self.latent_std.view(shape).to(z_raw.dtype)
+        return (z_raw - mean) / std
 
     # ------------------------------------------------------------------ public API
 
     def _dtype(self) -> torch.dtype:
-        return self.latent_mean.dtype
+        # The compute dtype is the weights' (FSDP2's mixed precision makes them bf16 while buffers stay fp32).
+        return self.bottleneck.to_moments.weight.dtype
 
-    def _gen(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _gen(self, x: torch.Tensor, hidden: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         """Checked pixels (B, C, F, H, W) -> Gen-ViT features (B, S, N, D) and the token grid."""
         p = self.config.patch_size
         grid = (x.shape[-2] // p, x.shape[-1] // p)
-        return self.gen_vit(x.to(self._dtype()), self.config.gen_attention), grid
+        return self.gen_vit(x.to(self._dtype()), self.config.gen_attention, hidden), grid
+
+    def _check_feature_layers(self, layers: Sequence[int], semantic: bool) -> tuple[int, ...]:
+        layers = tuple(int(k) for k in layers)
+        for k in layers:
+            if not 0 <= k <= self.config.depth:
+                raise ValueError(f"feature layer {k} out of range: the ViT has hidden states 0..{self.config.depth}")
+            if k > self.config.gen_depth and not semantic:
+                raise ValueError(
+                    f"feature layer {k} is a Sem-ViT layer (> gen_depth={self.config.gen_depth}); needs semantic=True"
+                )
+        return layers
+
+    def _layer_features(
+        self, layers: tuple[int, ...], gen_hidden: list[torch.Tensor] | None, sem_hidden: list[torch.Tensor] | None
+    ) -> dict[int, torch.Tensor] | None:
+        """Hidden state k of the whole ViT, (B, S_k, N, D), CLS dropped: k <= gen_depth from the Gen-ViT
+        (0 the patch embedding), k > gen_depth the Sem-ViT's layer k - gen_depth on the restored latent."""
+        if not layers:
+            return None
+        g, p = self.config.gen_depth, self.gen_vit.num_prefix
+        return {k: gen_hidden[k][:, :, p:] if k <= g else sem_hidden[k - g - 1] for k in layers}
 
     def _to_latent(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         return rearrange(tokens, "b s (h w) c -> b c s h w", h=grid[0], w=grid[1])
@@ -223,18 +281,71 @@ class HydraXTokenizer(nn.Module):
         z = self.normalize(posterior.sample() if sample else posterior.mean)
         return (z, posterior) if return_posterior else z
 
-    def decode(self, z: torch.Tensor, *, video: bool | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        z: torch.Tensor,
+        *,
+        video: bool | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Normalised latent (B, C, S, h, w) -> pixels (B, 3, 1 + (S - 1) * 4, H, W).
 
         A one-step latent decodes to an image (B, 3, H, W) unless ``video=True`` (a one-frame clip).
+        With a flow decoder: Euler sampling in ``steps`` steps (default ``config.flow_steps``) from Gaussian
+        noise drawn from ``generator`` (its device; the global RNG if None), so a seeded generator gives
+        the same pixels every time. A regression decoder is deterministic: ``steps`` is an error there and
+        ``generator`` is not used.
         """
+        if steps is not None and self.config.decoder != "flow":
+            raise ValueError(
+                f"steps={steps} sets the flow decoder's sampling steps, but this tokenizer has a "
+                f"{self.config.decoder} decoder (one deterministic pass)"
+            )
         z = check_latent(z, self.config, values=self.validate_inputs).to(self._dtype())
         grid = (z.shape[-2], z.shape[-1])
-        x = self.decoder(self._to_tokens(z), grid)
+        if self.config.decoder == "flow":
+            x = self._flow_sample(self._to_tokens(z), grid, None, steps, generator)
+        else:
+            x = self.decoder(self._to_tokens(z), grid)
         as_image = z.shape[2] == 1 if video is None else not video
         if as_image and z.shape[2] != 1:
             raise ValueError(f"video=False needs a one-step latent; got {z.shape[2]} steps")
         return x[:, :, 0] if as_image else x
+
+    def _flow_sample(
+        self,
+        z_tokens: torch.Tensor,
+        grid: tuple[int, int],
+        noise: torch.Tensor | None,
+        steps: int | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Flow decoder: z tokens (B, S, N, C) -> sampled pixels (B, 3, F, H, W) in the model's dtype."""
+        shape = self.decoder.pixel_shape(z_tokens.shape[0], z_tokens.shape[1], grid)
+        if noise is None:
+            device = generator.device if generator is not None else z_tokens.device
+            noise = torch.randn(shape, generator=generator, device=device)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"flow_noise must have the pixels' shape {shape}, got {tuple(noise.shape)}")
+        steps = self.config.flow_steps if steps is None else steps
+        x = self.decoder.sample(z_tokens, grid, noise.to(z_tokens.device), steps)
+        return x.to(self._dtype())
+
+    def _flow_train(
+        self,
+        z_tokens: torch.Tensor,
+        grid: tuple[int, int],
+        x: torch.Tensor,
+        noise: torch.Tensor | None,
+        t: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pixels x (B, 3, F, H, W) at time t (B,) -> (x_t, velocity, velocity target), all x's shape."""
+        noise = torch.randn_like(x) if noise is None else noise.to(x)
+        if noise.shape != x.shape:
+            raise ValueError(f"flow_noise must have the pixels' shape {tuple(x.shape)}, got {tuple(noise.shape)}")
+        x_t = interpolate(x, noise, t)
+        return x_t, self.decoder(z_tokens, grid, x_t, t), velocity_target(x, noise)
 
     def semantic(self, z: torch.Tensor, *, mode: str | None = None) -> torch.Tensor:
         """Normalised latent (B, C, S, h, w), clean or noisy, image or video -> s (B, S, N, D)."""
@@ -251,11 +362,23 @@ class HydraXTokenizer(nn.Module):
         noise: torch.Tensor | None = None,
         reconstruct: bool = True,
         semantic: bool = True,
+        flow_noise: torch.Tensor | None = None,
+        flow_t: torch.Tensor | None = None,
+        feature_layers: Sequence[int] = (),
     ) -> TokenizerOutput:
         """Everything a training step needs. ``sample`` defaults to ``self.training``.
 
+        ``feature_layers`` (multi-layer distillation, HYDRA-TOK): hidden states k in 0..depth of the whole
+        ViT go to ``out.layer_features`` (k after layer k as in transformers, 0 the patch embedding; layers of
+        the Sem-ViT are those of the training path, fed by the restored latent).
+
         ``noise`` (B, S, N, C), if given, is the standard-normal draw of the posterior sample (training
         derives it from sample indices, so a run gives the same losses on any number of GPUs).
+
+        Flow decoder: with ``flow_t`` (B,) the decoder predicts the velocity at x_t = (1 - t) x + t eps,
+        eps = ``flow_noise`` (x's shape; drawn if None), and x_rec is its clean estimate (the training
+        forward). Without ``flow_t``, x_rec is sampled in ``config.flow_steps`` Euler steps from
+        ``flow_noise`` (no gradient through the sampler), as held-out evaluation needs.
 
         ``reconstruct=False`` skips the pixel decoder (x_rec is None) and ``semantic=False`` the Sem-ViT,
         the Decompressor and the heads (s and the features are None): training stages that freeze a part
@@ -263,25 +386,43 @@ class HydraXTokenizer(nn.Module):
         """
         x5, is_image = check_pixels(x, self.config, values=self.validate_inputs)
         sample = self.training if sample is None else sample
-        h, grid = self._gen(x5)
+        layers = self._check_feature_layers(feature_layers, semantic)
+        gen_hidden = [] if any(k <= self.config.gen_depth for k in layers) else None
+        sem_hidden = [] if any(k > self.config.gen_depth for k in layers) else None
+        h, grid = self._gen(x5, gen_hidden)
         post = self.bottleneck.posterior(h)
         if not sample:
             z_raw = post.mean
         else:
             z_raw = post.sample() if noise is None else post.mean + post.std * noise.to(post.mean)
         shape = (1, 1, 1, -1)
-        z_tokens = (z_raw - self.latent_mean.view(shape)) / self.latent_std.view(shape)  # (B, S, N, C)
+        mean, std = self.latent_mean.view(shape).to(z_raw.dtype), self.latent_std.view(shape).to(z_raw.dtype)
+        z_tokens = (z_raw - mean) / std  # (B, S, N, C)
         restored = s = image_features = video_features = x_rec = None
         if semantic:
             restored = self.bottleneck.restore(z_tokens)
-            s = self.sem_vit(restored, grid, self.config.sem_attention_mode)
+            s = self.sem_vit(restored, grid, self.config.sem_attention_mode, sem_hidden)
             image_features = self.image_head(s[:, 0]) if self.image_head is not None else None
             if self.decompressor is not None and s.shape[1] > 1:
                 video_features = self.decompressor(s[:, 1:], grid)
                 if self.video_head is not None:
                     video_features = self.video_head(video_features)
+        velocity = target = None
         if reconstruct:
-            x_rec = self.decoder(z_tokens, grid)
+            eps = flow_noise.unsqueeze(2) if flow_noise is not None and flow_noise.ndim == 4 else flow_noise
+            if self.config.decoder != "flow":
+                x_rec = self.decoder(z_tokens, grid)
+            elif flow_t is None:
+                x_rec = self._flow_sample(z_tokens, grid, eps, None, None)
+            else:
+                t = flow_t.to(device=x5.device, dtype=torch.float32)
+                x_t, velocity, target = self._flow_train(z_tokens, grid, x5, eps, t)
+                if is_image:
+                    x_t, velocity, target = x_t[:, :, 0], velocity[:, :, 0], target[:, :, 0]
+                # From the returned velocity, so that gradients taken at it (the GAN's weight) see x_rec; kept
+                # 5-D as the other branches are.
+                x_rec = clean_estimate(x_t, t, velocity)
+                x_rec = x_rec.unsqueeze(2) if is_image else x_rec
             x_rec = x_rec[:, :, 0] if is_image else x_rec
         return TokenizerOutput(
             x_rec=x_rec,
@@ -292,6 +433,9 @@ class HydraXTokenizer(nn.Module):
             h_restored=restored,
             image_features=image_features,
             video_features=video_features,
+            layer_features=self._layer_features(layers, gen_hidden, sem_hidden),
+            velocity=velocity,
+            velocity_target=target,
         )
 
     def encode_pair(self, source: torch.Tensor, target: torch.Tensor) -> PairEncoding:

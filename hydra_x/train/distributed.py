@@ -28,8 +28,12 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
-    """Initialise the process group when launched by torchrun (NCCL on GPU, gloo on CPU)."""
+def init_distributed(device: str = "auto", *, single_process_group: bool = False) -> DistInfo:
+    """Initialise the process group when launched by torchrun (NCCL on GPU, gloo on CPU).
+
+    ``single_process_group`` also makes a group of one process outside torchrun: FSDP2 needs one, and on a
+    single GPU it is what gives bf16 compute weights (cast once per step) instead of autocast's casts.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -44,6 +48,9 @@ def init_distributed(device: str = "auto") -> DistInfo:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         timeout = datetime.timedelta(minutes=30)
         dist.init_process_group(backend, timeout=timeout, device_id=dev if dev.type == "cuda" else None)
+    elif world == 1 and single_process_group and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     return DistInfo(rank, world, local_rank, dev)
 
 

@@ -36,6 +36,7 @@ from hydra_x.config import apply_overrides, parse_value
 from hydra_x.data import Batch, TokenizerDataLoader, heldout_clips, heldout_images
 from hydra_x.eval.metrics import psnr, ssim, video_psnr, video_ssim
 from hydra_x.teachers import load_teacher
+from hydra_x.tokenizer.flow import time_from_normal
 from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.train.checkpoint import CheckpointManager
 from hydra_x.train.distributed import (
@@ -55,6 +56,7 @@ from hydra_x.train.visualize import save_heldout_pictures
 
 log = logging.getLogger("hydra_x.train")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
+FLOW_STREAM = 1  # a fourth key element: the flow decoder's draws differ from the posterior noise's
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -73,7 +75,7 @@ def load_teachers(cfg: TokenizerTrainConfig, device: torch.device):
 
 
 def build_tokenizer(cfg: TokenizerTrainConfig, image_dim: int | None, video_dim: int | None) -> HydraXTokenizer:
-    """The starting weights on the CPU, fp32: random, SigLIP 2, or a previous stage's export."""
+    """The starting weights on the CPU, fp32: random, SigLIP 2, InternViT, or a previous stage's export."""
     heads = {"image_teacher_dim": image_dim, "video_teacher_dim": video_dim}
     if cfg.init is None:
         return HydraXTokenizer.from_preset(cfg.model_preset, seed=cfg.seed, **{**heads, **cfg.model})
@@ -81,6 +83,11 @@ def build_tokenizer(cfg: TokenizerTrainConfig, image_dim: int | None, video_dim:
         overrides = {**heads, **cfg.model}
         return HydraXTokenizer.from_siglip2(
             cfg.init[len("siglip2:") :], preset=cfg.model_preset, seed=cfg.seed, **overrides
+        )
+    if cfg.init.startswith("internvit:"):  # HYDRA-TOK: an InternVL vision tower or a full InternVL -hf checkpoint
+        overrides = {**heads, **cfg.model}
+        return HydraXTokenizer.from_internvit(
+            cfg.init[len("internvit:") :], preset=cfg.model_preset, seed=cfg.seed, **overrides
         )
     folder = Path(cfg.init)
     if (folder / "export" / "config.json").is_file():
@@ -159,6 +166,32 @@ def posterior_noise(x: torch.Tensor, model_config, seed: int, micro_step: int, f
     return torch.stack(draws).to(x.device, non_blocking=True)
 
 
+def flow_draws(
+    x: torch.Tensor, loss_config, seed: int, micro_step: int, first_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flow decoder's noise (x's shape) and times (B,), one generator per global sample index.
+
+    As for ``posterior_noise``: sample i of rank r draws from its own seed, so losses match on any number of
+    processes. The noise is drawn on x's device (pixel noise is large); times on the CPU.
+    """
+    noise, normals = [], []
+    for i in range(x.shape[0]):
+        key = hash((seed, micro_step, first_index + i, FLOW_STREAM)) & (2**63 - 1)
+        normals.append(torch.randn((), generator=torch.Generator().manual_seed(key)))
+        noise.append(torch.randn(x.shape[1:], generator=torch.Generator(x.device).manual_seed(key), device=x.device))
+    t = time_from_normal(
+        torch.stack(normals), loss_config.flow_time, loss_config.flow_time_mean, loss_config.flow_time_std
+    )
+    return torch.stack(noise), t.to(x.device)
+
+
+def heldout_flow_noise(model: nn.Module, x: torch.Tensor | None) -> torch.Tensor | None:
+    """Fixed sampler noise for held-out reconstructions with a flow decoder (None otherwise): comparable evals."""
+    if x is None or model.config.decoder != "flow":
+        return None
+    return torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(x.device)
+
+
 def budget_steps(cfg: TokenizerTrainConfig, step: int, done: int, loop_seconds: float, elapsed: float, device) -> int:
     """The last step that fits the time budget at the speed of ``done`` steps that took ``loop_seconds``.
 
@@ -193,17 +226,22 @@ class StopFlag:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor | None, clips: torch.Tensor | None, autocast) -> dict:
-    """Held-out reconstructions (posterior mean) with PSNR / SSIM; every rank runs it (FSDP needs that)."""
+    """Held-out reconstructions (posterior mean) with PSNR / SSIM; every rank runs it (FSDP needs that).
+
+    A flow decoder samples in its config's ``flow_steps`` from fixed noise.
+    """
     was_training = model.training
     model.eval()
     result: dict = {}
     with autocast():
         if images is not None:
-            rec = model(images, semantic=False).x_rec.float().clamp(-1, 1)
+            rec = model(images, semantic=False, flow_noise=heldout_flow_noise(model, images)).x_rec
+            rec = rec.float().clamp(-1, 1)
             result.update(images=(images, rec), heldout_image_psnr=psnr(rec, images).mean().item())
             result["heldout_image_ssim"] = ssim(rec, images).mean().item()
         if clips is not None:
-            rec = model(clips, semantic=False).x_rec.float().clamp(-1, 1)
+            rec = model(clips, semantic=False, flow_noise=heldout_flow_noise(model, clips)).x_rec
+            rec = rec.float().clamp(-1, 1)
             result.update(clips=(clips, rec), heldout_clip_psnr=video_psnr(rec, clips).mean().item())
             result["heldout_clip_ssim"] = video_ssim(rec, clips).mean().item()
     model.train(was_training)
@@ -231,7 +269,7 @@ def export_ema(model: nn.Module, ema: EMA | None, folder: Path, is_main: bool) -
 
 def train(cfg: TokenizerTrainConfig) -> dict:
     run_start = time.perf_counter()
-    info: DistInfo = init_distributed(cfg.device)
+    info: DistInfo = init_distributed(cfg.device, single_process_group=bool(cfg.fsdp))
     device = info.device
     torch.manual_seed(cfg.seed * 1000 + info.rank)  # posterior samples differ per rank, reproducibly
     run = Path(cfg.out_dir)
@@ -250,7 +288,9 @@ def train(cfg: TokenizerTrainConfig) -> dict:
         resume_from = Path(cfg.resume)
 
     image_teacher, video_teacher = load_teachers(cfg, device)
-    model = build_tokenizer(cfg, image_teacher and image_teacher.dim, video_teacher and video_teacher.dim)
+    # No image head when only multi-layer distillation uses the image teacher (HYDRA-TOK compares directly).
+    image_dim = image_teacher.dim if image_teacher is not None and cfg.loss.distill_image > 0 else None
+    model = build_tokenizer(cfg, image_dim, video_teacher and video_teacher.dim)
     model.validate_inputs = False  # one device sync per step saved; the data pipeline checks its samples
     model.to(device)
     start_step, data_state = ckpts.position(resume_from) if resume_from else (0, None)
@@ -270,7 +310,11 @@ def train(cfg: TokenizerTrainConfig) -> dict:
         activation_checkpointing=cfg.activation_checkpointing,
         compile_blocks=cfg.compile,
     )
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 and not fsdp else nullcontext
+    # Without FSDP2, autocast gives the model bf16 compute; with it, the mixed-precision policy does (weights
+    # cast once per step, activations bf16 end to end). The losses (LPIPS' VGG, the discriminator) are plain
+    # fp32 modules and always run under autocast.
+    loss_autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
+    autocast = loss_autocast if not fsdp else nullcontext
     optimizer = build_optimizer(model, cfg.optim)
     planned = {"steps": cfg.steps}  # shortened once if a time budget is set
     scheduler = build_scheduler(optimizer, cfg.optim, lambda: planned["steps"])
@@ -290,6 +334,7 @@ def train(cfg: TokenizerTrainConfig) -> dict:
         video_teacher=video_teacher,
         lpips=lpips,
         discriminator=discriminator,
+        distill_layers=cfg.teachers.distill_layers,
     )
 
     def sharded_state() -> dict:
@@ -359,8 +404,20 @@ def train(cfg: TokenizerTrainConfig) -> dict:
                 noise = posterior_noise(x, model.config, cfg.seed, micro_step, info.rank * x.shape[0])
                 if fsdp:
                     model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)
+                flow = {}
+                if model.config.decoder == "flow" and objective.reconstruct:
+                    eps, t = flow_draws(x, cfg.loss, cfg.seed, micro_step, info.rank * x.shape[0])
+                    flow = {"flow_noise": eps, "flow_t": t}
                 with autocast():
-                    out = model(x, noise=noise, reconstruct=objective.reconstruct, semantic=objective.semantic)
+                    out = model(
+                        x,
+                        noise=noise,
+                        reconstruct=objective.reconstruct,
+                        semantic=objective.semantic,
+                        feature_layers=objective.feature_layers,
+                        **flow,
+                    )
+                with loss_autocast():
                     terms = objective.generator(out, x, step)
                 (terms.total / cfg.grad_accum).backward()
                 if objective.gan_active(step):
@@ -392,10 +449,10 @@ def train(cfg: TokenizerTrainConfig) -> dict:
         if pending_d:
             disc_opt.zero_grad(set_to_none=True)  # drop what the generator's backward left in D
             for x_real, x_fake in pending_d:
-                with autocast():
+                with loss_autocast():
                     d_loss = objective.discriminator_loss(x_real, x_fake)
                 (d_loss / len(pending_d)).backward()
-                losses_sum["disc"] = losses_sum.get("disc", 0.0) + float(d_loss) / len(pending_d)
+                losses_sum["disc"] = losses_sum.get("disc", 0.0) + float(d_loss.detach()) / len(pending_d)
             _average_gradients(discriminator)
             disc_opt.step()
         if ema is not None:

@@ -38,6 +38,22 @@ class LossConfig:
     distill_image: float = 1.0  # cosine to the image teacher on images and on the anchor step of clips
     distill_video: float = 1.0  # cosine to the video teacher through the Decompressor (video batches only)
     consistency: float = 0.0  # HYDRA's cosine consistency between restored and pre-bottleneck features
+    # HYDRA's multi-layer distillation: mean over teachers.distill_layers of 1 - cos(student's hidden state k,
+    # the image teacher's hidden state k) on the anchor step (HYDRA: 1.0; off while distill_layers is empty).
+    distill_layers: float = 1.0
+    # Flow decoder (model.decoder="flow"): flow-matching MSE on the velocity replaces `l1`; LPIPS and GAN act
+    # on the decoder's clean estimate x_t - t v, and `flow_l1` optionally adds an L1 on it. HYDRA: FM 1.0,
+    # LPIPS 0.1, GAN 0.075. The training time t per sample: logit-normal (sigmoid of N(mean, std)) or uniform.
+    flow: float = 1.0
+    flow_l1: float = 0.0
+    flow_time: str = "logit_normal"  # logit_normal | uniform
+    flow_time_mean: float = 0.0
+    flow_time_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        from hydra_x.tokenizer.flow import check_time_distribution
+
+        check_time_distribution(self.flow_time, self.flow_time_std)
 
 
 @dataclass
@@ -46,13 +62,18 @@ class TeacherConfig:
     video: str | None = None  # Hub id or folder: V-JEPA 2 / VideoMAE
     dtype: str = "bfloat16"
     image_size: int | None = None  # teacher input resolution for images; None: the teacher's default
+    # Multi-layer distillation (HYDRA-TOK): hidden-state indices k (0 the embeddings, k after layer k) of the
+    # student's whole ViT (Gen-ViT layers 1..gen_depth, then the Sem-ViT's), each matched to the image
+    # teacher's hidden state k; the same width is required (HYDRA distils from the ViT it starts from).
+    distill_layers: tuple[int, ...] = ()
 
 
 @dataclass
 class TokenizerTrainConfig:
     model_preset: str = "tiny"
     model: dict[str, Any] = field(default_factory=dict)  # TokenizerConfig overrides on top of the preset
-    # Where the weights start: None (random), "siglip2:<hub id or folder>", or a save_pretrained folder
+    # Where the weights start: None (random), "siglip2:<hub id or folder>", "internvit:<hub id or folder>"
+    # (an InternVL vision tower or a full InternVL -hf checkpoint: HYDRA-TOK), or a save_pretrained folder
     # (e.g. the previous stage's <run>/export); a run folder means its export/.
     init: str | None = None
     stage: int = 1
@@ -99,6 +120,14 @@ class TokenizerTrainConfig:
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
         if self.stage == 3 and self.init is None:
             raise ValueError("stage 3 starts from a trained tokenizer: set init to the stage-2 export")
+        layers = self.teachers.distill_layers
+        if any(k < 0 for k in layers) or len(set(layers)) != len(layers):
+            raise ValueError(f"teachers.distill_layers must be distinct hidden-state indices >= 0, got {layers}")
+        if layers and self.loss.distill_layers > 0 and not self.teachers.image and self.stage != 2:
+            raise ValueError(
+                f"teachers.distill_layers={layers} needs an image teacher: set teachers.image (HYDRA-TOK: the "
+                "InternViT checkpoint the run starts from) or loss.distill_layers=0"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

@@ -1,4 +1,4 @@
-"""The tokenizer's training objective, term by term: L1, LPIPS, GAN, KL, distillation, consistency.
+"""The tokenizer's training objective, term by term: L1 (or flow matching), LPIPS, GAN, KL, distillation, consistency.
 
 Each term is returned unweighted for logging, and the total is the weighted sum. What a stage computes
 follows from what it trains: stage 2 has no KL or distillation (encoder and Sem-ViT frozen), stage 3 no
@@ -8,6 +8,7 @@ reconstruction terms (decoder frozen, not even run).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from hydra_x.losses import (
     g_hinge_loss,
     gan_weight_at,
     image_distill_loss,
+    layer_distill_losses,
     load_lpips,
     video_distill_loss,
 )
@@ -70,12 +72,19 @@ class TokenizerObjective:
         video_teacher: FrozenTeacher | None = None,
         lpips: LPIPS | None = None,
         discriminator: nn.Module | None = None,
+        distill_layers: Sequence[int] = (),
     ) -> None:
         self.config, self.stage = config, stage
         self.image_teacher, self.video_teacher = image_teacher, video_teacher
         self.lpips, self.discriminator = lpips, discriminator
         self.reconstruct = stage in (1, 2)
         self.semantic = stage in (1, 3)
+        # The student's hidden states that model.forward must return (multi-layer distillation); the
+        # teacher checks the indices against its own depth here, before the first step.
+        active = self.semantic and image_teacher is not None and config.distill_layers > 0
+        self.feature_layers: tuple[int, ...] = tuple(distill_layers) if active else ()
+        if self.feature_layers:
+            image_teacher._check_layers(self.feature_layers)
 
     def gan_active(self, step: int) -> bool:
         return self.discriminator is not None and self.config.gan > 0 and gan_weight_at(step, self.config.gan_start) > 0
@@ -85,8 +94,11 @@ class TokenizerObjective:
         cfg = self.config
         terms: dict[str, tuple[float, torch.Tensor]] = {}
         if self.reconstruct:
-            x_rec = out.x_rec
-            terms["l1"] = (cfg.l1, F.l1_loss(x_rec.float(), x.float()))
+            x_rec = out.x_rec  # the flow decoder's clean estimate x_t - t v in its training forward
+            flow = out.velocity is not None
+            if flow:
+                terms["flow"] = (cfg.flow, F.mse_loss(out.velocity.float(), out.velocity_target.float()))
+            terms["l1"] = (cfg.flow_l1 if flow else cfg.l1, F.l1_loss(x_rec.float(), x.float()))
             if self.lpips is not None:
                 pair = frames_for_lpips(x_rec, cfg.lpips_frames), frames_for_lpips(x, cfg.lpips_frames)
                 terms["lpips"] = (cfg.lpips, self.lpips(pair[0].float(), pair[1].float()).mean())
@@ -97,7 +109,9 @@ class TokenizerObjective:
                 weight = cfg.gan * gan_weight_at(step, cfg.gan_start)
                 if cfg.gan_adaptive:
                     # Gradient norms at the decoder output: free of FSDP sharding (see adaptive_gan_weight).
-                    weight = weight * float(adaptive_gan_weight(rec, gan, x_rec, across_ranks=True))
+                    # The flow decoder's output is the velocity: the flow term does not pass through x_rec.
+                    at = out.velocity if flow else x_rec
+                    weight = weight * float(adaptive_gan_weight(rec, gan, at, across_ranks=True))
                 terms["gan"] = (weight, gan)
         if self.stage == 1:
             terms["kl"] = (cfg.kl, out.posterior.kl())
@@ -115,10 +129,19 @@ class TokenizerObjective:
     def _distillation(self, out: TokenizerOutput, x: torch.Tensor, terms: dict) -> None:
         cfg = self.config
         grid = (out.z.shape[-2], out.z.shape[-1])
-        if self.image_teacher is not None and cfg.distill_image > 0 and out.image_features is not None:
+        image_terms = cfg.distill_image > 0 and out.image_features is not None
+        if self.image_teacher is not None and (image_terms or self.feature_layers):
             anchor = x if x.ndim == 4 else x[:, :, 0]
-            teacher = self.image_teacher(anchor)
-            terms["distill_image"] = (cfg.distill_image, image_distill_loss(out.image_features, teacher, grid=grid))
+            teacher = self.image_teacher(anchor, layers=self.feature_layers)  # one teacher pass for both terms
+            if image_terms:
+                loss = image_distill_loss(out.image_features, teacher, grid=grid)
+                terms["distill_image"] = (cfg.distill_image, loss)
+            if self.feature_layers:
+                student = {k: out.layer_features[k][:, 0] for k in self.feature_layers}  # anchor step, (B, N, D)
+                per_layer = layer_distill_losses(student, teacher.hidden, teacher.grid, grid=grid)
+                for k, value in per_layer.items():
+                    terms[f"distill_layer{k}"] = (0.0, value)  # logged; the weighted term is their mean
+                terms["distill_layers"] = (cfg.distill_layers, torch.stack(list(per_layer.values())).mean())
         if self.video_teacher is not None and cfg.distill_video > 0 and out.video_features is not None:
             teacher = self.video_teacher(x[:, :, 1:])  # the T frames after the anchor, as D(s[1:]) covers
             terms["distill_video"] = (cfg.distill_video, video_distill_loss(out.video_features, teacher, grid=grid))

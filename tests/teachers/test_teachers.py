@@ -233,7 +233,7 @@ def test_kind_detection_and_loading(folders):
     for name, (kind, cls) in expected.items():
         assert detect_kind(folders[name]) == kind
         assert type(load_teacher(folders[name], dtype=torch.float32)) is cls
-    assert set(TEACHERS) == {"siglip2", "siglip", "dinov2", "vjepa2", "videomae"}
+    assert set(TEACHERS) == {"siglip2", "siglip", "dinov2", "vjepa2", "videomae", "internvit"}
     # A fixed-resolution SigLIP 2 checkpoint is a plain SigLIP model: kind "siglip2" still loads it.
     assert type(load_teacher(folders["siglip"], kind="siglip2")) is SiglipTeacher
 

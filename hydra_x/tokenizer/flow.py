@@ -1,0 +1,113 @@
+"""Stateless flow-matching maths for the pixel decoder (rectified flow, linear path).
+
+Time convention: t = 1 is pure noise, t = 0 is the image.
+
+    x_t = (1 - t) x + t eps            (eps ~ N(0, I))
+    v   = d x_t / d t = eps - x        (the velocity the decoder regresses)
+    x   = x_t - t v                    (the clean estimate from a velocity prediction)
+
+Sampling integrates d x / d t = v(x, t) with Euler from t = 1 down to t = 0 on a uniform grid; one step
+returns exactly the clean estimate at t = 1. Every tensor is (B, ...) with a per-sample time t of shape (B,).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+TIME_DISTRIBUTIONS = ("logit_normal", "uniform")
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,)) -> v (B, ...)
+
+
+def _per_sample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """t (B,) -> (B, 1, ..., 1) broadcastable against ``like`` (B, ...), in ``like``'s dtype."""
+    if t.ndim != 1 or t.shape[0] != like.shape[0]:
+        raise ValueError(f"t must have shape (B,) = ({like.shape[0]},), got {tuple(t.shape)}")
+    return t.to(like).view(-1, *([1] * (like.ndim - 1)))
+
+
+def interpolate(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The point x_t = (1 - t) x + t eps of the linear path; x, noise (B, ...), t (B,)."""
+    if x.shape != noise.shape:
+        raise ValueError(f"noise must have the image's shape {tuple(x.shape)}, got {tuple(noise.shape)}")
+    tt = _per_sample(t, x)
+    return (1 - tt) * x + tt * noise
+
+
+def velocity_target(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The path's velocity d x_t / d t = eps - x (independent of t)."""
+    return noise - x
+
+
+def clean_estimate(x_t: torch.Tensor, t: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
+    """The image implied by a velocity prediction at (x_t, t): x_t - t v."""
+    return x_t - _per_sample(t, x_t) * velocity
+
+
+def velocity_from_clean(x_t: torch.Tensor, t: torch.Tensor, x_hat: torch.Tensor, t_min: float = 0.05) -> torch.Tensor:
+    """The velocity (x_t - x_hat) / t implied by a clean-image prediction, t clamped below at ``t_min``.
+
+    For a network that predicts the image (JiT, Li & He 2025): near t = 0 the division would amplify its
+    errors without bound; the clamp keeps the velocity loss finite there (JiT's 0.05).
+    """
+    return (x_t - x_hat) / _per_sample(t, x_t).clamp_min(t_min)
+
+
+def check_time_distribution(kind: str, std: float) -> None:
+    if kind not in TIME_DISTRIBUTIONS:
+        raise ValueError(f"flow time distribution must be one of {TIME_DISTRIBUTIONS}, got {kind!r}")
+    if not std > 0:
+        raise ValueError(f"the logit-normal time distribution needs a positive std, got {std}")
+
+
+def time_from_normal(n: torch.Tensor, kind: str = "logit_normal", mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """Training times in (0, 1) from standard-normal draws ``n`` (B,).
+
+    logit_normal: t = sigmoid(mean + std n) (SD3's choice; weights the middle of the path);
+    uniform: t = Phi(n), the normal CDF, which is uniform on (0, 1). Taking a normal draw in both cases lets
+    the training loop derive t, like all its noise, from one generator per global sample index.
+    """
+    check_time_distribution(kind, std)
+    if kind == "logit_normal":
+        return torch.sigmoid(mean + std * n)
+    return 0.5 * (1 + torch.erf(n / math.sqrt(2)))
+
+
+def sample_time(
+    batch: int,
+    kind: str = "logit_normal",
+    mean: float = 0.0,
+    std: float = 1.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``batch`` training times (B,) drawn from ``kind`` (see :func:`time_from_normal`)."""
+    n = torch.randn(batch, generator=generator, device=generator.device if generator is not None else device)
+    t = time_from_normal(n, kind, mean, std)
+    return t if device is None else t.to(device)
+
+
+def time_grid(steps: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The sampler's times 1 = t_0 > t_1 > ... > t_steps = 0, uniform: (steps + 1,) float32."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"the number of sampling steps must be a positive integer, got {steps!r}")
+    return torch.linspace(1.0, 0.0, steps + 1, device=device)
+
+
+@torch.no_grad()
+def euler_sample(velocity: VelocityFn, noise: torch.Tensor, steps: int) -> torch.Tensor:
+    """Integrate from ``noise`` (t = 1) to t = 0 in ``steps`` Euler steps of v = ``velocity(x_t, t)``.
+
+    The state is kept in float32 whatever the model's dtype (``velocity`` casts its input as it needs), so
+    many small steps do not accumulate bf16 rounding. Returns float32 (B, ...).
+    """
+    times = time_grid(steps, noise.device).tolist()
+    x = noise.float()
+    for t, t_next in zip(times[:-1], times[1:]):
+        v = velocity(x, torch.full((x.shape[0],), t, device=x.device))
+        x = x + (t_next - t) * v.float()
+    return x
