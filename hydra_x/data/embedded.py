@@ -217,19 +217,27 @@ class EmbeddedSource:
         return f"embedded/{self.media}/{name}/{group}-{position}", x
 
 
+def heldout_image(k: int, size: int) -> tuple[str, torch.Tensor]:
+    """The k-th held-out image: (photo name, (3, size, size)); depends only on (k, size)."""
+    photo = HELDOUT_PHOTOS[k % len(HELDOUT_PHOTOS)]
+    rng = sample_rng(HELDOUT_SEED, _TAG_HELDOUT_IMAGE, size, k)
+    return photo, photo_crop(photo, (size, size), rng, flip_ok=False)
+
+
+def heldout_clip(k: int, frames: int, size: int) -> tuple[str, torch.Tensor]:
+    """The k-th held-out clip: (photo name, (3, frames, size, size)), camera moves and objects over a held-out photo."""
+    photo = HELDOUT_PHOTOS[k % len(HELDOUT_PHOTOS)]
+    rng = sample_rng(HELDOUT_SEED, _TAG_HELDOUT_CLIP, size, frames, k)
+    return photo, photo_clip(photo, (size, size), frames, rng, flip_ok=False)
+
+
 def heldout_images(n: int, size: int) -> torch.Tensor:
-    """(n, 3, size, size) fixed crops of the held-out photographs; the k-th crop depends only on (k, size)."""
-    out = []
-    for k in range(n):
-        rng = sample_rng(HELDOUT_SEED, _TAG_HELDOUT_IMAGE, size, k)
-        out.append(photo_crop(HELDOUT_PHOTOS[k % len(HELDOUT_PHOTOS)], (size, size), rng, flip_ok=False))
+    """(n, 3, size, size): the first n held-out images (see heldout_image)."""
+    out = [heldout_image(k, size)[1] for k in range(n)]
     return torch.stack(out) if out else torch.empty(0, 3, size, size)
 
 
 def heldout_clips(n: int, frames: int, size: int) -> torch.Tensor:
-    """(n, 3, frames, size, size) fixed clips over the held-out photographs (camera moves and objects)."""
-    out = []
-    for k in range(n):
-        rng = sample_rng(HELDOUT_SEED, _TAG_HELDOUT_CLIP, size, frames, k)
-        out.append(photo_clip(HELDOUT_PHOTOS[k % len(HELDOUT_PHOTOS)], (size, size), frames, rng, flip_ok=False))
+    """(n, 3, frames, size, size): the first n held-out clips (see heldout_clip)."""
+    out = [heldout_clip(k, frames, size)[1] for k in range(n)]
     return torch.stack(out) if out else torch.empty(0, 3, frames, size, size)

@@ -1,0 +1,206 @@
+"""``hydra-x eval``: reconstruction metrics under a pinned protocol, and tables of several reports.
+
+    hydra-x eval recon --ckpt DIR --data FOLDER|SHARDS|embedded --protocol image256 --out DIR
+    hydra-x eval recon --model diffusers:REPO_OR_FOLDER --data ... --protocol video17x256 --out DIR
+    hydra-x eval table a/report.json b/report.json [--out table.md]
+    torchrun --nproc_per_node N -m hydra_x.eval.cli recon ...     (samples split by index across ranks)
+
+Errors a user can fix print one line ``hydra-x eval: error: ...`` and exit with 2, as in hydra_x.cli.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra_x.cli import CliError, _Parser, resolve_device, resolve_spec, run_guarded
+from hydra_x.data.media import MediaError
+from hydra_x.eval.protocols import PROTOCOLS
+
+PROG = "hydra-x eval"
+DIFFUSERS_PREFIX = "diffusers:"
+
+PROTOCOL_HELP = (
+    "image256: resize the short side to 256 (bicubic, antialiased), centre crop 256x256; PSNR, SSIM, LPIPS, "
+    "rFID (Inception pool3 features of the originals against those of the reconstructions). video17x256: the "
+    "first 17 frames of each video (native frame rate; --frame-stride k takes every k-th), each frame resized "
+    "and centre cropped to 256x256; per-frame PSNR and SSIM averaged over the clip, LPIPS on frames, rFVD (I3D "
+    "features of clips). --size, --frames, --frame-stride change a preset; the report then names the change"
+)
+
+
+def _recon(args: argparse.Namespace) -> int:
+    import torch
+
+    from hydra_x.eval.models import ModelLoadError, load_diffusers, load_hydra_x
+    from hydra_x.eval.protocols import resolve_protocol
+    from hydra_x.eval.recon import MetricUnavailableError, ReconOptions, evaluate
+    from hydra_x.eval.report import build_report, write_outputs
+    from hydra_x.eval.samples import DataSpecError, EvalData
+    from hydra_x.train.distributed import destroy_distributed, init_distributed
+
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.decode_steps is not None and args.decode_steps < 1:
+        raise CliError(f"--decode-steps must be at least 1, got {args.decode_steps}")
+    try:
+        protocol = resolve_protocol(
+            args.protocol,
+            size=args.size,
+            frames=args.frames,
+            frame_stride=args.frame_stride,
+            max_samples=args.max_samples,
+        )
+    except ValueError as err:
+        raise CliError(str(err)) from err
+    diffusers_source = None
+    if args.model:
+        if not args.model.startswith(DIFFUSERS_PREFIX) or len(args.model) == len(DIFFUSERS_PREFIX):
+            raise CliError(f"--model takes diffusers:<repo id or folder>, got {args.model!r}")
+        if args.ckpt or args.preset:
+            raise CliError("give either --model diffusers:... or --ckpt / --preset (HYDRA-X), not both")
+        diffusers_source = args.model[len(DIFFUSERS_PREFIX) :]
+    spec = None if diffusers_source else resolve_spec(args.ckpt, args.preset, args.seed, "tiny")
+    weights = args.fid_weights if protocol.media == "image" else args.fvd_weights
+    options = ReconOptions(
+        batch_size=args.batch_size,
+        require_all=args.require_all,
+        lpips_weights=args.lpips_weights,
+        feature_net=args.feature_net,
+        feature_weights=weights,
+        picture_columns=3 if protocol.media == "image" else 2,
+    )
+    try:
+        data = EvalData(args.data, protocol)
+    except (DataSpecError, FileNotFoundError) as err:
+        raise CliError(str(err)) from err
+    device, dtype = resolve_device(args.device, args.dtype)
+    info = init_distributed(device.type)  # a no-op without torchrun
+    try:
+        device = info.device
+        try:
+            if diffusers_source:
+                model = load_diffusers(diffusers_source, device, dtype, subfolder=args.subfolder)
+            else:
+                model = load_hydra_x(spec, device, dtype, decode_steps=args.decode_steps)
+            if args.name:
+                model.name = args.name
+            result = evaluate(model, data, protocol, options, info.rank, info.world_size)
+        except (ModelLoadError, MetricUnavailableError) as err:
+            raise CliError(str(err)) from err
+        except (ValueError, OSError) as err:  # no usable sample, a missing or wrong feature-net file, ...
+            if isinstance(err, MediaError):
+                raise
+            raise CliError(str(err)) from err
+        if info.is_main:
+            report = build_report(result, protocol, model, data, options)
+            paths = write_outputs(Path(args.out), report, result)
+            figures = ", ".join(
+                f"{k} {v['value']:.4g}" if v.get("available") else f"{k} n/a" for k, v in report["metrics"].items()
+            )
+            print(f"{model.name} on {report['data']['evaluated']} samples ({protocol.name}): {figures}")
+            skipped = report["data"]["skipped"]
+            if skipped:
+                print(f"{PROG}: warning: {skipped} item(s) skipped, listed in {paths[0]}", file=sys.stderr)
+            print(f"wrote {', '.join(str(p) for p in paths)}")
+    finally:
+        if torch.distributed.is_initialized():
+            destroy_distributed()
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from hydra_x.eval.report import load_reports, table
+
+    try:
+        text = table(load_reports(args.reports))
+    except ValueError as err:
+        raise CliError(str(err)) from err
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text, end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Evaluate tokenizers: reconstruction metrics under a pinned protocol.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "recon",
+        help="PSNR, SSIM, LPIPS, rFID / rFVD and throughput of a model on a data set",
+        description="Reconstruct every sample of a data set and write OUT/report.json (every figure, the "
+        "protocol, model, data incl. skipped files, versions), report.md, per_sample.csv and samples.png "
+        "(+ samples.gif for clips: worst, median and best samples). Protocols: " + PROTOCOL_HELP + ". Under "
+        "torchrun the samples are split across processes and the figures equal a one-process run.",
+    )
+    g = p.add_argument_group("data and protocol")
+    g.add_argument(
+        "--data",
+        required=True,
+        help="an image or video folder (recursive, sorted), WebDataset shards (a folder of .tar files, a glob "
+        "or a brace pattern), or 'embedded' (held-out crops / clips of the bundled photographs)",
+    )
+    g.add_argument("--protocol", default="image256", choices=tuple(PROTOCOLS), help="the preset (default: image256)")
+    g.add_argument("--size", type=int, help="override the protocol's square size (pixels)")
+    g.add_argument("--frames", type=int, help="override the frames per clip (video protocols)")
+    g.add_argument("--frame-stride", type=int, help="take every k-th frame (video protocols; default 1: native fps)")
+    g.add_argument("--max-samples", type=int, help="evaluate only the first N items (sorted order)")
+    g.add_argument("--out", required=True, help="folder for report.json, report.md, per_sample.csv, samples.png")
+    g = p.add_argument_group("model")
+    g.add_argument("--ckpt", metavar="DIR_OR_HUB_ID", help="HYDRA-X weights: a save_pretrained folder or a Hub id")
+    g.add_argument("--preset", metavar="NAME", help="without --ckpt: a HYDRA-X preset with random weights (tests)")
+    g.add_argument("--seed", type=int, help="seed of the random weights (default 0)")
+    g.add_argument(
+        "--model",
+        metavar="diffusers:SOURCE",
+        help="a peer autoencoder from diffusers (pip install 'hydra-x[peers]'): a Hub repo id or a folder whose "
+        "config.json names the class (AutoencoderKL, AutoencoderKLWan, AutoencoderKLHunyuanVideo, "
+        "AutoencoderKLCogVideoX, ...); a pipeline's vae/ subfolder is found by itself",
+    )
+    g.add_argument("--subfolder", help="diffusers: the model's subfolder in the repo / folder (default: '' or vae)")
+    g.add_argument("--name", help="the model's name in the report and tables")
+    g.add_argument("--decode-steps", type=int, help="HYDRA-X: sampling steps of a flow-matching decoder")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    g.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto", help="auto: bf16 on cuda")
+    g.add_argument("--batch-size", type=int, default=8, help="samples per batch and process (default: 8)")
+    g = p.add_argument_group("metric weights")
+    g.add_argument("--lpips-weights", help="LPIPS-VGG safetensors file or hf://REPO/FILE (see docs/evaluation.md)")
+    g.add_argument("--fid-weights", help="pt_inception-2015-12-05-6726825d.pth (default: torch.hub cache / download)")
+    g.add_argument("--fvd-weights", help="i3d_torchscript.pt (default: torch.hub cache / download)")
+    g.add_argument(
+        "--feature-net",
+        help="the rFID / rFVD network: inception, i3d, or tiny-image:PATH / tiny-video:PATH (offline tests only; "
+        "NOT FID / FVD) (default: inception for images, i3d for videos)",
+    )
+    g.add_argument(
+        "--require-all",
+        action="store_true",
+        help="fail (exit 2) when a metric of the protocol is unavailable instead of listing it as unavailable",
+    )
+    p.set_defaults(func=_recon)
+    p = sub.add_parser(
+        "table",
+        help="merge several report.json files into one Markdown table",
+        description="Print one Markdown table with a row per report (HYDRA-X and peers side by side); notes "
+        "say when the rows' protocols or data differ.",
+    )
+    p.add_argument("reports", nargs="+", metavar="REPORT_JSON")
+    p.add_argument("--out", help="also write the table to this file")
+    p.set_defaults(func=_table)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hydra-x eval ...`` (also ``python -m hydra_x.eval.cli`` under torchrun); exit status as hydra-x's."""
+
+    def command() -> int:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+
+    return run_guarded(command, PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
