@@ -148,6 +148,16 @@ def measure_peak_tflops(device: torch.device) -> float | None:
     return 2 * 8192**3 / sorted(times)[5] / 1e12
 
 
+def forget_compiled_code() -> None:
+    """Let compiled blocks compile again after a step run under FlopCounterMode.
+
+    Code that torch.compile first meets under a TorchDispatchMode (FlopCounterMode is one) is marked to run
+    eagerly for good (seen in torch 2.11-2.13): without this reset, compile=true silently trained in eager
+    mode after the step that counts the FLOPs for MFU.
+    """
+    torch.compiler.reset()
+
+
 def posterior_noise(x: torch.Tensor, model_config, seed: int, micro_step: int, first_index: int) -> torch.Tensor:
     """Standard-normal draws for the posterior samples, one generator per global sample index.
 
@@ -429,6 +439,8 @@ def train(cfg: TokenizerTrainConfig) -> dict:
                 window["tokens"] += tokens_in(x, model.config.patch_size)
         if isinstance(counter, FlopCounterMode):
             flops_per_step = counter.get_total_flops()
+            if cfg.compile:
+                forget_compiled_code()
         params = [p for p in model.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip or float("inf"))
         if torch.isfinite(grad_norm):  # the norm is global: every rank takes the same branch

@@ -1,0 +1,46 @@
+"""compile=true must still compile after the training loop's FLOP-counted first step.
+
+The loop counts one step's FLOPs under FlopCounterMode (for MFU); code that torch.compile first meets under
+such a dispatch mode is marked to run eagerly for good, which silently turned compile=true into eager
+training. The loop calls forget_compiled_code() after that step; this test shows both the failure and the fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+from torch.utils.flop_counter import FlopCounterMode
+
+from hydra_x.tokenizer import HydraXTokenizer
+from hydra_x.train.distributed import parallelize_tokenizer
+from hydra_x.train.tokenizer import forget_compiled_code
+
+
+def compiled_frames_after_a_counted_step(reset: bool) -> int:
+    torch.compiler.reset()
+    counters.clear()
+    model = HydraXTokenizer.from_preset("tiny", seed=0, depth=2)
+    model.validate_inputs = False
+    parallelize_tokenizer(model, fsdp=False, param_dtype=None, compile_blocks=True)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+
+    def step() -> None:
+        model(x, sample=True, semantic=False).x_rec.square().mean().backward()
+
+    with FlopCounterMode(display=False) as flops:
+        step()
+    assert flops.get_total_flops() > 0
+    if reset:
+        forget_compiled_code()
+    step()
+    return counters["frames"]["ok"]
+
+
+@pytest.mark.slow
+def test_blocks_compile_after_the_flop_counted_step() -> None:
+    try:
+        assert compiled_frames_after_a_counted_step(reset=False) == 0  # the trap: eager for good
+        assert compiled_frames_after_a_counted_step(reset=True) > 0
+    finally:
+        torch.compiler.reset()
