@@ -19,10 +19,10 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from tokenizer_speed import time_ms
 
 from hydra_x.configs.train_tokenizer import hydra_tok_small, small
 from hydra_x.data.config import SourceConfig
@@ -51,23 +51,10 @@ def variants() -> dict[str, TokenizerTrainConfig]:
 
 
 def decode_ms(model: HydraXTokenizer, z: torch.Tensor, steps: int | None, repeats: int = 10) -> float:
-    """Median decode time per image in ms (bf16 autocast, CUDA events, after 3 warm-up calls)."""
+    """Median decode time per image in ms (bf16 autocast on CUDA, after 3 warm-up calls)."""
     kwargs = {} if steps is None else {"steps": steps, "generator": torch.Generator(z.device).manual_seed(0)}
-    cuda = z.device.type == "cuda"
-    times = []
-    with torch.no_grad(), torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=cuda):
-        for i in range(repeats + 3):
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-            t0 = time.perf_counter()
-            model.decode(z, **kwargs)
-            if cuda:
-                end.record()
-                end.synchronize()
-            if i >= 3:
-                times.append(start.elapsed_time(end) if cuda else 1e3 * (time.perf_counter() - t0))
-    return sorted(times)[len(times) // 2] / z.shape[0]
+    with torch.no_grad(), torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=z.device.type == "cuda"):
+        return time_ms(lambda: model.decode(z, **kwargs), z.device, repeats, warmup=3) / z.shape[0]
 
 
 @torch.no_grad()

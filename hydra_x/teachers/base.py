@@ -163,6 +163,15 @@ class FrozenTeacher:
     ):
         """Load from a Hub id or a local folder; ``options`` are the adapter's (image_size, mean, layers...)."""
         hub = hub_kwargs(revision, cache_dir, token, local_files_only)
+        model = cls.load_model(name_or_path, dtype, attn_implementation, hub)
+        teacher = cls(model, dtype=dtype, **options)
+        return teacher.to(device) if device is not None else teacher
+
+    @classmethod
+    def load_model(
+        cls, name_or_path: str | Path, dtype: torch.dtype, attn_implementation: str | None, hub: dict[str, Any]
+    ) -> torch.nn.Module:
+        """The frozen transformers model of a checkpoint whose model type this adapter accepts."""
         config = read_config(name_or_path, **hub)
         if not cls.accepts(config):
             raise ValueError(
@@ -170,10 +179,8 @@ class FrozenTeacher:
                 f"types {', '.join(cls.model_types)}"
             )
         if attn_implementation is not None:
-            hub["attn_implementation"] = attn_implementation
-        model = load_frozen_model(cls.model_class(config), name_or_path, dtype, **hub)
-        teacher = cls(model, dtype=dtype, **options)
-        return teacher.to(device) if device is not None else teacher
+            hub = {**hub, "attn_implementation": attn_implementation}
+        return load_frozen_model(cls.model_class(config), name_or_path, dtype, **hub)
 
     def to(self, device: torch.device | str):
         self.model.to(device)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from hydra_x.teachers.base import IMAGENET_MEAN, IMAGENET_STD, TeacherOutput, hub_kwargs
+from hydra_x.teachers.base import IMAGENET_MEAN, IMAGENET_STD, TeacherOutput
 from hydra_x.teachers.image import ImageTeacher
 
 VISION_TYPES = ("internvl_vision", "internvl")
@@ -140,23 +140,11 @@ class InternViTTeacher(ImageTeacher):
     default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
 
     @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | Path,
-        *,
-        dtype: torch.dtype = torch.bfloat16,
-        device: torch.device | str | None = None,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        attn_implementation: str | None = None,
-        **options: Any,
-    ) -> InternViTTeacher:
-        hub = hub_kwargs(revision, cache_dir, token, local_files_only)
-        model = load_internvl_vision(name_or_path, dtype=dtype, attn_implementation=attn_implementation, **hub)
-        teacher = cls(model, dtype=dtype, **options)
-        return teacher.to(device) if device is not None else teacher
+    def load_model(
+        cls, name_or_path: str | Path, dtype: torch.dtype, attn_implementation: str | None, hub: dict[str, Any]
+    ) -> torch.nn.Module:
+        # A vision tower or a full InternVL checkpoint, whose vision tensors alone are read.
+        return load_internvl_vision(name_or_path, dtype=dtype, attn_implementation=attn_implementation, **hub)
 
     def _forward(self, x: torch.Tensor, layers: tuple[int, ...]) -> TeacherOutput:
         p = self.patch_size

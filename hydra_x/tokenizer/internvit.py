@@ -20,21 +20,16 @@ tower is taken); see hydra_x.teachers.internvit, which reads both for the teache
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hydra_x.configs.tokenizer import TOKENIZER_PRESETS
 from hydra_x.teachers.base import IMAGENET_MEAN, IMAGENET_STD, hub_kwargs
 from hydra_x.teachers.internvit import load_internvl_vision
 from hydra_x.tokenizer.config import TokenizerConfig
-
-log = logging.getLogger(__name__)
-
-_ACTIVATIONS = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
+from hydra_x.tokenizer.siglip import config_from_tower, tower_activation
 
 
 def _square(value: Any, name: str) -> int:
@@ -50,25 +45,16 @@ def config_from_internvit(vision_config, preset: str | None = "hydra-tok", **ove
         raise ValueError("InternViT towers with q/k norm (InternViT-6B) are not supported; InternViT-300M has none")
     if getattr(vision_config, "norm_type", "layer_norm") != "layer_norm":
         raise ValueError(f"InternViT norm {vision_config.norm_type!r} is not supported; expected 'layer_norm'")
-    act = _ACTIVATIONS.get(vision_config.hidden_act)
-    if act is None:
-        raise ValueError(f"unsupported InternViT activation {vision_config.hidden_act!r}")
     patch = _square(vision_config.patch_size, "patch size")
     grid = None
     if vision_config.use_absolute_position_embeddings:
         grid = _square(vision_config.image_size, "image size") // patch
-    fields = dict(TOKENIZER_PRESETS[preset]) if preset else {}
-    for derived in ("gen_depth", "fold_at", "decoder_unfold_at"):  # the preset's are for its depth: re-derive
-        fields.pop(derived, None)
-    fields.update(
-        width=vision_config.hidden_size,
-        depth=vision_config.num_hidden_layers,
-        heads=vision_config.num_attention_heads,
-        mlp_dim=vision_config.intermediate_size,
+    config = config_from_tower(
+        vision_config,
+        preset,
+        overrides,
         patch_size=patch,
-        in_channels=vision_config.num_channels,
-        norm_eps=vision_config.layer_norm_eps,
-        mlp_act=act,
+        mlp_act=tower_activation(vision_config, "InternViT"),
         qkv_bias=bool(vision_config.attention_bias),
         abs_pos_grid=grid,
         pos_interpolation="bicubic",
@@ -76,14 +62,8 @@ def config_from_internvit(vision_config, preset: str | None = "hydra-tok", **ove
         layer_scale_init=float(vision_config.layer_scale_init_value),
         final_norm=not vision_config.use_mean_pooling,
     )
-    fields.update(overrides)
-    config = TokenizerConfig(**fields)
-    if config.depth > vision_config.num_hidden_layers:
-        raise ValueError(f"depth {config.depth} exceeds the tower's {vision_config.num_hidden_layers} layers")
     if not (config.cls_token and config.layer_scale_init is not None):
         raise ValueError("an InternViT start needs cls_token=True and layer scale (layer_scale_init set)")
-    if config.rope and not config.rope_learnable_scale:
-        log.warning("rope_learnable_scale=False: RoPE will perturb the pretrained tower from the first step")
     return config
 
 

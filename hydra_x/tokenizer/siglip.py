@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from hydra_x.configs.tokenizer import TOKENIZER_PRESETS
+from hydra_x.teachers.base import hub_kwargs
 from hydra_x.tokenizer.config import TokenizerConfig
 
 log = logging.getLogger(__name__)
@@ -46,26 +47,28 @@ def load_vision_tower(name_or_path: str | Path, **hub: Any):
     return vision_config, tower
 
 
-def config_from_siglip(vision_config, preset: str | None = None, **overrides: Any) -> TokenizerConfig:
-    patch = vision_config.patch_size
-    patch = patch[0] if isinstance(patch, (list, tuple)) else patch
-    num_patches = getattr(vision_config, "num_patches", None) or (vision_config.image_size // patch) ** 2
-    grid = math.isqrt(num_patches)
+def tower_activation(vision_config, family: str) -> str:
+    """The tokenizer's ``mlp_act`` for a transformers tower's ``hidden_act``."""
     act = _ACTIVATIONS.get(vision_config.hidden_act)
     if act is None:
-        raise ValueError(f"unsupported SigLIP activation {vision_config.hidden_act!r}")
+        raise ValueError(f"unsupported {family} activation {vision_config.hidden_act!r}")
+    return act
+
+
+def config_from_tower(vision_config, preset: str | None, overrides: dict[str, Any], **family: Any) -> TokenizerConfig:
+    """A TokenizerConfig with a pretrained tower's shape, ``family`` (what differs between SigLIP and
+    InternViT), the preset's other fields beneath them and ``overrides`` above all."""
     fields = dict(TOKENIZER_PRESETS[preset]) if preset else {}
+    for derived in ("gen_depth", "fold_at", "decoder_unfold_at"):  # the preset's are for its depth: re-derive
+        fields.pop(derived, None)
     fields.update(
         width=vision_config.hidden_size,
         depth=vision_config.num_hidden_layers,
         heads=vision_config.num_attention_heads,
         mlp_dim=vision_config.intermediate_size,
-        patch_size=patch,
         in_channels=vision_config.num_channels,
         norm_eps=vision_config.layer_norm_eps,
-        mlp_act=act,
-        qkv_bias=True,
-        abs_pos_grid=grid,
+        **family,
     )
     fields.update(overrides)
     config = TokenizerConfig(**fields)
@@ -74,6 +77,21 @@ def config_from_siglip(vision_config, preset: str | None = None, **overrides: An
     if config.rope and not config.rope_learnable_scale:
         log.warning("rope_learnable_scale=False: RoPE will perturb the pretrained tower from the first step")
     return config
+
+
+def config_from_siglip(vision_config, preset: str | None = None, **overrides: Any) -> TokenizerConfig:
+    patch = vision_config.patch_size
+    patch = patch[0] if isinstance(patch, (list, tuple)) else patch
+    num_patches = getattr(vision_config, "num_patches", None) or (vision_config.image_size // patch) ** 2
+    return config_from_tower(
+        vision_config,
+        preset,
+        overrides,
+        patch_size=patch,
+        mlp_act=tower_activation(vision_config, "SigLIP"),
+        qkv_bias=True,
+        abs_pos_grid=math.isqrt(num_patches),
+    )
 
 
 @torch.no_grad()
@@ -130,9 +148,7 @@ def tokenizer_from_siglip(
     Sizes come from the tower; ``preset`` supplies the other fields (decoder, heads) and ``overrides``
     change any field (e.g. ``temporal_folds=(4, 1)``, ``gen_depth=12``, ``depth`` up to the tower's).
     """
-    hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, token=token).items() if v is not None}
-    if local_files_only:
-        hub["local_files_only"] = True
+    hub = hub_kwargs(revision, cache_dir, token, local_files_only)
     vision_config, tower = load_vision_tower(name_or_path, **hub)
     config = config_from_siglip(vision_config, preset, **overrides)
     model = cls.from_config(config, device="cpu", seed=seed)
