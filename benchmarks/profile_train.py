@@ -14,9 +14,11 @@ import io
 import json
 import pstats
 import tempfile
+import time
 from pathlib import Path
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from hydra_x.train import tokenizer as loop
@@ -32,6 +34,7 @@ class ProfileOptimizerSteps:
         self.first, self.last = first, last
         self.prof = None
         self._original = None
+        self._wall = 0.0
 
     def __enter__(self) -> ProfileOptimizerSteps:
         self._original = original = torch.optim.AdamW.step
@@ -40,11 +43,14 @@ class ProfileOptimizerSteps:
         def step_hook(optimizer, *a, **k):
             count["n"] += 1
             if count["n"] == self.first and torch.cuda.is_available():
+                torch.cuda.synchronize()
                 self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
                 self.prof.__enter__()
+                self._wall = time.perf_counter()
             result = original(optimizer, *a, **k)
             if count["n"] == self.last and self.prof is not None:
                 torch.cuda.synchronize()
+                self._wall = time.perf_counter() - self._wall
                 self.prof.__exit__(None, None, None)
             return result
 
@@ -59,7 +65,15 @@ class ProfileOptimizerSteps:
         if self.prof is None:
             return ""
         averages = self.prof.key_averages()
-        return averages.table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=50)
+        # Kernels' own time summed over the window against its wall time: how busy the GPU was (a low figure
+        # means the host, not the GPU, sets the pace).
+        kernels = (e for e in self.prof.events() if e.device_type == DeviceType.CUDA and not e.is_user_annotation)
+        busy_s = sum(e.self_device_time_total for e in kernels) / 1e6
+        summary = (
+            f"{self.last - self.first} steps in {self._wall * 1e3:.0f} ms wall; GPU busy {busy_s * 1e3:.0f} ms "
+            f"({100 * busy_s / self._wall:.0f}%)\n"
+        )
+        return summary + averages.table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=50)
 
 
 def main() -> None:

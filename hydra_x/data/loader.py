@@ -61,6 +61,11 @@ class Batch:
     step: int = -1  # the global step this batch belongs to
     source: str = ""  # the source it came from (SourceConfig.name)
 
+    def pin_memory(self) -> Batch:
+        """Page-locked pixels, so the copy to the GPU runs asynchronously (DataLoader's pin_memory calls this)."""
+        self.pixels = self.pixels.pin_memory()
+        return self
+
 
 # ---------------------------------------------------------------------------- the per-step plan
 
@@ -238,12 +243,14 @@ class TokenizerDataLoader:
         world_size: int = 1,
         start_step: int = 0,
         state: dict | None = None,
+        pin_memory: bool = False,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
         self.config, self.rank, self.world_size = config, rank, world_size
+        self.pin_memory = pin_memory  # for a CUDA run: batches arrive page-locked
         self.buckets = make_buckets(config.image_size, config.size_multiple, config.aspect_buckets)
         self.skip_counts: Counter = Counter()  # skipped samples by category, this run and the ones resumed
         self.scan_skipped: list[tuple[str, str]] = []  # files the folder scans left out
@@ -364,9 +371,12 @@ class TokenizerDataLoader:
                     multiprocessing_context=ctx,
                     collate_fn=_identity,
                     prefetch_factor=self.config.prefetch_factor,
+                    pin_memory=self.pin_memory,
                 )
             )
         for step, batch, slot, slot_state in stream:
+            if self.pin_memory and self.config.num_workers == 0:
+                batch.pin_memory()
             if step != self._step:
                 raise RuntimeError(f"data batches out of order: got step {step}, expected {self._step}")
             if slot_state:

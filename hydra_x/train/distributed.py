@@ -87,6 +87,21 @@ def tokenizer_blocks(model: nn.Module) -> list[tuple[nn.ModuleList, int]]:
     return [(blocks, i) for blocks in lists for i in range(len(blocks))]
 
 
+BLOCK_RECOMPILE_LIMIT = 64
+
+
+def allow_block_recompiles(limit: int = BLOCK_RECOMPILE_LIMIT) -> None:
+    """Raise torch.compile's per-function graph limit (default 8) to ``limit``.
+
+    Every block runs the same ``Block.forward``, and each token layout is its own graph: images, clips before
+    and after fold 2, the decoder's, the same again under no_grad for the held-out evaluation. With 8 a
+    `small` run's evaluation fell back to eager mode ("hit config.recompile_limit").
+    """
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
+    setattr(config, name, max(getattr(config, name), limit))
+
+
 def parallelize_tokenizer(
     model: nn.Module,
     *,
@@ -96,6 +111,8 @@ def parallelize_tokenizer(
     compile_blocks: bool = False,
 ) -> nn.Module:
     """Wrap blocks with activation checkpointing / compile, then shard blocks and root with FSDP2."""
+    if compile_blocks:
+        allow_block_recompiles()
     for blocks, i in tokenizer_blocks(model):
         block = blocks[i]
         if activation_checkpointing:

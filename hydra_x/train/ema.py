@@ -33,12 +33,16 @@ class EMA:
         params = trainable_parameters(model)
         self.names = list(params)
         self.shadow = {n: params[n].detach().clone().float() for n in self.names}
+        self._lists: tuple[int, list[torch.Tensor], list[nn.Parameter]] | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        params = trainable_parameters(model)
-        shadow = [self.shadow[n] for n in self.names]
-        current = [params[n].detach().float() for n in self.names]
+        # The name lookups walk ~1k parameters: done once per model, not every step (host time of small models).
+        if self._lists is None or self._lists[0] != id(model):
+            params = trainable_parameters(model)
+            self._lists = (id(model), [self.shadow[n] for n in self.names], [params[n] for n in self.names])
+        _, shadow, params = self._lists
+        current = [p.detach() if p.dtype == torch.float32 else p.detach().float() for p in params]
         torch._foreach_lerp_(shadow, current, 1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hydra_x.config import apply_overrides, parse_value
 from hydra_x.data import Batch, TokenizerDataLoader, heldout_clips, heldout_images
 from hydra_x.eval.metrics import psnr, ssim, video_psnr, video_ssim
-from hydra_x.teachers import load_teacher
+from hydra_x.teachers import FrozenTeacher, load_teacher
 from hydra_x.tokenizer.flow import time_from_normal
 from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.train.checkpoint import CheckpointManager
@@ -156,6 +156,20 @@ def forget_compiled_code() -> None:
     mode after the step that counts the FLOPs for MFU.
     """
     torch.compiler.reset()
+
+
+def compile_frozen(lpips: nn.Module | None, *teachers: FrozenTeacher | None) -> None:
+    """With compile=true, also compile the frozen modules of the step.
+
+    Their elementwise work is large and unfused in eager mode: LPIPS normalises full-resolution VGG feature
+    maps, the teachers run their own norms, activations and (V-JEPA 2) RoPE. Compiled in place, so the
+    objective keeps calling the same objects.
+    """
+    if lpips is not None:
+        lpips.compile()
+    for teacher in teachers:
+        if teacher is not None:
+            teacher.model.compile()
 
 
 def posterior_noise(x: torch.Tensor, model_config, seed: int, micro_step: int, first_index: int) -> torch.Tensor:
@@ -305,7 +319,12 @@ def train(cfg: TokenizerTrainConfig) -> dict:
     model.to(device)
     start_step, data_state = ckpts.position(resume_from) if resume_from else (0, None)
     loader = TokenizerDataLoader(
-        cfg.data, rank=info.rank, world_size=info.world_size, start_step=start_step * cfg.grad_accum, state=data_state
+        cfg.data,
+        rank=info.rank,
+        world_size=info.world_size,
+        start_step=start_step * cfg.grad_accum,
+        state=data_state,
+        pin_memory=device.type == "cuda",
     )
     if cfg.stage == 3 and resume_from is None:
         # Stage 3 measures the latent statistics once; they then live in the model (and its checkpoints).
@@ -346,6 +365,9 @@ def train(cfg: TokenizerTrainConfig) -> dict:
         discriminator=discriminator,
         distill_layers=cfg.teachers.distill_layers,
     )
+
+    if cfg.compile:
+        compile_frozen(lpips, image_teacher, video_teacher)
 
     def sharded_state() -> dict:
         model_sd, optim_sd = get_state_dict(model, optimizer)
@@ -432,9 +454,9 @@ def train(cfg: TokenizerTrainConfig) -> dict:
                 (terms.total / cfg.grad_accum).backward()
                 if objective.gan_active(step):
                     pending_d.append((x, out.x_rec.detach()))
-                for k, v in terms.values.items():
-                    losses_sum[k] = losses_sum.get(k, 0.0) + float(v) / cfg.grad_accum
-                losses_sum["total"] = losses_sum.get("total", 0.0) + float(terms.total.detach()) / cfg.grad_accum
+                # Summed on the device and read at the logging step: no host sync per step.
+                for k, v in (*terms.values.items(), ("total", terms.total.detach())):
+                    losses_sum[k] = losses_sum.get(k, 0.0) + v.float() / cfg.grad_accum
                 window["samples"] += x.shape[0]
                 window["tokens"] += tokens_in(x, model.config.patch_size)
         if isinstance(counter, FlopCounterMode):
@@ -464,29 +486,35 @@ def train(cfg: TokenizerTrainConfig) -> dict:
                 with loss_autocast():
                     d_loss = objective.discriminator_loss(x_real, x_fake)
                 (d_loss / len(pending_d)).backward()
-                losses_sum["disc"] = losses_sum.get("disc", 0.0) + float(d_loss.detach()) / len(pending_d)
+                losses_sum["disc"] = losses_sum.get("disc", 0.0) + d_loss.detach().float() / len(pending_d)
             _average_gradients(discriminator)
             disc_opt.step()
         if ema is not None:
             ema.update(model)
         step += 1
-        if device.type == "cuda":
+        last = step == planned["steps"]
+        probe_half = cfg.time_budget_minutes and step == start_step + cfg.budget_probe_steps // 2
+        probe_end = cfg.time_budget_minutes and step == start_step + cfg.budget_probe_steps
+        # The host runs ahead of the GPU between logging steps (the gradient-norm check above is the only
+        # sync per step); it waits for the GPU only where a time is read.
+        timed = step % cfg.log_every == 0 or last or probe_half or probe_end
+        if timed and device.type == "cuda":
             torch.cuda.synchronize()
         window["time"] += time.perf_counter() - t0
         window["steps"] += 1
         logger.advance()
 
-        if cfg.time_budget_minutes and step == start_step + cfg.budget_probe_steps // 2:
+        if probe_half:
             probe_start = time.perf_counter()  # the speed is measured after warm-up and compilation
-        if cfg.time_budget_minutes and step == start_step + cfg.budget_probe_steps:
+        if probe_end:
             now = time.perf_counter()
             done = cfg.budget_probe_steps - cfg.budget_probe_steps // 2
             planned["steps"] = budget_steps(cfg, step, done, now - probe_start, now - run_start, device)
             logger.set_total(planned["steps"])
             logger.info(f"time budget {cfg.time_budget_minutes} min: the run ends at step {planned['steps']}")
-        last = step == planned["steps"]
+            last = step == planned["steps"]
         if step % cfg.log_every == 0 or last:
-            means = all_reduce_mean({k: v / window["steps"] for k, v in losses_sum.items()}, device)
+            means = all_reduce_mean({k: float(v) / window["steps"] for k, v in losses_sum.items()}, device)
             rates = all_reduce_mean({"samples": window["samples"], "tokens": window["tokens"]}, device)
             seconds = all_reduce_max(window["time"], device)
             record = {f"loss/{k}": v for k, v in means.items()}

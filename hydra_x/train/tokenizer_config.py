@@ -88,7 +88,7 @@ class TokenizerTrainConfig:
     precision: str = "bf16"  # bf16 (on CUDA; CPU runs stay fp32) | fp32
     fsdp: bool | None = None  # None: FSDP2 when more than one process
     activation_checkpointing: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile every transformer block, LPIPS and the teachers
     # cuDNN's SDPA backward returns NaN gradients on H100/H200 for some shapes in torch 2.11-2.13
     # (pytorch/pytorch#196678, NVIDIA/cudnn-frontend#1072); training uses flash / memory-efficient SDPA.
     cudnn_attention: bool = False

@@ -167,3 +167,13 @@ def test_state_checks(all_sources):
     check_shapes(take(other, 3), cfg)
     with pytest.warns(UserWarning, match="without a saved data state"):
         TokenizerDataLoader(cfg, start_step=3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("workers", [0, 2])
+def test_pinned_batches_are_the_same_batches(all_sources, workers):
+    """A CUDA run gets page-locked batches (asynchronous copies to the GPU) with the same content."""
+    cfg = config(all_sources["embedded"], num_workers=workers)
+    pinned = take(TokenizerDataLoader(cfg, pin_memory=True), 4)
+    assert all(b.pixels.is_pinned() for b in pinned)
+    assert_same(pinned, take(TokenizerDataLoader(cfg), 4))

@@ -13,7 +13,7 @@ from torch._dynamo.utils import counters
 from torch.utils.flop_counter import FlopCounterMode
 
 from hydra_x.tokenizer import HydraXTokenizer
-from hydra_x.train.distributed import parallelize_tokenizer
+from hydra_x.train.distributed import BLOCK_RECOMPILE_LIMIT, parallelize_tokenizer
 from hydra_x.train.tokenizer import forget_compiled_code
 
 
@@ -42,5 +42,7 @@ def test_blocks_compile_after_the_flop_counted_step() -> None:
     try:
         assert compiled_frames_after_a_counted_step(reset=False) == 0  # the trap: eager for good
         assert compiled_frames_after_a_counted_step(reset=True) > 0
+        # One graph per token layout (train and eval of images and clips): the default limit of 8 is too low.
+        assert torch._dynamo.config.recompile_limit >= BLOCK_RECOMPILE_LIMIT
     finally:
         torch.compiler.reset()
