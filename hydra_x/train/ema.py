@@ -42,7 +42,7 @@ class EMA:
             params = trainable_parameters(model)
             self._lists = (id(model), [self.shadow[n] for n in self.names], [params[n] for n in self.names])
         _, shadow, params = self._lists
-        current = [p.detach() if p.dtype == torch.float32 else p.detach().float() for p in params]
+        current = [p.detach().float() for p in params]  # no copy for fp32 weights
         torch._foreach_lerp_(shadow, current, 1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
