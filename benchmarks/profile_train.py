@@ -2,26 +2,117 @@
 
     python benchmarks/profile_train.py --config small --steps 150 device=cuda data.num_workers=14
 
-Prints the speed of the run (metrics.jsonl), the host functions with the most own time, and the device
-ops with the most CUDA time over a few steps after warm-up.
+Prints the speed of the run (metrics.jsonl), the host functions with the most own time, the device ops with
+the most CUDA time over a few steps after warm-up, and where the GPU sat idle in those steps, charged to the
+part of the step (noise, forward, losses, teacher, backward, clip, ema, or the loop itself) whose launch
+ended each idle gap.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import contextlib
 import cProfile
+import functools
+import gzip
 import io
 import json
 import pstats
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from hydra_x.teachers.base import FrozenTeacher
+from hydra_x.tokenizer import HydraXTokenizer
 from hydra_x.train import tokenizer as loop
+from hydra_x.train.ema import EMA
+from hydra_x.train.tokenizer_losses import TokenizerObjective
+
+# (owner, attribute, label): the parts of a training step, named in the trace without touching the loop. Only
+# code outside torch.compile (a wrapper inside a compiled module would change its graph).
+STEP_REGIONS = (
+    (loop, "posterior_noise", "noise"),
+    (HydraXTokenizer, "forward", "forward"),
+    (TokenizerObjective, "generator", "losses"),
+    (FrozenTeacher, "__call__", "teacher"),
+    (torch.Tensor, "backward", "backward"),
+    (torch.nn.utils, "clip_grad_norm_", "clip"),
+    (EMA, "update", "ema"),
+)
+
+
+@contextlib.contextmanager
+def annotate_step_regions():
+    """Wrap the step's parts in torch.profiler.record_function, so a trace shows which one the host is in."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in STEP_REGIONS]
+
+    def labelled(fn, label):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with torch.profiler.record_function(f"step/{label}"):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    try:
+        for (owner, name, fn), (_, _, label) in zip(originals, STEP_REGIONS):
+            setattr(owner, name, labelled(fn, label))
+        yield
+    finally:
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
+
+
+def idle_gaps(trace: dict, min_gap_us: float = 50.0, top: int = 15) -> str:
+    """Where the GPU waits: idle gaps between device events, charged to the host region that launched the
+    work ending each gap (the innermost ``step/*`` annotation around its launch; "loop" when none).
+
+    A gap charged to ``forward`` means the GPU ran dry while the host was still launching the forward's
+    kernels: the host, not the GPU, set the pace there.
+    """
+    events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+    device = sorted(
+        (e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")), key=lambda e: e["ts"]
+    )
+    launches = {
+        e["args"]["correlation"]: e
+        for e in events
+        if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})
+    }
+    regions = sorted(
+        (e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith("step/")),
+        key=lambda e: e["ts"],
+    )
+    starts = [r["ts"] for r in regions]
+
+    def region_at(ts: float) -> str:
+        inside = [r for r in regions[: bisect.bisect_right(starts, ts)] if r["ts"] + r["dur"] >= ts]
+        return min(inside, key=lambda r: r["dur"])["name"][5:] if inside else "loop"
+
+    by_region: dict[str, float] = defaultdict(float)
+    gaps = []
+    busy_until = device[0]["ts"] + device[0]["dur"] if device else 0.0
+    for e in device[1:]:
+        gap = e["ts"] - busy_until
+        if gap >= min_gap_us:
+            launch = launches.get(e.get("args", {}).get("correlation"))
+            where = region_at(launch["ts"]) if launch else "?"
+            by_region[where] += gap
+            gaps.append((gap, where, e["name"][:70]))
+        busy_until = max(busy_until, e["ts"] + e["dur"])
+    span = (busy_until - device[0]["ts"]) if device else 0.0
+    total = sum(by_region.values())
+    lines = [f"GPU idle in gaps >= {min_gap_us:.0f} us: {total / 1e3:.1f} ms of {span / 1e3:.1f} ms"]
+    lines += [f"  {where:<10} {us / 1e3:8.1f} ms" for where, us in sorted(by_region.items(), key=lambda kv: -kv[1])]
+    lines.append(f"largest {top} gaps (ms, host region at the next launch, next kernel):")
+    lines += [f"  {gap / 1e3:7.2f}  {where:<10} {name}" for gap, where, name in sorted(gaps, reverse=True)[:top]]
+    return "\n".join(lines)
 
 
 class ProfileOptimizerSteps:
@@ -30,13 +121,16 @@ class ProfileOptimizerSteps:
     The AdamW step marks a training step, so the real loop is profiled without changing it.
     """
 
-    def __init__(self, first: int = 20, last: int = 30) -> None:
+    def __init__(self, first: int = 20, last: int = 30, trace: str | Path | None = None) -> None:
         self.first, self.last = first, last
+        self.trace = Path(trace) if trace else None  # a gzipped Chrome trace of the profiled steps
         self.prof = None
         self._original = None
         self._wall = 0.0
 
     def __enter__(self) -> ProfileOptimizerSteps:
+        self._regions = annotate_step_regions()
+        self._regions.__enter__()
         self._original = original = torch.optim.AdamW.step
         count = {"n": 0}
 
@@ -59,6 +153,7 @@ class ProfileOptimizerSteps:
 
     def __exit__(self, *exc) -> None:
         torch.optim.AdamW.step = self._original
+        self._regions.__exit__(*exc)
 
     def table(self, rows: int = 30) -> str:
         """Device ops by total CUDA time over the profiled steps ('' without a GPU)."""
@@ -73,7 +168,16 @@ class ProfileOptimizerSteps:
             f"{self.last - self.first} steps in {self._wall * 1e3:.0f} ms wall; GPU busy {busy_s * 1e3:.0f} ms "
             f"({100 * busy_s / self._wall:.0f}%)\n"
         )
-        return summary + averages.table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=50)
+        table = averages.table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=50)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "trace.json"
+            self.prof.export_chrome_trace(str(path))
+            text = path.read_text()
+        gaps = idle_gaps(json.loads(text))
+        if self.trace is not None:
+            with gzip.open(self.trace, "wt") as f:
+                f.write(text)
+        return f"{summary}{gaps}\n{table}"
 
 
 def main() -> None:

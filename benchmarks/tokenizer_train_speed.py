@@ -1,6 +1,8 @@
 """Training throughput and MFU of the tokenizer, teachers included, through the real training loop.
 
     python benchmarks/tokenizer_train_speed.py                       # so400m, H100: images and clips
+    python benchmarks/tokenizer_train_speed.py --video-batch 8 --compile on --compile-mode reduce-overhead \
+        --cases clips --profile 30 --trace /tmp/clips    # + where the GPU waits, and a Chrome trace
     python benchmarks/tokenizer_train_speed.py --preset tiny --device cpu --steps 4 --image-batch 2 \
         --video-batch 1 --size 32 --workers 0 --tiny-teachers
 
@@ -8,7 +10,8 @@ Runs ``hydra_x.train.tokenizer.train`` for a few steps per case (images only, cl
 data, with random-weight teachers of the real sizes (SigLIP 2 So400m/16 for images, V-JEPA 2 ViT-L/16 for
 clips, built from configs) and LPIPS with random VGG weights, so every cost of a real step is there. It
 prints samples/s, tokens/s and MFU of the last logging window (the first window holds compilation and the
-FLOP count) against the bf16 matmul ceiling measured in the same run.
+FLOP count) against the bf16 matmul ceiling measured in the same run. ``--profile`` adds the device ops of 3
+more steps and where the GPU sat idle, charged to the part of the step the host was in.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from hydra_x.losses import LPIPS, save_lpips
 from hydra_x.teachers.tiny import save_tiny_teacher
 from hydra_x.train.optim import OptimConfig
 from hydra_x.train.tokenizer import train
-from hydra_x.train.tokenizer_config import LossConfig, TeacherConfig
+from hydra_x.train.tokenizer_config import COMPILE_MODES, LossConfig, TeacherConfig
 
 # Real teacher sizes, random weights (the benchmark measures cost, not quality).
 SIGLIP2_SO400M = dict(
@@ -79,10 +82,12 @@ def run_case(args, kind: str, root: Path, teachers: TeacherConfig, lpips_path: P
     cfg.log_every, cfg.eval_every, cfg.ckpt_every = args.steps // 2, 0, 10**9
     cfg.fsdp = args.fsdp or None
     cfg.activation_checkpointing, cfg.compile, cfg.ema_decay = args.activation_checkpointing, compile_blocks, 0.999
+    cfg.compile_mode = args.compile_mode
     cfg.heldout_images = cfg.heldout_clips = 0
     cfg.model = {field: parse_value(value) for field, value in args.model_override}
     first = args.steps if args.profile else 10**9
-    with ProfileOptimizerSteps(first=first, last=first + 3) as device_profile:
+    trace = f"{args.trace}-{kind}.json.gz" if args.trace else None
+    with ProfileOptimizerSteps(first=first, last=first + 3, trace=trace) as device_profile:
         train(cfg)
     if args.profile:
         print(f"\n### device ops, {kind}, compiled {compile_blocks} (3 steps)\n{device_profile.table(args.profile)}")
@@ -100,10 +105,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--image-batch", type=int, default=32)
     parser.add_argument("--video-batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20)
+    # The figures are those of the second half: with reduce-overhead, CUDA graphs are still being recorded
+    # over the first ~20 steps.
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    parser.add_argument(
+        "--compile-mode",
+        choices=COMPILE_MODES,
+        default="default",
+        help="torch.compile mode of the blocks (reduce-overhead: CUDA graphs)",
+    )
     parser.add_argument(
         "--fsdp", action="store_true", help="FSDP2 on one process: bf16 compute weights instead of autocast"
     )
@@ -117,6 +130,7 @@ def main() -> None:
         help="a TokenizerConfig field for every case, e.g. --model-override attention_impl flex",
     )
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS", help="print the top ROWS device ops")
+    parser.add_argument("--trace", default=None, metavar="PREFIX", help="with --profile: PREFIX-<case>.json.gz")
     parser.add_argument("--tiny-teachers", action="store_true", help="tiny teachers (CPU smoke test)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -141,7 +155,10 @@ def main() -> None:
     teachers_label = "tiny" if args.tiny_teachers else "SigLIP 2 So400m + V-JEPA 2 L"
     print(f"\n## Tokenizer training throughput: preset {args.preset}, {args.size}^2, teachers {teachers_label}")
     batch = f"{args.image_batch} images or {args.video_batch} clips of 17 frames"
-    print(f"per-step batch: {batch}; activation checkpointing {args.activation_checkpointing}; fsdp {args.fsdp}\n")
+    print(
+        f"per-step batch: {batch}; activation checkpointing {args.activation_checkpointing}; fsdp {args.fsdp}; "
+        f"compile mode {args.compile_mode}\n"
+    )
     print("| case | compiled | samples/s | tokens/s | MFU | data wait | peak GiB | loss |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:

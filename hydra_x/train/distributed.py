@@ -87,15 +87,16 @@ def tokenizer_blocks(model: nn.Module) -> list[tuple[nn.ModuleList, int]]:
     return [(blocks, i) for blocks in lists for i in range(len(blocks))]
 
 
-BLOCK_RECOMPILE_LIMIT = 64
+BLOCK_RECOMPILE_LIMIT = 128
 
 
 def allow_block_recompiles(limit: int = BLOCK_RECOMPILE_LIMIT) -> None:
     """Raise torch.compile's per-function graph limit (default 8) to ``limit``.
 
-    Every block runs the same ``Block.forward``, and each token layout is its own graph: images, clips before
-    and after fold 2, the decoder's, the same again under no_grad for the held-out evaluation. With 8 a
-    `small` run's evaluation fell back to eager mode ("hit config.recompile_limit").
+    Every block runs the same ``Block.forward``, and each token layout is its own static graph: images,
+    clips before and after fold 2, the Decompressor's, the same again under no_grad for the held-out
+    evaluation, times the aspect-ratio buckets. With 8 a `small` run's evaluation fell back to eager mode
+    ("hit config.recompile_limit").
     """
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
@@ -109,8 +110,15 @@ def parallelize_tokenizer(
     param_dtype: torch.dtype | None,
     activation_checkpointing: bool = False,
     compile_blocks: bool = False,
+    compile_mode: str = "default",
 ) -> nn.Module:
-    """Wrap blocks with activation checkpointing / compile, then shard blocks and root with FSDP2."""
+    """Wrap blocks with activation checkpointing / compile, then shard blocks and root with FSDP2.
+
+    Blocks compile with static shapes: a few token layouts recur all run long, and torch.compile's automatic
+    dynamic shapes (the default after a second layout) give every kernel launch symbolic-size arithmetic on
+    the host, which is what bounds the step of a clip batch. ``compile_mode="reduce-overhead"`` also captures
+    each block's kernels as CUDA graphs (the loop then marks every step's start).
+    """
     if compile_blocks:
         allow_block_recompiles()
     for blocks, i in tokenizer_blocks(model):
@@ -120,7 +128,7 @@ def parallelize_tokenizer(
 
             block = checkpoint_wrapper(block)
         if compile_blocks:
-            block.compile()
+            block.compile(mode=compile_mode, dynamic=False)
         blocks[i] = block
     if not fsdp:
         return model

@@ -33,17 +33,19 @@ class EMA:
         params = trainable_parameters(model)
         self.names = list(params)
         self.shadow = {n: params[n].detach().clone().float() for n in self.names}
-        self._lists: tuple[int, list[torch.Tensor], list[nn.Parameter]] | None = None
+        self._lists: tuple[int, list[torch.Tensor], list[nn.Parameter], bool] | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         # The name lookups walk ~1k parameters: done once per model, not every step (host time of small models).
         if self._lists is None or self._lists[0] != id(model):
             params = trainable_parameters(model)
-            self._lists = (id(model), [self.shadow[n] for n in self.names], [params[n] for n in self.names])
-        _, shadow, params = self._lists
-        current = [p.detach().float() for p in params]  # no copy for fp32 weights
-        torch._foreach_lerp_(shadow, current, 1.0 - self.decay)
+            weights = [params[n] for n in self.names]
+            fp32 = all(p.dtype == torch.float32 for p in weights)
+            self._lists = (id(model), [self.shadow[n] for n in self.names], weights, fp32)
+        _, shadow, weights, fp32 = self._lists
+        # fp32 weights are averaged as they are (no per-step list of ~1k casts); others are cast each step.
+        torch._foreach_lerp_(shadow, weights if fp32 else [p.float() for p in weights], 1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.shadow)

@@ -12,6 +12,7 @@ resumes from its latest checkpoint.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import signal
@@ -172,41 +173,47 @@ def compile_frozen(lpips: nn.Module | None, *teachers: FrozenTeacher | None) -> 
             teacher.model.compile()
 
 
+@functools.cache
+def sample_generator(device: torch.device) -> torch.Generator:
+    """One generator per device, reseeded for every sample draw (creating one per draw costs host time)."""
+    return torch.Generator(device)
+
+
 def posterior_noise(x: torch.Tensor, model_config, seed: int, micro_step: int, first_index: int) -> torch.Tensor:
-    """Standard-normal draws for the posterior samples, one generator per global sample index.
+    """Standard-normal draws for the posterior samples, one seed per global sample index.
 
     Sample i of rank r is global sample r * B + i of the micro-step, so one process with a batch of 2B
-    draws exactly the noise two processes with B each draw: losses match on any number of GPUs.
+    draws exactly the noise two processes with B each draw: losses match on any number of GPUs. Drawn on x's
+    device: on the CPU, a clip batch's draws cost ~80 ms of host time per step next to busy data workers.
     """
     frames = x.shape[2] if x.ndim == 5 else 1
     p = model_config.patch_size
     shape = (model_config.latent_steps(frames), (x.shape[-2] // p) * (x.shape[-1] // p), model_config.latent_channels)
-    draws = [
-        torch.randn(
-            shape, generator=torch.Generator().manual_seed(hash((seed, micro_step, first_index + i)) & (2**63 - 1))
-        )
-        for i in range(x.shape[0])
-    ]
-    return torch.stack(draws).to(x.device, non_blocking=True)
+    noise = torch.empty((x.shape[0], *shape), device=x.device)
+    generator = sample_generator(x.device)
+    for i in range(x.shape[0]):
+        generator.manual_seed(hash((seed, micro_step, first_index + i)) & (2**63 - 1))
+        noise[i].normal_(generator=generator)
+    return noise
 
 
 def flow_draws(
     x: torch.Tensor, loss_config, seed: int, micro_step: int, first_index: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The flow decoder's noise (x's shape) and times (B,), one generator per global sample index.
+    """The flow decoder's noise (x's shape) and times (B,), one seed per global sample index.
 
     As for ``posterior_noise``: sample i of rank r draws from its own seed, so losses match on any number of
     processes. The noise is drawn on x's device (pixel noise is large); times on the CPU.
     """
-    noise, normals = [], []
+    noise = torch.empty_like(x, dtype=torch.float32)
+    normals = torch.empty(x.shape[0])
+    generator, cpu_generator = sample_generator(x.device), sample_generator(torch.device("cpu"))
     for i in range(x.shape[0]):
         key = hash((seed, micro_step, first_index + i, FLOW_STREAM)) & (2**63 - 1)
-        normals.append(torch.randn((), generator=torch.Generator().manual_seed(key)))
-        noise.append(torch.randn(x.shape[1:], generator=torch.Generator(x.device).manual_seed(key), device=x.device))
-    t = time_from_normal(
-        torch.stack(normals), loss_config.flow_time, loss_config.flow_time_mean, loss_config.flow_time_std
-    )
-    return torch.stack(noise), t.to(x.device)
+        normals[i] = torch.randn((), generator=cpu_generator.manual_seed(key))
+        noise[i].normal_(generator=generator.manual_seed(key))
+    t = time_from_normal(normals, loss_config.flow_time, loss_config.flow_time_mean, loss_config.flow_time_std)
+    return noise, t.to(x.device, non_blocking=True)  # no stream sync: a pageable copy is staged first
 
 
 def heldout_flow_noise(model: nn.Module, x: torch.Tensor | None) -> torch.Tensor | None:
@@ -338,6 +345,7 @@ def train(cfg: TokenizerTrainConfig) -> dict:
         param_dtype=torch.bfloat16 if bf16 else None,
         activation_checkpointing=cfg.activation_checkpointing,
         compile_blocks=cfg.compile,
+        compile_mode=cfg.compile_mode,
     )
     # Without FSDP2, autocast gives the model bf16 compute; with it, the mixed-precision policy does (weights
     # cast once per step, activations bf16 end to end). The losses (LPIPS' VGG, the discriminator) are plain
@@ -368,6 +376,10 @@ def train(cfg: TokenizerTrainConfig) -> dict:
 
     if cfg.compile:
         compile_frozen(lpips, image_teacher, video_teacher)
+    # compile_mode=reduce-overhead: each forward (training micro-step, evaluation) starts a new generation of
+    # CUDA graphs, which may overwrite the previous one's outputs (all consumed by then).
+    cuda_graphs = cfg.compile and cfg.compile_mode == "reduce-overhead"
+    mark_graph_step = torch.compiler.cudagraph_mark_step_begin if cuda_graphs else lambda: None
 
     def sharded_state() -> dict:
         model_sd, optim_sd = get_state_dict(model, optimizer)
@@ -433,6 +445,7 @@ def train(cfg: TokenizerTrainConfig) -> dict:
                 logger.skipped(step, batch.skipped)
                 x = batch.pixels.to(device, non_blocking=True)
                 micro_step = step * cfg.grad_accum + micro
+                mark_graph_step()
                 noise = posterior_noise(x, model.config, cfg.seed, micro_step, info.rank * x.shape[0])
                 if fsdp:
                     model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)
@@ -537,6 +550,7 @@ def train(cfg: TokenizerTrainConfig) -> dict:
             window = {"time": 0.0, "data": 0.0, "samples": 0, "tokens": 0, "steps": 0}
 
         if cfg.eval_every and (step % cfg.eval_every == 0 or last):
+            mark_graph_step()
             result = evaluate(model, *heldout, autocast)
             scores = {k: v for k, v in result.items() if k.startswith("heldout_")}
             logger.metrics(step, scores)

@@ -10,6 +10,8 @@ from hydra_x.data.config import DataConfig
 from hydra_x.losses.gan import DiscriminatorConfig
 from hydra_x.train.optim import OptimConfig
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
 # What each stage trains (module-name prefixes of HydraXTokenizer); everything else is frozen.
 STAGE_TRAINABLE: dict[int, tuple[str, ...]] = {
     # Stage 1, foundation: the whole tokenizer, jointly with image and video distillation.
@@ -89,6 +91,9 @@ class TokenizerTrainConfig:
     fsdp: bool | None = None  # None: FSDP2 when more than one process
     activation_checkpointing: bool = False
     compile: bool = False  # torch.compile every transformer block, LPIPS and the teachers
+    # torch.compile mode of the blocks: default | reduce-overhead (CUDA graphs: no per-kernel launch cost,
+    # for host-bound steps) | max-autotune-no-cudagraphs
+    compile_mode: str = "default"
     # cuDNN's SDPA backward returns NaN gradients on H100/H200 for some shapes in torch 2.11-2.13
     # (pytorch/pytorch#196678, NVIDIA/cudnn-frontend#1072); training uses flash / memory-efficient SDPA.
     cudnn_attention: bool = False
@@ -118,6 +123,8 @@ class TokenizerTrainConfig:
             raise ValueError("steps and grad_accum must be at least 1")
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         if self.stage == 3 and self.init is None:
             raise ValueError("stage 3 starts from a trained tokenizer: set init to the stage-2 export")
         layers = self.teachers.distill_layers

@@ -58,7 +58,8 @@ def frames_for_lpips(x: torch.Tensor, count: int) -> torch.Tensor:
     """Clips (B, C, F, H, W) -> (B * count, C, H, W) of evenly spaced frames; images pass through."""
     if x.ndim == 4:
         return x
-    idx = torch.linspace(0, x.shape[2] - 1, min(count, x.shape[2])).round().long().to(x.device)
+    # Made on x's device: copying a CPU index there would wait for the GPU (a host sync every step).
+    idx = torch.linspace(0, x.shape[2] - 1, min(count, x.shape[2]), device=x.device).round().long()
     return x.index_select(2, idx).transpose(1, 2).flatten(0, 1)
 
 

@@ -46,3 +46,23 @@ def test_blocks_compile_after_the_flop_counted_step() -> None:
         assert torch._dynamo.config.recompile_limit >= BLOCK_RECOMPILE_LIMIT
     finally:
         torch.compiler.reset()
+
+
+@pytest.mark.slow
+def test_blocks_compile_one_static_graph_per_token_layout() -> None:
+    """Static shapes: every layout gets its own graph (automatic dynamic shapes would reuse one symbolic graph
+    from the third layout on, with symbolic-size arithmetic on the host at every kernel launch)."""
+    torch.compiler.reset()
+    counters.clear()
+    try:
+        model = HydraXTokenizer.from_preset("tiny", seed=0, depth=2)
+        model.validate_inputs = False
+        parallelize_tokenizer(model, fsdp=False, param_dtype=None, compile_blocks=True)
+        graphs = []
+        for size in (32, 48, 64):  # three token layouts
+            with torch.no_grad():
+                model(torch.rand(1, 3, size, size) * 2 - 1, sample=False, semantic=False)
+            graphs.append(counters["stats"]["unique_graphs"])
+        assert graphs[0] > 0 and graphs[2] - graphs[1] == graphs[1] - graphs[0] == graphs[0]
+    finally:
+        torch.compiler.reset()
