@@ -115,8 +115,12 @@ class Siglip2Teacher(ImageTeacher):
         patches = rearrange(x, "b c (h p) (w q) -> b (h w) (p q c)", p=p, q=p)  # (B, N, p * p * 3)
         out = self.model(
             pixel_values=patches,
-            pixel_attention_mask=torch.ones(b, patches.shape[1], dtype=torch.long, device=x.device),
-            spatial_shapes=torch.tensor([grid] * b, dtype=torch.long, device=x.device),
+            # No padding: no mask, so SDPA keeps its flash kernels (transformers skips an all-ones mask only after
+            # checking it, a host sync, and never under torch.compile).
+            pixel_attention_mask=None,
+            # On the CPU: the model reads each row with .tolist(), which on a GPU tensor waits for the GPU
+            # (a host sync per image, every step); nothing else uses it.
+            spatial_shapes=torch.tensor([grid] * b, dtype=torch.long),
             output_hidden_states=bool(layers),
         )
         return TeacherOutput(out.last_hidden_state, grid, self._hidden(out, layers))
