@@ -159,12 +159,14 @@ def main() -> None:
         f"per-step batch: {batch}; activation checkpointing {args.activation_checkpointing}; fsdp {args.fsdp}; "
         f"compile mode {args.compile_mode}\n"
     )
-    print("| case | compiled | samples/s | tokens/s | MFU | data wait | peak GiB | loss |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| case | compiled | samples/s | tokens/s | MFU | matmul ceiling TFLOP/s | data wait | peak GiB | loss |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         mfu = f"{100 * r['mfu']:.1f}%" if "mfu" in r else "-"
+        ceiling = f"{r['mfu_peak_tflops']:.0f}" if "mfu_peak_tflops" in r else "-"
         print(
             f"| {r['case']} | {r['compiled']} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} | {mfu} | "
+            f"{ceiling} | "
             f"{100 * r['data_wait_fraction']:.1f}% | {r['peak_gib']:.1f} | {r['loss/total']:.4f} |"
         )
     if args.json:

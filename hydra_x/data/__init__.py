@@ -6,7 +6,7 @@ endless, exactly resumable stream of image-only and video-only :class:`Batch` es
 """
 
 from hydra_x.data.config import DataConfig, SourceConfig
-from hydra_x.data.embedded import HELDOUT_PHOTOS, TRAIN_PHOTOS, heldout_clips, heldout_images
+from hydra_x.data.embedded import HELDOUT_PHOTOS, TRAIN_PHOTOS, heldout_clips, heldout_images, heldout_photo
 from hydra_x.data.loader import Batch, TokenizerDataLoader, step_kinds
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "TokenizerDataLoader",
     "heldout_clips",
     "heldout_images",
+    "heldout_photo",
     "step_kinds",
 ]

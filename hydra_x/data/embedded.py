@@ -217,16 +217,21 @@ class EmbeddedSource:
         return f"embedded/{self.media}/{name}/{group}-{position}", x
 
 
+def heldout_photo(k: int) -> str:
+    """The photograph of the k-th held-out image and of the k-th held-out clip (they take turns)."""
+    return HELDOUT_PHOTOS[k % len(HELDOUT_PHOTOS)]
+
+
 def heldout_image(k: int, size: int) -> tuple[str, torch.Tensor]:
     """The k-th held-out image: (photo name, (3, size, size)); depends only on (k, size)."""
-    photo = HELDOUT_PHOTOS[k % len(HELDOUT_PHOTOS)]
+    photo = heldout_photo(k)
     rng = sample_rng(HELDOUT_SEED, _TAG_HELDOUT_IMAGE, size, k)
     return photo, photo_crop(photo, (size, size), rng, flip_ok=False)
 
 
 def heldout_clip(k: int, frames: int, size: int) -> tuple[str, torch.Tensor]:
     """The k-th held-out clip: (photo name, (3, frames, size, size)), camera moves and objects over a held-out photo."""
-    photo = HELDOUT_PHOTOS[k % len(HELDOUT_PHOTOS)]
+    photo = heldout_photo(k)
     rng = sample_rng(HELDOUT_SEED, _TAG_HELDOUT_CLIP, size, frames, k)
     return photo, photo_clip(photo, (size, size), frames, rng, flip_ok=False)
 

@@ -1,13 +1,18 @@
-"""Parts of the training step: the posterior noise, the EMA, the compile options."""
+"""Parts of the training step: the posterior noise, the EMA, the compile options, the held-out scores."""
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import pytest
 import torch
 import torch.nn as nn
 
+from hydra_x.data import HELDOUT_PHOTOS, heldout_clips, heldout_images
+from hydra_x.data.embedded import heldout_clip, heldout_image
+from hydra_x.eval.metrics import psnr, video_psnr
 from hydra_x.train.ema import EMA
-from hydra_x.train.tokenizer import posterior_noise
+from hydra_x.train.tokenizer import evaluate, posterior_noise
 from hydra_x.train.tokenizer_config import TokenizerTrainConfig
 from tests.helpers import pixels, tiny
 
@@ -51,3 +56,21 @@ def test_ema_update_is_the_exponential_average_of_the_weights(dtype):
 def test_compile_mode_must_be_a_known_one():
     with pytest.raises(ValueError, match="compile_mode must be one of .*'max-autotune'"):
         TokenizerTrainConfig(compile_mode="max-autotune")
+
+
+def test_held_out_psnr_is_reported_per_photograph_and_overall():
+    model = tiny().eval()
+    images, clips = heldout_images(5, 32), heldout_clips(4, 5, 32)
+    result = evaluate(model, images, clips, nullcontext)
+    photo_of = {"image": lambda k: heldout_image(k, 32)[0], "clip": lambda k: heldout_clip(k, 5, 32)[0]}
+    for kind, originals, score in (("image", images, psnr), ("clip", clips, video_psnr)):
+        each = score(result[f"{kind}s"][1], originals)
+        assert result[f"heldout_{kind}_psnr"] == pytest.approx(each.mean().item(), rel=1e-5)
+        photos = [photo_of[kind](k) for k in range(len(originals))]
+        for photo in HELDOUT_PHOTOS:
+            mine = each[[p == photo for p in photos]]
+            assert result[f"heldout_{kind}_psnr/{photo}"] == pytest.approx(mine.mean().item(), rel=1e-5)
+    # Five images of three photographs: 2 + 2 + 1; the overall mean weights the photographs by their counts.
+    assert sum(result[f"heldout_image_psnr/{p}"] * n for p, n in zip(HELDOUT_PHOTOS, (2, 2, 1))) / 5 == pytest.approx(
+        result["heldout_image_psnr"], rel=1e-5
+    )
