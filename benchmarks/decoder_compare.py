@@ -24,13 +24,12 @@ from pathlib import Path
 import torch
 from tokenizer_speed import time_ms
 
-from hydra_x.configs.train_tokenizer import hydra_tok_small, small
 from hydra_x.data.config import SourceConfig
 from hydra_x.data.embedded import heldout_images
 from hydra_x.eval.metrics import psnr, ssim
 from hydra_x.tokenizer import HydraXTokenizer
-from hydra_x.train.tokenizer import train
-from hydra_x.train.tokenizer_config import LossConfig, TokenizerTrainConfig
+from hydra_x.train.tokenizer import LossConfig, TokenizerTrainConfig, train
+from hydra_x.train.tokenizer.recipes import hydra_tok_small, small
 
 FLOW_STEPS = (1, 4, 16)
 
@@ -44,7 +43,7 @@ def variants() -> dict[str, TokenizerTrainConfig]:
     flow = small()
     flow.data.sources = (SourceConfig("embedded_images"),)
     flow.heldout_clips = 0
-    flow.model = {"decoder": "flow"}
+    flow.model = flow.model.replace(decoder="flow")
     flow.loss = LossConfig(flow=1.0, lpips=0.0, kl=1e-6, distill_image=0.0, distill_video=0.0)
     tok.loss.lpips = 0.0  # no VGG weights offline; said once here rather than warned per run
     return {"hydra-tok-small (flow)": tok, "hydra-x small (regression)": regression, "hydra-x small (flow)": flow}
@@ -96,7 +95,7 @@ def main() -> None:
     images = heldout_images(4 if args.smoke else 16, 128).to(device)
     results = []
     for name, cfg in variants().items():
-        cfg.out_dir = str(root / name.split(" ")[0] / cfg.model.get("decoder", "default"))
+        cfg.out_dir = str(root / name.split(" ")[0] / cfg.model.decoder)
         cfg.device, cfg.time_budget_minutes, cfg.ema_decay, cfg.compile = device, args.minutes, 0.0, args.compile
         cfg.steps, cfg.eval_every, cfg.ckpt_every, cfg.data.num_workers = 100_000, 10**9, 10**9, args.workers
         if args.smoke:

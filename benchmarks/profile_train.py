@@ -4,17 +4,15 @@
 
 Prints the speed of the run (metrics.jsonl), the host functions with the most own time, the device ops with
 the most CUDA time over a few steps after warm-up, and where the GPU sat idle in those steps, charged to the
-part of the step (noise, forward, losses, teacher, backward, clip, ema, or the loop itself) whose launch
-ended each idle gap.
+part of the step whose launch ended each idle gap: the loop names its parts (data, noise, forward, losses,
+teacher, backward, optimizer, discriminator, ema) with ``hydra_x.train.engine.region``; "loop" is the rest.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
 import cProfile
-import functools
 import gzip
 import io
 import json
@@ -28,45 +26,8 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from hydra_x.teachers.base import FrozenTeacher
-from hydra_x.tokenizer import HydraXTokenizer
-from hydra_x.train import tokenizer as loop
-from hydra_x.train.ema import EMA
-from hydra_x.train.tokenizer_losses import TokenizerObjective
-
-# (owner, attribute, label): the parts of a training step, named in the trace without touching the loop. Only
-# code outside torch.compile (a wrapper inside a compiled module would change its graph).
-STEP_REGIONS = (
-    (loop, "posterior_noise", "noise"),
-    (HydraXTokenizer, "forward", "forward"),
-    (TokenizerObjective, "generator", "losses"),
-    (FrozenTeacher, "__call__", "teacher"),
-    (torch.Tensor, "backward", "backward"),
-    (torch.nn.utils, "clip_grad_norm_", "clip"),
-    (EMA, "update", "ema"),
-)
-
-
-@contextlib.contextmanager
-def annotate_step_regions():
-    """Wrap the step's parts in torch.profiler.record_function, so a trace shows which one the host is in."""
-    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in STEP_REGIONS]
-
-    def labelled(fn, label):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with torch.profiler.record_function(f"step/{label}"):
-                return fn(*args, **kwargs)
-
-        return wrapper
-
-    try:
-        for (owner, name, fn), (_, _, label) in zip(originals, STEP_REGIONS):
-            setattr(owner, name, labelled(fn, label))
-        yield
-    finally:
-        for owner, name, fn in originals:
-            setattr(owner, name, fn)
+from hydra_x.train.tokenizer import train
+from hydra_x.train.tokenizer.__main__ import parse_config
 
 
 def idle_gaps(trace: dict, min_gap_us: float = 50.0, top: int = 15) -> str:
@@ -129,8 +90,6 @@ class ProfileOptimizerSteps:
         self._wall = 0.0
 
     def __enter__(self) -> ProfileOptimizerSteps:
-        self._regions = annotate_step_regions()
-        self._regions.__enter__()
         self._original = original = torch.optim.AdamW.step
         count = {"n": 0}
 
@@ -153,7 +112,6 @@ class ProfileOptimizerSteps:
 
     def __exit__(self, *exc) -> None:
         torch.optim.AdamW.step = self._original
-        self._regions.__exit__(*exc)
 
     def table(self, rows: int = 30) -> str:
         """Device ops by total CUDA time over the profiled steps ('' without a GPU)."""
@@ -188,7 +146,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="hydra_x_profile_"))
-    cfg = loop.parse_config(
+    cfg = parse_config(
         ["--config", args.config, f"steps={args.steps}", f"out_dir={out}", "eval_every=0", "ckpt_every=1000000"]
         + ["heldout_images=0", "heldout_clips=0", f"log_every={max(args.steps // 3, 1)}", *args.overrides]
     )
@@ -197,7 +155,7 @@ def main() -> None:
     profiler = cProfile.Profile()
     with device_profile:
         profiler.enable()
-        loop.train(cfg)
+        train(cfg)
         profiler.disable()
 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -26,13 +26,14 @@ import torch
 from profile_train import ProfileOptimizerSteps
 
 from hydra_x.config import parse_value
-from hydra_x.configs.train_tokenizer import tiny
 from hydra_x.data.config import DataConfig, SourceConfig
 from hydra_x.losses import LPIPS, save_lpips
 from hydra_x.teachers.tiny import save_tiny_teacher
+from hydra_x.tokenizer import tokenizer_config
 from hydra_x.train.optim import OptimConfig
-from hydra_x.train.tokenizer import train
-from hydra_x.train.tokenizer_config import COMPILE_MODES, LossConfig, TeacherConfig
+from hydra_x.train.parallel import COMPILE_MODES
+from hydra_x.train.tokenizer import LossConfig, TeacherConfig, train
+from hydra_x.train.tokenizer.recipes import tiny
 
 # Real teacher sizes, random weights (the benchmark measures cost, not quality).
 SIGLIP2_SO400M = dict(
@@ -63,7 +64,7 @@ def run_case(args, kind: str, root: Path, teachers: TeacherConfig, lpips_path: P
     out = root / f"{kind}-{'compiled' if compile_blocks else 'eager'}"
     source = "embedded_images" if kind == "images" else "embedded_videos"
     cfg = tiny()
-    cfg.model_preset, cfg.out_dir, cfg.device = args.preset, str(out), args.device
+    cfg.out_dir, cfg.device = str(out), args.device
     cfg.precision = "bf16" if args.device == "cuda" else "fp32"
     cfg.data = DataConfig(
         sources=(SourceConfig(source),),
@@ -84,7 +85,7 @@ def run_case(args, kind: str, root: Path, teachers: TeacherConfig, lpips_path: P
     cfg.activation_checkpointing, cfg.compile, cfg.ema_decay = args.activation_checkpointing, compile_blocks, 0.999
     cfg.compile_mode = args.compile_mode
     cfg.heldout_images = cfg.heldout_clips = 0
-    cfg.model = {field: parse_value(value) for field, value in args.model_override}
+    cfg.model = tokenizer_config(args.preset, **{field: parse_value(value) for field, value in args.model_override})
     first = args.steps if args.profile else 10**9
     trace = f"{args.trace}-{kind}.json.gz" if args.trace else None
     with ProfileOptimizerSteps(first=first, last=first + 3, trace=trace) as device_profile:

@@ -1,7 +1,6 @@
 """hydra-x: an open, trainable implementation of HYDRA-X (and its predecessor HYDRA)."""
 
-__version__ = "0.1.0"
-
-from hydra_x.tokenizer import HydraXTokenizer, TokenizerConfig  # noqa: E402
+from hydra_x._version import __version__
+from hydra_x.tokenizer import HydraXTokenizer, TokenizerConfig
 
 __all__ = ["HydraXTokenizer", "TokenizerConfig", "__version__"]

@@ -66,7 +66,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_pretrained(model: nn.Module, config: dict[str, Any], folder: str | Path, *, model_type: str) -> Path:
-    from hydra_x import __version__
+    from hydra_x._version import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 from skimage import data, transform
 
-from hydra_x.data.media import write_video
 from hydra_x.data.shards import main as shards_main
+from hydra_x.data.video import write_video
 
 VIDEO_FRAMES = 30  # frames of the index-coded videos
 

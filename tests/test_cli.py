@@ -18,8 +18,9 @@ from skimage import data, transform
 import hydra_x
 from hydra_x import HydraXTokenizer
 from hydra_x.cli import main
-from hydra_x.data import media
-from hydra_x.data.media import read_image, read_video, video_info, write_image, write_video
+from hydra_x.data import video as media
+from hydra_x.data.media import read_image, write_image
+from hydra_x.data.video import read_video, video_info, write_video
 from hydra_x.eval import psnr
 
 WARNING = "no trained weights given"
@@ -227,7 +228,7 @@ def test_reconstruct_streams_chunk_by_chunk(
         events.append(f"write {frames.shape[1]}")
         original_write(self, frames)
 
-    monkeypatch.setattr("hydra_x.cli.iter_video_frames", iter_frames)
+    monkeypatch.setattr("hydra_x.data.inputs.iter_video_frames", iter_frames)
     monkeypatch.setattr(media.VideoWriter, "write", write)
     code, _, err = run(capsys, "reconstruct", files["video"], tmp_path / "rec.mkv", "--clip-frames", 9)
     assert code == 0, err
@@ -396,7 +397,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(
     def broken(*args, **kwargs):
         raise RuntimeError("an internal bug")
 
-    monkeypatch.setattr("hydra_x.cli.encode_pixels", broken)
+    monkeypatch.setattr("hydra_x.cli.tokenizer.encode_pixels", broken)
     monkeypatch.delenv("HYDRA_X_DEBUG", raising=False)
     code, _, err = run(capsys, "reconstruct", files["image"], tmp_path / "o.png")
     assert code == 1 and "Traceback" not in err

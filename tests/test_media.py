@@ -13,19 +13,8 @@ import torch
 from PIL import Image
 from skimage import data, transform
 
-from hydra_x.data.media import (
-    MediaError,
-    VideoWriter,
-    image_to_tensor,
-    is_image_path,
-    iter_video_frames,
-    read_image,
-    read_video,
-    resize_short_side,
-    video_info,
-    write_image,
-    write_video,
-)
+from hydra_x.data.media import MediaError, image_to_tensor, is_image_path, read_image, resize_short_side, write_image
+from hydra_x.data.video import VideoWriter, iter_video_frames, read_video, video_info, write_video
 from hydra_x.eval import video_psnr
 
 

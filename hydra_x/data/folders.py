@@ -37,7 +37,8 @@ from hydra_x.data.buckets import (
     sample_rng,
 )
 from hydra_x.data.config import DataConfig
-from hydra_x.data.media import IMAGE_EXTENSIONS, MediaError, decode_image, frame_to_tensor, read_image
+from hydra_x.data.media import IMAGE_EXTENSIONS, MediaError, decode_image, read_image
+from hydra_x.data.video import frame_to_tensor
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv", ".3gp"}

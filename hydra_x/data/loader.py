@@ -351,9 +351,6 @@ class TokenizerDataLoader:
 
     # -- iteration
 
-    def kind_of(self, step: int) -> str:
-        return step_kinds(self.config, [step])[0]
-
     def __iter__(self) -> Iterator[Batch]:
         self._spec.slot_states = {k: dict(v) for k, v in self._slot_states.items()}
         start = self._step

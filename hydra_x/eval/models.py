@@ -20,6 +20,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from hydra_x.errors import InputError
+from hydra_x.tokenizer.io import TokenizerSource, load_tokenizer
+
 # diffusers classes that take (B, 3, F, H, W); any other class with 3D convolutions is treated as one too.
 VIDEO_VAES = (
     "AutoencoderKLWan",
@@ -34,7 +37,7 @@ VIDEO_VAES = (
 )
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(InputError):
     """The model cannot be loaded or cannot run the protocol; the message says why."""
 
 
@@ -92,22 +95,23 @@ class HydraXModel(ReconModel):
         return y.float().clamp(-1, 1)
 
 
-def load_hydra_x(spec, device: torch.device, dtype: torch.dtype, decode_steps: int | None = None) -> HydraXModel:
-    """HYDRA-X from a ``hydra_x.cli.ModelSpec`` (checkpoint folder / Hub id, or preset + seed: random weights)."""
-    from hydra_x.cli import load_model
+def load_hydra_x(
+    source: TokenizerSource, device: torch.device, dtype: torch.dtype, decode_steps: int | None = None
+) -> HydraXModel:
+    """HYDRA-X from a ``TokenizerSource`` (checkpoint folder / Hub id, or preset + seed: random weights)."""
     from hydra_x.hub import WEIGHTS_NAME, resolve_file
 
-    module = load_model(spec, device, dtype)
+    module = load_tokenizer(source, device, dtype)
     if decode_steps is not None and "steps" not in inspect.signature(module.decode).parameters:
         raise ModelLoadError("--decode-steps was given but this HYDRA-X decoder takes no sampling steps")
-    info: dict[str, Any] = {"type": "hydra-x", "config": spec.config.to_dict(), "decode_steps": decode_steps}
-    if spec.checkpoint:
-        weights = resolve_file(spec.checkpoint, WEIGHTS_NAME)  # local, or the Hub file just cached by loading
-        info.update(checkpoint=spec.checkpoint, weights_file=str(weights), sha256=file_sha256(weights))
-        name = f"HYDRA-X {Path(spec.checkpoint).name or spec.checkpoint}"
+    info: dict[str, Any] = {"type": "hydra-x", "config": source.config.to_dict(), "decode_steps": decode_steps}
+    if source.checkpoint:
+        weights = resolve_file(source.checkpoint, WEIGHTS_NAME)  # local, or the Hub file just cached by loading
+        info.update(checkpoint=source.checkpoint, weights_file=str(weights), sha256=file_sha256(weights))
+        name = f"HYDRA-X {Path(source.checkpoint).name or source.checkpoint}"
     else:
-        info.update(preset=spec.preset, seed=spec.seed, random_weights=True)
-        name = f"HYDRA-X {spec.preset} (random, seed {spec.seed})"
+        info.update(preset=source.preset, seed=source.seed, random_weights=True)
+        name = f"HYDRA-X {source.preset} (random, seed {source.seed})"
     model = HydraXModel(name, module, device, dtype, video=True, spec=info)
     model.decode_steps = decode_steps
     return model

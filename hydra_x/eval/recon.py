@@ -177,7 +177,7 @@ class ReconEvaluator:
                 "`python -m hydra_x.losses.lpips convert --out lpips_vgg.safetensors`)",
             )
             return None
-        try:  # the rule of training (hydra_x.train.tokenizer_losses.load_lpips_for): a file or hf://repo/file
+        try:  # the rule of training (hydra_x.train.tokenizer.objective.load_lpips_for): a file or hf://repo/file
             if spec.startswith("hf://"):
                 repo, _, filename = spec[len("hf://") :].rpartition("/")
                 net = load_lpips(repo_id=repo, filename=filename, required=True)

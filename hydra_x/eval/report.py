@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-import hydra_x
-from hydra_x.data.media import to_uint8, write_video
+from hydra_x._version import __version__
+from hydra_x.data.media import to_uint8
+from hydra_x.data.video import write_video
 from hydra_x.eval.models import ReconModel
 from hydra_x.eval.protocols import Protocol
 from hydra_x.eval.recon import Picked, ReconOptions, ReconResult
@@ -47,7 +48,7 @@ def versions() -> dict[str, str | None]:
     except ImportError:
         diffusers_version = None
     return {
-        "hydra_x": hydra_x.__version__,
+        "hydra_x": __version__,
         "torch": torch.__version__,
         "diffusers": diffusers_version,
         "python": platform.python_version(),

@@ -23,13 +23,14 @@ from hydra_x.data.embedded import heldout_clip, heldout_image  # the k-th item i
 from hydra_x.data.folders import VIDEO_EXTENSIONS, ClipSpec, decode_clip, decode_image_bytes, list_files, skip_entry
 from hydra_x.data.media import IMAGE_EXTENSIONS, MediaError, read_image
 from hydra_x.data.shards import IMAGE_KEYS, VIDEO_KEYS, ShardFailure, expand_shards, iter_shard
+from hydra_x.errors import InputError
 from hydra_x.eval.protocols import Protocol, preprocess
 
 EMBEDDED = "embedded"
 EMBEDDED_COUNT = 24  # held-out crops / clips of the embedded set (8 per photograph) unless --max-samples
 
 
-class DataSpecError(ValueError):
+class DataSpecError(InputError):
     """The data set cannot be used at all (missing path, no files, no usable sample)."""
 
 

@@ -3,7 +3,7 @@
 HYDRA-X: L_dist = (1 - cos(s[0], T_img(x))) + (1 - cos(D(s[1:]), T_vid(x))), the video term masked out for
 image samples. The student's token grid rarely equals the teacher's (DINOv2's patch 14 against our 16, V-JEPA
 2's crop size, a video teacher's tubelet of 2 frames against the Decompressor's frame rate), so the student
-is resized to the teacher's grid first (DESIGN Part 2, "Decompressor alignment"); the linear heads to the
+is resized to the teacher's grid first (average pooling or interpolation); the linear heads to the
 teachers' widths live in the tokenizer.
 
 All distances are computed in fp32; each returns a scalar.

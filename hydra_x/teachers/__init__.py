@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra_x.teachers.base import FrozenTeacher, TeacherOutput, hub_kwargs
+from hydra_x.hf import hub_kwargs
+from hydra_x.teachers.base import FrozenTeacher, TeacherOutput
 from hydra_x.teachers.image import (
     Dinov2Teacher,
     Siglip2Teacher,

@@ -23,12 +23,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-log = logging.getLogger(__name__)
+from hydra_x.hf import IMAGENET_MEAN, IMAGENET_STD, auto_config, hub_kwargs, load_frozen_model
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-SIGLIP_MEAN = (0.5, 0.5, 0.5)  # with SigLIP's std of 0.5 this maps [-1, 1] pixels to themselves
-SIGLIP_STD = (0.5, 0.5, 0.5)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,51 +35,6 @@ class TeacherOutput:
     tokens: torch.Tensor  # (B, N, D) images or (B, T', N, D) videos; N = h * w row-major; final norm applied
     grid: tuple[int, ...]  # (h, w) images or (T', h, w) videos
     hidden: dict[int, torch.Tensor] = field(default_factory=dict)  # k -> tokens' shape: after layer k, no final norm
-
-
-def hub_kwargs(
-    revision: str | None = None,
-    cache_dir: str | Path | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-) -> dict[str, Any]:
-    hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir, token=token).items() if v is not None}
-    if local_files_only:
-        hub["local_files_only"] = True
-    return hub
-
-
-def read_config(name_or_path: str | Path, **hub: Any):
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(str(name_or_path), **hub)
-
-
-def load_frozen_model(model_cls: type, name_or_path: str | Path, dtype: torch.dtype, **kwargs: Any):
-    """``model_cls.from_pretrained`` that refuses to leave any weight randomly initialised.
-
-    transformers fills missing weights with random values and only logs it; for a teacher that would
-    silently distill noise. Unexpected keys are fine: a full checkpoint (e.g. SigLIP 2 with its text
-    tower) loads into the vision-only class and the rest is dropped.
-    """
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its load report would list every dropped text-tower key
-    try:
-        model, info = model_cls.from_pretrained(
-            str(name_or_path), dtype=dtype, use_safetensors=True, output_loading_info=True, **kwargs
-        )
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    missing = sorted(info.get("missing_keys") or [])
-    if missing:
-        shown = ", ".join(missing[:10]) + (f", ... ({len(missing)} in all)" if len(missing) > 10 else "")
-        raise ValueError(f"{name_or_path}: the checkpoint lacks weights of {model_cls.__name__}: {shown}")
-    dropped = len(info.get("unexpected_keys") or [])
-    if dropped:
-        log.info("%s: kept %s, dropped %d other tensors of the checkpoint", name_or_path, model_cls.__name__, dropped)
-    return model
 
 
 def as_pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -172,7 +124,7 @@ class FrozenTeacher:
         cls, name_or_path: str | Path, dtype: torch.dtype, attn_implementation: str | None, hub: dict[str, Any]
     ) -> torch.nn.Module:
         """The frozen transformers model of a checkpoint whose model type this adapter accepts."""
-        config = read_config(name_or_path, **hub)
+        config = auto_config(name_or_path, **hub)
         if not cls.accepts(config):
             raise ValueError(
                 f"{name_or_path} is a {config.model_type!r} checkpoint; the {cls.kind!r} teacher takes model "

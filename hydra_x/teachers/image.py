@@ -21,13 +21,11 @@ from typing import Any
 import torch
 from einops import rearrange
 
+from hydra_x.hf import SIGLIP_MEAN, SIGLIP_STD, auto_config
 from hydra_x.teachers.base import (
-    SIGLIP_MEAN,
-    SIGLIP_STD,
     FrozenTeacher,
     TeacherOutput,
     as_pair,
-    read_config,
     resize,
     round_to_patch,
 )
@@ -150,7 +148,7 @@ class Dinov2Teacher(ImageTeacher):
 def load_siglip2(name_or_path: str | Path, **kwargs: Any) -> SiglipTeacher | Siglip2Teacher:
     """A SigLIP 2 teacher: NaFlex checkpoints are ``siglip2``; the fixed-resolution ones are ``siglip``."""
     hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs}
-    config = read_config(name_or_path, **hub)
+    config = auto_config(name_or_path, **hub)
     if SiglipTeacher.accepts(config):
         kwargs.pop("max_num_patches", None)
         return SiglipTeacher.from_pretrained(name_or_path, **kwargs)

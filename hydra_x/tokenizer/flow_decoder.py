@@ -3,7 +3,7 @@
     z (B, S2, N, C) -> linear C -> width -> layers at S2 steps -> inverse of fold 2          (condition)
       + fold-1 patch embedding of the noisy pixels x_t (B, 3, F, H, W) at S1 steps
       -> AdaLN layers at S1 steps (time t) -> AdaLN norm -> linear to f1 x 3 x p x p -> inverse of fold 1
-      = velocity v (B, 3, F, H, W), the prediction of eps - x (see hydra_x.tokenizer.flow; t = 1 is noise).
+      = velocity v (B, 3, F, H, W), the prediction of eps - x (see hydra_x.nn.flow; t = 1 is noise).
 
 The temporal layout is the regression decoder's: the same split at ``decoder_unfold_at``, the same folds
 and the same attention mode (``decoder_attention_mode``), so a causal / tubelet tokenizer stays causal.
@@ -20,15 +20,16 @@ The decoder's output, the loss and the sampler are the same either way.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hydra_x.nn.flow import euler_sample, interpolate, velocity_from_clean, velocity_target
 from hydra_x.nn.layers import TokenLayout
 from hydra_x.tokenizer.config import TokenizerConfig
-from hydra_x.tokenizer.flow import euler_sample, velocity_from_clean
 from hydra_x.tokenizer.folds import PatchFold, PatchUnfold, TokenUnfold
 from hydra_x.tokenizer.vit import make_blocks, make_layout, run_blocks
 
@@ -44,6 +45,20 @@ def decoder_kind_of_state(keys) -> str | None:
     if not any(k.startswith(DECODER_PREFIX) for k in keys):
         return None
     return "flow" if any(k.startswith(FLOW_MARKER) for k in keys) else "regression"
+
+
+def check_decoder_kind(decoder: str, keys, source: str, strict: bool = True) -> None:
+    """Refuse (or with ``strict=False`` warn about) a state dict holding the other kind of decoder than ``decoder``."""
+    found = decoder_kind_of_state(keys)
+    if found is None or found == decoder:
+        return
+    message = (
+        f"{source} holds the weights of a {found} pixel decoder, but the config asks for "
+        f"decoder={decoder!r}; load it with decoder={found!r} (the kind its config.json records)"
+    )
+    if strict:
+        raise ValueError(message + ", or pass strict=False to keep a freshly initialised decoder")
+    logging.getLogger(__name__).warning(message + "; the decoder keeps its initialisation")
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -94,7 +109,7 @@ class FlowDecoder(nn.Module):
         self.in_proj = nn.Linear(config.latent_channels, width)  # the name set_latent_stats re-parameterises
         plain = make_blocks(config, config.decoder_depth, width, config.decoder_heads, config.decoder_mlp_dim)
         split = config.decoder_unfold_at
-        # One list (what parallelize_tokenizer wraps and shards block by block): plain Blocks on z, then
+        # One list (what hydra_x.train.parallel wraps and shards block by block): plain Blocks on z, then
         # AdaLN blocks on z + x_t.
         self.blocks = nn.ModuleList([*plain[:split], *(AdaLNBlock(b, width) for b in plain[split:])])
         self.token_unfold = TokenUnfold(width, inner_fold) if inner_fold > 1 else None
@@ -161,3 +176,33 @@ class FlowDecoder(nn.Module):
         """Euler from ``noise`` (B, C, F, H, W) at t = 1 to the image at t = 0: float32 pixels."""
         cond = self.condition(z, grid)  # once for all steps
         return euler_sample(lambda x, t: self.velocity(cond, x, t, grid), noise, steps)
+
+    def sample_pixels(
+        self,
+        z: torch.Tensor,
+        grid: tuple[int, int],
+        noise: torch.Tensor | None,
+        steps: int | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """z tokens (B, S, N, C) -> sampled pixels (B, 3, F, H, W), float32: from ``noise`` if given (checked),
+        else from Gaussian noise of ``generator`` (its device; the global RNG if None), in ``steps`` (default
+        ``config.flow_steps``) Euler steps."""
+        shape = self.pixel_shape(z.shape[0], z.shape[1], grid)
+        if noise is None:
+            device = generator.device if generator is not None else z.device
+            noise = torch.randn(shape, generator=generator, device=device)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"flow_noise must have the pixels' shape {shape}, got {tuple(noise.shape)}")
+        steps = self.config.flow_steps if steps is None else steps
+        return self.sample(z, grid, noise.to(z.device), steps)
+
+    def train_velocity(
+        self, z: torch.Tensor, grid: tuple[int, int], x: torch.Tensor, noise: torch.Tensor | None, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pixels x (B, 3, F, H, W) at time t (B,) -> (x_t, velocity, velocity target), all x's shape."""
+        noise = torch.randn_like(x) if noise is None else noise.to(x)
+        if noise.shape != x.shape:
+            raise ValueError(f"flow_noise must have the pixels' shape {tuple(x.shape)}, got {tuple(noise.shape)}")
+        x_t = interpolate(x, noise, t)
+        return x_t, self(z, grid, x_t, t), velocity_target(x, noise)

@@ -26,10 +26,9 @@ from typing import Any
 
 import torch
 
-from hydra_x.teachers.base import IMAGENET_MEAN, IMAGENET_STD, hub_kwargs
-from hydra_x.teachers.internvit import load_internvl_vision
+from hydra_x.hf import IMAGENET_MEAN, IMAGENET_STD, hub_kwargs, load_internvl_vision
 from hydra_x.tokenizer.config import TokenizerConfig
-from hydra_x.tokenizer.siglip import config_from_tower, tower_activation
+from hydra_x.tokenizer.siglip import check_fits_tower, config_from_tower, tower_activation
 
 
 def _square(value: Any, name: str) -> int:
@@ -121,6 +120,7 @@ def tokenizer_from_internvit(
     name_or_path: str | Path,
     *,
     preset: str | None = "hydra-tok",
+    config: TokenizerConfig | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     seed: int | None = None,
@@ -136,12 +136,16 @@ def tokenizer_from_internvit(
 
     Sizes and architecture come from the tower; ``preset`` (default ``hydra-tok``) supplies the other fields
     (decoder, latent channels, folds) and ``overrides`` change any field (e.g. ``gen_depth``, ``decoder``).
+    Or pass the whole ``config`` (as training does), which must fit the tower.
     ``pixel_mean`` / ``pixel_std``: the tower's input statistics (InternVL's processor: ImageNet's).
     """
     tower = load_internvl_vision(
         name_or_path, dtype=torch.float32, **hub_kwargs(revision, cache_dir, token, local_files_only)
     )
-    config = config_from_internvit(tower.config, preset, **overrides)
+    if config is None:
+        config = config_from_internvit(tower.config, preset, **overrides)
+    else:
+        check_fits_tower(config, config_from_internvit(tower.config, None), name_or_path)
     model = cls.from_config(config, device="cpu", seed=seed)
     load_internvit_weights(model, tower, pixel_mean, pixel_std)
     return model.to(device=device or "cpu", dtype=dtype)

@@ -12,7 +12,6 @@ stores (identity until then); semantic tokens s (B, 1 + T / 4, N, D) with N = (H
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +19,16 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
+from hydra_x.nn.flow import clean_estimate
 from hydra_x.nn.layers import init_weights
 from hydra_x.tokenizer.bottleneck import DiagonalGaussian, GenerationSemanticBottleneck
 from hydra_x.tokenizer.checks import check_latent, check_pixels
-from hydra_x.tokenizer.config import TokenizerConfig
+from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
 from hydra_x.tokenizer.decoder import PixelDecoder
 from hydra_x.tokenizer.decompressor import Decompressor
-from hydra_x.tokenizer.flow import clean_estimate, interpolate, velocity_target
-from hydra_x.tokenizer.flow_decoder import FlowDecoder, decoder_kind_of_state
+from hydra_x.tokenizer.flow_decoder import FlowDecoder, check_decoder_kind
+from hydra_x.tokenizer.outputs import PairEncoding, TokenizerOutput
 from hydra_x.tokenizer.vit import GenViT, SemViT
-
-
-@dataclass
-class TokenizerOutput:
-    """Everything a training step needs from one forward pass."""
-
-    x_rec: torch.Tensor | None  # reconstruction, x's shape (None with reconstruct=False)
-    z: torch.Tensor  # (B, C, S, h, w) the normalised latent that was decoded (a sample in training)
-    posterior: DiagonalGaussian  # over the raw latent, (B, C, S, h, w)
-    s: torch.Tensor | None  # (B, S, N, D) semantic tokens (None with semantic=False)
-    h: torch.Tensor  # (B, S, N, D) Gen-ViT output before the bottleneck
-    h_restored: torch.Tensor | None  # (B, S, N, D) the un-projected latent, the Sem-ViT's input
-    image_features: torch.Tensor | None  # (B, N, D_img) image head on the anchor step of s
-    video_features: torch.Tensor | None  # (B, T, N, D_vid) Decompressor + video head; None for images
-    # forward(feature_layers=...): k -> (B, S_k, N, D) hidden state k of the whole ViT (see forward).
-    layer_features: dict[int, torch.Tensor] | None = None
-    # Flow decoder, training forward (flow_t given): x_rec is then the clean estimate x_t - t v.
-    velocity: torch.Tensor | None = None  # x's shape: the decoder's velocity prediction at (x_t, t)
-    velocity_target: torch.Tensor | None = None  # x's shape: eps - x, the flow-matching target
-
-
-@dataclass
-class PairEncoding:
-    """Source-Target Interaction: an editing pair encoded as a 2-step clip."""
-
-    z: torch.Tensor  # (B, C, 2, h, w): step 0 the source, step 1 the target; Gen-ViT saw each alone
-    s: torch.Tensor  # (B, 2, N, D): the Sem-ViT ran over [z_src; z_tgt] with its causal mask
 
 
 class HydraXTokenizer(nn.Module):
@@ -135,8 +108,6 @@ class HydraXTokenizer(nn.Module):
         **overrides: Any,
     ) -> HydraXTokenizer:
         """A randomly initialised model of preset ``name`` (tiny, small, base, so400m) with field overrides."""
-        from hydra_x.configs.tokenizer import tokenizer_config
-
         return cls.from_config(tokenizer_config(name, **overrides), device=device, dtype=dtype, seed=seed)
 
     @classmethod
@@ -173,18 +144,7 @@ class HydraXTokenizer(nn.Module):
     @staticmethod
     def check_state_dict(config: TokenizerConfig, keys, source: str, strict: bool = True) -> None:
         """Refuse (or with ``strict=False`` warn about) decoder weights of the other kind than the config's."""
-        found = decoder_kind_of_state(keys)
-        if found is None or found == config.decoder:
-            return
-        message = (
-            f"{source} holds the weights of a {found} pixel decoder, but the config asks for "
-            f"decoder={config.decoder!r}; load it with decoder={found!r} (the kind its config.json records)"
-        )
-        if strict:
-            raise ValueError(message + ", or pass strict=False to keep a freshly initialised decoder")
-        import logging
-
-        logging.getLogger(__name__).warning(message + "; the decoder keeps its initialisation")
+        check_decoder_kind(config.decoder, keys, source, strict)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part (works on the meta device)."""
@@ -305,47 +265,13 @@ class HydraXTokenizer(nn.Module):
         z = check_latent(z, self.config, values=self.validate_inputs).to(self._dtype())
         grid = (z.shape[-2], z.shape[-1])
         if self.config.decoder == "flow":
-            x = self._flow_sample(self._to_tokens(z), grid, None, steps, generator)
+            x = self.decoder.sample_pixels(self._to_tokens(z), grid, None, steps, generator).to(self._dtype())
         else:
             x = self.decoder(self._to_tokens(z), grid)
         as_image = z.shape[2] == 1 if video is None else not video
         if as_image and z.shape[2] != 1:
             raise ValueError(f"video=False needs a one-step latent; got {z.shape[2]} steps")
         return x[:, :, 0] if as_image else x
-
-    def _flow_sample(
-        self,
-        z_tokens: torch.Tensor,
-        grid: tuple[int, int],
-        noise: torch.Tensor | None,
-        steps: int | None,
-        generator: torch.Generator | None,
-    ) -> torch.Tensor:
-        """Flow decoder: z tokens (B, S, N, C) -> sampled pixels (B, 3, F, H, W) in the model's dtype."""
-        shape = self.decoder.pixel_shape(z_tokens.shape[0], z_tokens.shape[1], grid)
-        if noise is None:
-            device = generator.device if generator is not None else z_tokens.device
-            noise = torch.randn(shape, generator=generator, device=device)
-        elif tuple(noise.shape) != shape:
-            raise ValueError(f"flow_noise must have the pixels' shape {shape}, got {tuple(noise.shape)}")
-        steps = self.config.flow_steps if steps is None else steps
-        x = self.decoder.sample(z_tokens, grid, noise.to(z_tokens.device), steps)
-        return x.to(self._dtype())
-
-    def _flow_train(
-        self,
-        z_tokens: torch.Tensor,
-        grid: tuple[int, int],
-        x: torch.Tensor,
-        noise: torch.Tensor | None,
-        t: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pixels x (B, 3, F, H, W) at time t (B,) -> (x_t, velocity, velocity target), all x's shape."""
-        noise = torch.randn_like(x) if noise is None else noise.to(x)
-        if noise.shape != x.shape:
-            raise ValueError(f"flow_noise must have the pixels' shape {tuple(x.shape)}, got {tuple(noise.shape)}")
-        x_t = interpolate(x, noise, t)
-        return x_t, self.decoder(z_tokens, grid, x_t, t), velocity_target(x, noise)
 
     def semantic(self, z: torch.Tensor, *, mode: str | None = None) -> torch.Tensor:
         """Normalised latent (B, C, S, h, w), clean or noisy, image or video -> s (B, S, N, D)."""
@@ -398,7 +324,7 @@ class HydraXTokenizer(nn.Module):
         shape = (1, 1, 1, -1)
         mean, std = self.latent_mean.view(shape).to(z_raw.dtype), self.latent_std.view(shape).to(z_raw.dtype)
         z_tokens = (z_raw - mean) / std  # (B, S, N, C)
-        restored = s = image_features = video_features = x_rec = None
+        restored = s = image_features = video_features = None
         if semantic:
             restored = self.bottleneck.restore(z_tokens)
             s = self.sem_vit(restored, grid, self.config.sem_attention_mode, sem_hidden)
@@ -407,23 +333,9 @@ class HydraXTokenizer(nn.Module):
                 video_features = self.decompressor(s[:, 1:], grid)
                 if self.video_head is not None:
                     video_features = self.video_head(video_features)
-        velocity = target = None
+        x_rec = velocity = target = None
         if reconstruct:
-            eps = flow_noise.unsqueeze(2) if flow_noise is not None and flow_noise.ndim == 4 else flow_noise
-            if self.config.decoder != "flow":
-                x_rec = self.decoder(z_tokens, grid)
-            elif flow_t is None:
-                x_rec = self._flow_sample(z_tokens, grid, eps, None, None)
-            else:
-                t = flow_t.to(device=x5.device, dtype=torch.float32)
-                x_t, velocity, target = self._flow_train(z_tokens, grid, x5, eps, t)
-                if is_image:
-                    x_t, velocity, target = x_t[:, :, 0], velocity[:, :, 0], target[:, :, 0]
-                # From the returned velocity, so that gradients taken at it (the GAN's weight) see x_rec; kept
-                # 5-D as the other branches are.
-                x_rec = clean_estimate(x_t, t, velocity)
-                x_rec = x_rec.unsqueeze(2) if is_image else x_rec
-            x_rec = x_rec[:, :, 0] if is_image else x_rec
+            x_rec, velocity, target = self._reconstruct(z_tokens, grid, x5, is_image, flow_noise, flow_t)
         return TokenizerOutput(
             x_rec=x_rec,
             z=self._to_latent(z_tokens, grid),
@@ -437,6 +349,26 @@ class HydraXTokenizer(nn.Module):
             velocity=velocity,
             velocity_target=target,
         )
+
+    def _reconstruct(self, z_tokens, grid, x5, is_image, flow_noise, flow_t):
+        """forward()'s pixel decoder: (x_rec, velocity, velocity target), x's shape (the last two None unless a
+        flow decoder trains at ``flow_t``)."""
+        eps = flow_noise.unsqueeze(2) if flow_noise is not None and flow_noise.ndim == 4 else flow_noise
+        velocity = target = None
+        if self.config.decoder != "flow":
+            x_rec = self.decoder(z_tokens, grid)
+        elif flow_t is None:
+            x_rec = self.decoder.sample_pixels(z_tokens, grid, eps, None, None).to(self._dtype())
+        else:
+            t = flow_t.to(device=x5.device, dtype=torch.float32)
+            x_t, velocity, target = self.decoder.train_velocity(z_tokens, grid, x5, eps, t)
+            if is_image:
+                x_t, velocity, target = x_t[:, :, 0], velocity[:, :, 0], target[:, :, 0]
+            # From the returned velocity, so that gradients taken at it (the GAN's weight) see x_rec; kept 5-D
+            # as the other branches are.
+            x_rec = clean_estimate(x_t, t, velocity)
+            x_rec = x_rec.unsqueeze(2) if is_image else x_rec
+        return (x_rec[:, :, 0] if is_image else x_rec), velocity, target
 
     def encode_pair(self, source: torch.Tensor, target: torch.Tensor) -> PairEncoding:
         """Source-Target Interaction for editing: two images (B, 3, H, W) encoded as a 2-step clip.

@@ -17,9 +17,8 @@ from typing import Any
 
 import torch
 
-from hydra_x.configs.tokenizer import TOKENIZER_PRESETS
-from hydra_x.teachers.base import hub_kwargs
-from hydra_x.tokenizer.config import TokenizerConfig
+from hydra_x.hf import hub_kwargs
+from hydra_x.tokenizer.config import TOKENIZER_PRESETS, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +78,37 @@ def config_from_tower(vision_config, preset: str | None, overrides: dict[str, An
     return config
 
 
+# What a pretrained tower decides of the tokenizer's config (its depth too, as an upper bound).
+TOWER_FIELDS = (
+    "width",
+    "heads",
+    "mlp_dim",
+    "in_channels",
+    "norm_eps",
+    "patch_size",
+    "mlp_act",
+    "qkv_bias",
+    "abs_pos_grid",
+    "pos_interpolation",
+    "cls_token",
+    "layer_scale_init",
+    "final_norm",
+)
+
+
+def check_fits_tower(config: TokenizerConfig, tower: TokenizerConfig, source: str | Path) -> None:
+    """Refuse a config that a tower's weights cannot start: every field the tower decides must match."""
+    wrong = [f"{f}={getattr(config, f)!r} (the tower's: {getattr(tower, f)!r})" for f in TOWER_FIELDS
+             if getattr(config, f) != getattr(tower, f)]
+    if config.depth > tower.depth:
+        wrong.append(f"depth={config.depth} (the tower has {tower.depth} layers)")
+    if wrong:
+        raise ValueError(
+            f"the tokenizer config does not fit the tower {source}: {'; '.join(wrong)}; use the tower's preset "
+            "(so400m for SigLIP 2 So400m/16, hydra-tok for InternViT-300M) or change those fields"
+        )
+
+
 def config_from_siglip(vision_config, preset: str | None = None, **overrides: Any) -> TokenizerConfig:
     patch = vision_config.patch_size
     patch = patch[0] if isinstance(patch, (list, tuple)) else patch
@@ -134,6 +164,7 @@ def tokenizer_from_siglip(
     name_or_path: str | Path,
     *,
     preset: str | None = None,
+    config: TokenizerConfig | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     seed: int | None = None,
@@ -146,11 +177,15 @@ def tokenizer_from_siglip(
     """A tokenizer whose ViT starts from the SigLIP (2) tower at ``name_or_path`` (Hub id or folder).
 
     Sizes come from the tower; ``preset`` supplies the other fields (decoder, heads) and ``overrides``
-    change any field (e.g. ``temporal_folds=(4, 1)``, ``gen_depth=12``, ``depth`` up to the tower's).
+    change any field (e.g. ``temporal_folds=(4, 1)``, ``gen_depth=12``, ``depth`` up to the tower's). Or pass
+    the whole ``config`` (as training does), which must fit the tower (a clear error says where it does not).
     """
     hub = hub_kwargs(revision, cache_dir, token, local_files_only)
     vision_config, tower = load_vision_tower(name_or_path, **hub)
-    config = config_from_siglip(vision_config, preset, **overrides)
+    if config is None:
+        config = config_from_siglip(vision_config, preset, **overrides)
+    else:
+        check_fits_tower(config, config_from_siglip(vision_config), name_or_path)
     model = cls.from_config(config, device="cpu", seed=seed)
     load_tower_weights(model, tower)
     return model.to(device=device or "cpu", dtype=dtype)

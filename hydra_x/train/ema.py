@@ -57,10 +57,3 @@ class EMA:
         with torch.no_grad():
             for n in self.names:
                 self.shadow[n].copy_(state[n])
-
-    @torch.no_grad()
-    def copy_to(self, model: nn.Module) -> None:
-        """Write the averaged weights into ``model`` (same sharding)."""
-        params = trainable_parameters(model)
-        for n in self.names:
-            params[n].copy_(self.shadow[n].to(params[n].dtype))

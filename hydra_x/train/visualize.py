@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from hydra_x.data.media import write_image, write_video
+from hydra_x.data.media import write_image
+from hydra_x.data.video import write_video
 
 
 def image_grid(originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hydra_x.data import DataConfig, SourceConfig, TokenizerDataLoader
-from hydra_x.data.media import write_video
+from hydra_x.data.video import write_video
 from tests.media_fixtures import add_member, bad_image_bytes, bad_video_files, index_clip
 
 

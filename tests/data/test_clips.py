@@ -8,7 +8,7 @@ import torch
 
 from hydra_x.data import DataConfig, SourceConfig, TokenizerDataLoader
 from hydra_x.data.folders import ClipSpec, SampleError, decode_clip
-from hydra_x.data.media import write_video
+from hydra_x.data.video import write_video
 from tests.media_fixtures import VIDEO_FRAMES, frame_index, index_clip, photo_uint8, write_vfr
 
 KEEP = lambda h, w: lambda x: x  # noqa: E731  (no resize, no crop)

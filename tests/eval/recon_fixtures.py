@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from hydra_x.data.media import write_video
+from hydra_x.data.video import write_video
 from hydra_x.eval.models import load_hydra_x
 from hydra_x.eval.protocols import resolve_protocol
 from hydra_x.eval.recon import ReconOptions, evaluate
@@ -62,11 +62,11 @@ def video_folder(root: Path, frames: int = 12) -> Path:
 
 def run(data: str, protocol: str, nets: dict[str, str], *, batch_size: int = 2, **overrides):
     """evaluate() with the tiny HYDRA-X preset and the tiny feature nets; returns (result, model, data)."""
-    from hydra_x.cli import resolve_spec
+    from hydra_x.tokenizer.io import resolve_source
 
     p = resolve_protocol(protocol, **overrides)
     with contextlib.redirect_stderr(io.StringIO()):  # the random-weights warning
-        model = load_hydra_x(resolve_spec(None, "tiny", 0, "tiny"), CPU, torch.float32)
+        model = load_hydra_x(resolve_source(None, "tiny", 0, "tiny"), CPU, torch.float32)
     options = ReconOptions(batch_size=batch_size, lpips_weights=nets["lpips"], feature_net=nets[p.media])
     d = EvalData(data, p)
     return evaluate(model, d, p, options), model, d

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hydra_x.cli import main as hydra_main
-from hydra_x.eval.cli import main
+from hydra_x.cli.eval import main
 from tests.eval.recon_fixtures import tiny_nets
 from tests.helpers import tiny
 

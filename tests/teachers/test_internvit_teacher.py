@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from hydra_x import HydraXTokenizer
+from hydra_x.hf import IMAGENET_MEAN, IMAGENET_STD, load_internvl_vision
 from hydra_x.losses import layer_distill_losses
 from hydra_x.teachers import InternViTTeacher, detect_kind, load_teacher, save_tiny_teacher
-from hydra_x.teachers.base import IMAGENET_MEAN, IMAGENET_STD
-from hydra_x.teachers.internvit import load_internvl_vision
 from tests.helpers import pixels
 
 

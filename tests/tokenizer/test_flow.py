@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hydra_x.tokenizer.flow import (
+from hydra_x.nn.flow import (
     clean_estimate,
     euler_sample,
     interpolate,

@@ -12,8 +12,9 @@ from PIL import Image
 
 from hydra_x import HydraXTokenizer
 from hydra_x.cli import main
-from hydra_x.data.media import write_image, write_video
-from hydra_x.tokenizer.flow import clean_estimate, interpolate
+from hydra_x.data.media import write_image
+from hydra_x.data.video import write_video
+from hydra_x.nn.flow import clean_estimate, interpolate
 from tests.helpers import pixels, tiny
 
 FRAMES = 17  # latent steps: 0 <- frame 0, 1 <- frames 1-4, 2 <- 5-8, 3 <- 9-12, 4 <- 13-16

@@ -7,9 +7,8 @@ import torch
 from transformers import BertConfig, BertModel, InternVLConfig, InternVLForConditionalGeneration
 
 from hydra_x import HydraXTokenizer
+from hydra_x.hf import IMAGENET_MEAN, IMAGENET_STD, load_internvl_vision
 from hydra_x.teachers import save_tiny_teacher
-from hydra_x.teachers.base import IMAGENET_MEAN, IMAGENET_STD
-from hydra_x.teachers.internvit import load_internvl_vision
 from tests.helpers import pixels
 
 # A regression decoder keeps these tests about the ViT; the preset's flow decoder is another helper's.

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hydra_x import HydraXTokenizer, TokenizerConfig
-from hydra_x.configs import tokenizer_config
+from hydra_x.tokenizer import tokenizer_config
 from tests.helpers import pixels, tiny
 
 

@@ -13,8 +13,9 @@ from torch._dynamo.utils import counters
 from torch.utils.flop_counter import FlopCounterMode
 
 from hydra_x.tokenizer import HydraXTokenizer
-from hydra_x.train.distributed import BLOCK_RECOMPILE_LIMIT, parallelize_tokenizer
-from hydra_x.train.tokenizer import forget_compiled_code
+from hydra_x.train.mfu import forget_compiled_code
+from hydra_x.train.parallel import BLOCK_RECOMPILE_LIMIT, parallelize
+from hydra_x.train.tokenizer.build import tokenizer_blocks
 
 
 def compiled_frames_after_a_counted_step(reset: bool) -> int:
@@ -22,7 +23,7 @@ def compiled_frames_after_a_counted_step(reset: bool) -> int:
     counters.clear()
     model = HydraXTokenizer.from_preset("tiny", seed=0, depth=2)
     model.validate_inputs = False
-    parallelize_tokenizer(model, fsdp=False, param_dtype=None, compile_blocks=True)
+    parallelize(model, tokenizer_blocks(model), fsdp=False, param_dtype=None, compile_blocks=True)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
 
     def step() -> None:
@@ -57,7 +58,7 @@ def test_blocks_compile_one_static_graph_per_token_layout() -> None:
     try:
         model = HydraXTokenizer.from_preset("tiny", seed=0, depth=2)
         model.validate_inputs = False
-        parallelize_tokenizer(model, fsdp=False, param_dtype=None, compile_blocks=True)
+        parallelize(model, tokenizer_blocks(model), fsdp=False, param_dtype=None, compile_blocks=True)
         graphs = []
         for size in (32, 48, 64):  # three token layouts
             with torch.no_grad():

@@ -9,9 +9,9 @@ from torch._dynamo.utils import counters
 from hydra_x.losses import LPIPS
 from hydra_x.teachers import load_teacher
 from hydra_x.teachers.tiny import save_tiny_teacher
-from hydra_x.train.tokenizer import compile_frozen
-from hydra_x.train.tokenizer_config import LossConfig
-from hydra_x.train.tokenizer_losses import TokenizerObjective
+from hydra_x.train.tokenizer.build import compile_frozen
+from hydra_x.train.tokenizer.config import LossConfig
+from hydra_x.train.tokenizer.objective import TokenizerObjective
 from tests.helpers import pixels, tiny
 
 

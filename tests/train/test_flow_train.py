@@ -10,13 +10,17 @@ from hydra_x import HydraXTokenizer
 from hydra_x.data import heldout_images
 from hydra_x.data.config import SourceConfig
 from hydra_x.losses import PatchDiscriminator
-from hydra_x.train.tokenizer import evaluate, flow_draws, train
-from hydra_x.train.tokenizer_config import LossConfig
-from hydra_x.train.tokenizer_losses import TokenizerObjective
+from hydra_x.tokenizer import tokenizer_config
+from hydra_x.train.tokenizer import train
+from hydra_x.train.tokenizer.config import LossConfig
+from hydra_x.train.tokenizer.draws import flow_draws
+from hydra_x.train.tokenizer.heldout import evaluate
+from hydra_x.train.tokenizer.objective import TokenizerObjective
 from tests.helpers import pixels, tiny
 from tests.train.test_tokenizer_train import config, losses
 
 FLOW = {"decoder": "flow", "flow_steps": 4}  # TokenizerConfig overrides
+FLOW_MODEL = tokenizer_config("tiny", **FLOW)
 
 
 def test_flow_draws_depend_on_the_global_sample_index_only():
@@ -68,7 +72,7 @@ def test_held_out_evaluation_samples_with_the_configured_steps_from_fixed_noise(
 
 
 def test_a_few_dozen_steps_lower_the_flow_loss_and_the_one_step_error(tmp_path):
-    cfg = config(tmp_path, steps=40, ema_decay=0.0, model=dict(FLOW), data__sources=(SourceConfig("embedded_images"),))
+    cfg = config(tmp_path, steps=40, ema_decay=0.0, model=FLOW_MODEL, data__sources=(SourceConfig("embedded_images"),))
     cfg.optim.lr = 3e-3
     train(cfg)
     flow = list(losses(tmp_path, "loss/flow").values())
@@ -76,7 +80,7 @@ def test_a_few_dozen_steps_lower_the_flow_loss_and_the_one_step_error(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["resolved_model"]["decoder"] == "flow"
     # Held-out images: one sampling step (the clean estimate from pure noise) is closer after training.
     images = heldout_images(4, cfg.data.image_size)
-    initial = HydraXTokenizer.from_preset(cfg.model_preset, seed=cfg.seed, **FLOW).eval()
+    initial = HydraXTokenizer.from_config(cfg.model, seed=cfg.seed).eval()
     trained = HydraXTokenizer.from_pretrained(tmp_path / "export")
     assert trained.config.decoder == "flow"
     errors = []
@@ -88,7 +92,7 @@ def test_a_few_dozen_steps_lower_the_flow_loss_and_the_one_step_error(tmp_path):
 
 
 def test_resume_with_the_flow_decoder_follows_the_uninterrupted_loss_curve(tmp_path):
-    changes = dict(steps=4, model=dict(FLOW), loss__gan=0.1, loss__gan_start=1, loss__gan_adaptive=True)
+    changes = dict(steps=4, model=FLOW_MODEL, loss__gan=0.1, loss__gan_start=1, loss__gan_adaptive=True)
     train(config(tmp_path / "straight", **changes))
     assert train(config(tmp_path / "resumed", stop_at_step=2, **changes))["step"] == 2
     train(config(tmp_path / "resumed", **changes))

@@ -6,14 +6,16 @@ import pytest
 import torch
 
 from hydra_x import HydraXTokenizer
-from hydra_x.configs.train_tokenizer import TRAIN_PRESETS, hydra_tok_stage1
 from hydra_x.data.config import DataConfig
+from hydra_x.hf import read_internvl_vision_config
 from hydra_x.losses import consistency_loss
 from hydra_x.teachers import save_tiny_teacher
+from hydra_x.tokenizer.internvit import config_from_internvit
 from hydra_x.train.optim import OptimConfig
 from hydra_x.train.tokenizer import train
-from hydra_x.train.tokenizer_config import LossConfig
-from hydra_x.train.tokenizer_losses import TokenizerObjective
+from hydra_x.train.tokenizer.config import LossConfig
+from hydra_x.train.tokenizer.objective import TokenizerObjective
+from hydra_x.train.tokenizer.recipes import RECIPES, hydra_tok_stage1
 from tests.helpers import pixels
 
 LAYERS = (1, 2, 3, 4)  # both halves of the 4-layer tower (Gen-ViT 1, 2; Sem-ViT 3, 4)
@@ -27,11 +29,13 @@ def towers(tmp_path_factory):
     )
 
 
-def tiny_recipe(out, init, teacher, steps):
-    """hydra-tok-stage1 with the tiny towers, 32^2 embedded images (the towers' grid) and a CPU-sized run."""
+def tiny_recipe(out, init, teacher, steps, shape=None):
+    """hydra-tok-stage1 with the tiny towers, 32^2 embedded images (the towers' grid) and a CPU-sized run; the
+    model config has the shape of the tower ``shape`` (default: ``init``)."""
     cfg = hydra_tok_stage1()
     cfg.init, cfg.teachers.image, cfg.teachers.distill_layers = f"internvit:{init}", str(teacher), LAYERS
-    cfg.model = dict(latent_channels=16)  # the `tiny` override: sizes come from the tower, C shrinks with it
+    # The tower's shape (the config must fit it) with the `tiny` latent: C shrinks with the tower.
+    cfg.model = config_from_internvit(read_internvl_vision_config(shape or init)[1], "hydra-tok", latent_channels=16)
     sources = cfg.data.sources
     cfg.data = DataConfig(
         sources, image_size=32, size_multiple=8, aspect_buckets=False, image_batch_size=8, num_workers=0
@@ -98,14 +102,14 @@ def test_consistency_alone_moves_restored_features_toward_the_pre_bottleneck_one
 
 
 def test_recipes_and_missing_weights(tmp_path, towers):
-    stage1, stage2, small = (TRAIN_PRESETS[k]() for k in ("hydra-tok-stage1", "hydra-tok-stage2", "hydra-tok-small"))
+    stage1, stage2, small = (RECIPES[k]() for k in ("hydra-tok-stage1", "hydra-tok-stage2", "hydra-tok-small"))
     assert stage1.init.startswith("internvit:") and stage1.teachers.image == stage1.init[len("internvit:") :]
     assert stage1.loss.consistency == 1.0 and stage1.loss.distill_layers == 1.0 and stage1.loss.kl == 1e-4
     assert (stage1.loss.lpips, stage1.loss.gan, stage1.loss.flow, stage1.optim.lr) == (0.1, 0.075, 1.0, 2e-5)
     assert stage1.data.image_size % 14 == 0 and stage2.stage == 2 and stage2.teachers.image is None
     assert small.init is None and small.teachers.image is None and small.loss.consistency == 1.0
     # Weights that are not there: a clear error naming the checkpoint, before any step.
-    cfg = tiny_recipe(tmp_path / "run", tmp_path / "no-such-tower", towers[1], steps=1)
+    cfg = tiny_recipe(tmp_path / "run", tmp_path / "no-such-tower", towers[1], steps=1, shape=towers[0])
     with pytest.raises(OSError, match="cannot read the InternVL checkpoint"):
         train(cfg)
     cfg = tiny_recipe(tmp_path / "run2", towers[0], tmp_path / "no-such-teacher", steps=1)

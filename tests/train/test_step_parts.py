@@ -12,8 +12,9 @@ from hydra_x.data import HELDOUT_PHOTOS, heldout_clips, heldout_images
 from hydra_x.data.embedded import heldout_clip, heldout_image
 from hydra_x.eval.metrics import psnr, video_psnr
 from hydra_x.train.ema import EMA
-from hydra_x.train.tokenizer import evaluate, posterior_noise
-from hydra_x.train.tokenizer_config import TokenizerTrainConfig
+from hydra_x.train.tokenizer.config import TokenizerTrainConfig
+from hydra_x.train.tokenizer.draws import posterior_noise
+from hydra_x.train.tokenizer.heldout import evaluate
 from tests.helpers import pixels, tiny
 
 

@@ -5,8 +5,8 @@ import torch
 
 from hydra_x.teachers import load_teacher
 from hydra_x.teachers.tiny import save_tiny_teacher
-from hydra_x.train.tokenizer_config import LossConfig
-from hydra_x.train.tokenizer_losses import TokenizerObjective, frames_for_lpips
+from hydra_x.train.tokenizer.config import LossConfig
+from hydra_x.train.tokenizer.objective import TokenizerObjective, frames_for_lpips
 from tests.helpers import pixels, tiny
 
 

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from hydra_x import HydraXTokenizer
-from hydra_x.configs.train_tokenizer import tiny
 from hydra_x.data import TokenizerDataLoader
 from hydra_x.data.config import SourceConfig
 from hydra_x.train.checkpoint import CheckpointManager
 from hydra_x.train.tokenizer import train
+from hydra_x.train.tokenizer.recipes import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def test_a_few_dozen_steps_lower_the_reconstruction_loss(tmp_path, source):
     # On fixed batches of the data (posterior mean, so no sampling noise): the trained weights (the
     # export, raw weights with the EMA off) reconstruct them clearly better than the initial weights.
     batches = [b.pixels for _, b in zip(range(3), TokenizerDataLoader(cfg.data))]
-    initial = HydraXTokenizer.from_preset(cfg.model_preset, seed=cfg.seed).eval()
+    initial = HydraXTokenizer.from_config(cfg.model, seed=cfg.seed).eval()
     trained = HydraXTokenizer.from_pretrained(tmp_path / "export")
     with torch.no_grad():
         before, after = (sum(F.l1_loss(m(x).x_rec, x).item() for x in batches) for m in (initial, trained))

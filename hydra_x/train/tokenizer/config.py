@@ -1,27 +1,22 @@
-"""Configuration of tokenizer training: the three stages of HYDRA-X, losses, teachers, engine options."""
+"""Configuration of tokenizer training: the model, its start, the stage, data, losses and teachers.
+
+The engine's fields (steps, precision, compile, checkpoints, time budget, ...) come from ``EngineConfig``; the
+recipes are in ``hydra_x.train.tokenizer.recipes``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra_x.config import config_from_dict, config_to_dict
+from hydra_x.config import config_from_dict
 from hydra_x.data.config import DataConfig
 from hydra_x.losses.gan import DiscriminatorConfig
+from hydra_x.nn.flow import check_time_distribution
+from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
+from hydra_x.train.config import EngineConfig
 from hydra_x.train.optim import OptimConfig
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
-
-# What each stage trains (module-name prefixes of HydraXTokenizer); everything else is frozen.
-STAGE_TRAINABLE: dict[int, tuple[str, ...]] = {
-    # Stage 1, foundation: the whole tokenizer, jointly with image and video distillation.
-    1: ("",),
-    # Stage 2, decoder refinement: the encoder is frozen and the decoder is tuned with the GAN added.
-    2: ("decoder.",),
-    # Stage 3, representation harmonisation: latent statistics are stored, then only the Sem-ViT side
-    # learns on normalised latents (its input un-projection, the Decompressor and the heads with it).
-    3: ("sem_vit.", "bottleneck.from_latent.", "decompressor.", "image_head.", "video_head."),
-}
+from hydra_x.train.tokenizer.stages import stage
 
 
 @dataclass
@@ -53,8 +48,6 @@ class LossConfig:
     flow_time_std: float = 1.0
 
     def __post_init__(self) -> None:
-        from hydra_x.tokenizer.flow import check_time_distribution
-
         check_time_distribution(self.flow_time, self.flow_time_std)
 
 
@@ -71,73 +64,42 @@ class TeacherConfig:
 
 
 @dataclass
-class TokenizerTrainConfig:
-    model_preset: str = "tiny"
-    model: dict[str, Any] = field(default_factory=dict)  # TokenizerConfig overrides on top of the preset
+class TokenizerTrainConfig(EngineConfig):
+    # The architecture being trained (a preset with changes: ``model=small model.depth=8`` on the command line).
+    model: TokenizerConfig = field(default_factory=lambda: tokenizer_config("tiny"))
     # Where the weights start: None (random), "siglip2:<hub id or folder>", "internvit:<hub id or folder>"
     # (an InternVL vision tower or a full InternVL -hf checkpoint: HYDRA-TOK), or a save_pretrained folder
-    # (e.g. the previous stage's <run>/export); a run folder means its export/.
+    # (e.g. the previous stage's <run>/export; a run folder means its export/). A tower must fit `model`
+    # (width, heads, MLP, patch, ...; depth up to the tower's); a folder brings its own config.
     init: str | None = None
-    stage: int = 1
+    stage: int = 1  # see hydra_x.train.tokenizer.stages
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     teachers: TeacherConfig = field(default_factory=TeacherConfig)
-    steps: int = 1000
-    grad_accum: int = 1
-    seed: int = 0
-    device: str = "auto"  # auto | cuda | cpu
-    precision: str = "bf16"  # bf16 (on CUDA; CPU runs stay fp32) | fp32
-    fsdp: bool | None = None  # None: FSDP2 when more than one process
-    activation_checkpointing: bool = False
-    compile: bool = False  # torch.compile every transformer block, LPIPS and the teachers
-    # torch.compile mode of the blocks: default | reduce-overhead (CUDA graphs: no per-kernel launch cost,
-    # for host-bound steps) | max-autotune-no-cudagraphs
-    compile_mode: str = "default"
-    # cuDNN's SDPA backward returns NaN gradients on H100/H200 for some shapes in torch 2.11-2.13
-    # (pytorch/pytorch#196678, NVIDIA/cudnn-frontend#1072); training uses flash / memory-efficient SDPA.
-    cudnn_attention: bool = False
-    max_nonfinite_steps: int = 20  # consecutive steps with a NaN / Inf gradient (skipped) before the run stops
-    ema_decay: float = 0.999  # 0 disables the EMA
     stage3_stat_batches: int = 32  # batches used to measure the latent statistics at the start of stage 3
-    log_every: int = 10
-    eval_every: int = 500  # held-out PSNR / SSIM, a PNG grid and a GIF strip
-    heldout_images: int = 8
+    heldout_images: int = 8  # held-out PSNR / SSIM, a PNG grid and a GIF strip every eval_every steps
     heldout_clips: int = 2
-    ckpt_every: int = 1000
-    keep_last: int = 2
     out_dir: str = "runs/tokenizer"
-    resume: str = "auto"  # auto (latest checkpoint in out_dir, if any) | never | a checkpoint folder
-    stop_at_step: int | None = None  # checkpoint and stop at this step (a time-limited job); rerun to go on
-    # A wall-clock budget for the whole run: after `budget_probe_steps` steps the run measures its speed and
-    # shortens `steps` (and the LR schedule with it) to end within the budget. Not exactly resumable.
-    time_budget_minutes: float | None = None
-    budget_probe_steps: int = 100  # the speed is measured over the second half of these steps
-    budget_reserve_s: float = 60.0
-    peak_tflops: float | None = None  # for MFU; None: measured on the GPU at start (bf16 matmul)
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGE_TRAINABLE:
-            raise ValueError(f"stage must be 1, 2 or 3, got {self.stage}")
-        if self.steps < 1 or self.grad_accum < 1:
-            raise ValueError("steps and grad_accum must be at least 1")
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
-        if self.compile_mode not in COMPILE_MODES:
-            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
-        if self.stage == 3 and self.init is None:
-            raise ValueError("stage 3 starts from a trained tokenizer: set init to the stage-2 export")
+        super().__post_init__()
+        if self.stage_spec.needs_init and self.init is None:
+            raise ValueError(
+                f"stage {self.stage} starts from a trained tokenizer: set init to the previous stage's export"
+            )
         layers = self.teachers.distill_layers
         if any(k < 0 for k in layers) or len(set(layers)) != len(layers):
             raise ValueError(f"teachers.distill_layers must be distinct hidden-state indices >= 0, got {layers}")
-        if layers and self.loss.distill_layers > 0 and not self.teachers.image and self.stage != 2:
+        if layers and self.loss.distill_layers > 0 and not self.teachers.image and self.stage_spec.semantic:
             raise ValueError(
                 f"teachers.distill_layers={layers} needs an image teacher: set teachers.image (HYDRA-TOK: the "
                 "InternViT checkpoint the run starts from) or loss.distill_layers=0"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
+    @property
+    def stage_spec(self):
+        return stage(self.stage)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenizerTrainConfig:

@@ -3,7 +3,7 @@
     hydra-x eval recon --ckpt DIR --data FOLDER|SHARDS|embedded --protocol image256 --out DIR
     hydra-x eval recon --model diffusers:REPO_OR_FOLDER --data ... --protocol video17x256 --out DIR
     hydra-x eval table a/report.json b/report.json [--out table.md]
-    torchrun --nproc_per_node N -m hydra_x.eval.cli recon ...     (samples split by index across ranks)
+    torchrun --nproc_per_node N -m hydra_x.cli.eval recon ...     (samples split by index across ranks)
 
 Errors a user can fix print one line ``hydra-x eval: error: ...`` and exit with 2, as in hydra_x.cli.
 """
@@ -15,9 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra_x.cli import CliError, _Parser, resolve_device, resolve_spec, run_guarded
-from hydra_x.data.media import MediaError
+from hydra_x.cli.common import CliError, Parser, run_guarded, warn
+from hydra_x.device import resolve_device
+from hydra_x.distributed import destroy_distributed, init_distributed
+from hydra_x.errors import InputError
 from hydra_x.eval.protocols import PROTOCOLS
+from hydra_x.tokenizer.io import resolve_source
 
 PROG = "hydra-x eval"
 DIFFUSERS_PREFIX = "diffusers:"
@@ -39,7 +42,6 @@ def _recon(args: argparse.Namespace) -> int:
     from hydra_x.eval.recon import MetricUnavailableError, ReconOptions, evaluate
     from hydra_x.eval.report import build_report, write_outputs
     from hydra_x.eval.samples import DataSpecError, EvalData
-    from hydra_x.train.distributed import destroy_distributed, init_distributed
 
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -62,7 +64,7 @@ def _recon(args: argparse.Namespace) -> int:
         if args.ckpt or args.preset:
             raise CliError("give either --model diffusers:... or --ckpt / --preset (HYDRA-X), not both")
         diffusers_source = args.model[len(DIFFUSERS_PREFIX) :]
-    spec = None if diffusers_source else resolve_spec(args.ckpt, args.preset, args.seed, "tiny")
+    source = None if diffusers_source else resolve_source(args.ckpt, args.preset, args.seed, "tiny")
     weights = args.fid_weights if protocol.media == "image" else args.fvd_weights
     options = ReconOptions(
         batch_size=args.batch_size,
@@ -84,14 +86,17 @@ def _recon(args: argparse.Namespace) -> int:
             if diffusers_source:
                 model = load_diffusers(diffusers_source, device, dtype, subfolder=args.subfolder)
             else:
-                model = load_hydra_x(spec, device, dtype, decode_steps=args.decode_steps)
+                if source.checkpoint is None:
+                    warn(f"no trained weights given (--ckpt); evaluating a randomly initialised '{source.preset}' "
+                         f"tokenizer (seed {source.seed})")
+                model = load_hydra_x(source, device, dtype, decode_steps=args.decode_steps)
             if args.name:
                 model.name = args.name
             result = evaluate(model, data, protocol, options, info.rank, info.world_size)
         except (ModelLoadError, MetricUnavailableError) as err:
             raise CliError(str(err)) from err
         except (ValueError, OSError) as err:  # no usable sample, a missing or wrong feature-net file, ...
-            if isinstance(err, MediaError):
+            if isinstance(err, InputError):
                 raise
             raise CliError(str(err)) from err
         if info.is_main:
@@ -125,7 +130,7 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Evaluate tokenizers: reconstruction metrics under a pinned protocol.")
+    parser = Parser(prog=PROG, description="Evaluate tokenizers: reconstruction metrics under a pinned protocol.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
         "recon",
@@ -193,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``hydra-x eval ...`` (also ``python -m hydra_x.eval.cli`` under torchrun); exit status as hydra-x's."""
+    """``hydra-x eval ...`` (also ``python -m hydra_x.cli.eval`` under torchrun); exit status as hydra-x's."""
 
     def command() -> int:
         args = build_parser().parse_args(argv)

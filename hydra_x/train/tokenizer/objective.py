@@ -1,8 +1,8 @@
 """The tokenizer's training objective, term by term: L1 (or flow matching), LPIPS, GAN, KL, distillation, consistency.
 
-Each term is returned unweighted for logging, and the total is the weighted sum. What a stage computes
-follows from what it trains: stage 2 has no KL or distillation (encoder and Sem-ViT frozen), stage 3 no
-reconstruction terms (decoder frozen, not even run).
+Each term is returned unweighted for logging, and the total is the weighted sum. Which terms a stage computes
+is its row of the stage table (hydra_x.train.tokenizer.stages): stage 2 has no KL or distillation (encoder and
+Sem-ViT frozen), stage 3 no reconstruction terms (decoder frozen, not even run).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from hydra_x.losses import (
 )
 from hydra_x.teachers.base import FrozenTeacher
 from hydra_x.tokenizer.model import TokenizerOutput
-from hydra_x.train.tokenizer_config import LossConfig
+from hydra_x.train.engine import region
+from hydra_x.train.tokenizer.config import LossConfig
+from hydra_x.train.tokenizer.stages import Stage
+from hydra_x.train.tokenizer.stages import stage as stage_of
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,9 @@ class LossTerms:
     weights: dict[str, float] = field(default_factory=dict)
 
 
-def load_lpips_for(config: LossConfig) -> LPIPS | None:
+def load_lpips_for(config: LossConfig, stage: Stage) -> LPIPS | None:
     """LPIPS per the config: a file, ``hf://repo/file`` on the Hub, or off (with a message) if allowed."""
-    if config.lpips <= 0:
+    if config.lpips <= 0 or not stage.uses("lpips"):
         return None
     spec = config.lpips_weights
     if spec and spec.startswith("hf://"):
@@ -67,7 +70,7 @@ class TokenizerObjective:
     def __init__(
         self,
         config: LossConfig,
-        stage: int,
+        stage: Stage | int,
         *,
         image_teacher: FrozenTeacher | None = None,
         video_teacher: FrozenTeacher | None = None,
@@ -75,11 +78,11 @@ class TokenizerObjective:
         discriminator: nn.Module | None = None,
         distill_layers: Sequence[int] = (),
     ) -> None:
-        self.config, self.stage = config, stage
+        self.config, self.stage = config, stage if isinstance(stage, Stage) else stage_of(stage)
         self.image_teacher, self.video_teacher = image_teacher, video_teacher
         self.lpips, self.discriminator = lpips, discriminator
-        self.reconstruct = stage in (1, 2)
-        self.semantic = stage in (1, 3)
+        self.reconstruct = self.stage.decoder
+        self.semantic = self.stage.semantic
         # The student's hidden states that model.forward must return (multi-layer distillation); the
         # teacher checks the indices against its own depth here, before the first step.
         active = self.semantic and image_teacher is not None and config.distill_layers > 0
@@ -114,13 +117,13 @@ class TokenizerObjective:
                     at = out.velocity if flow else x_rec
                     weight = weight * float(adaptive_gan_weight(rec, gan, at, across_ranks=True))
                 terms["gan"] = (weight, gan)
-        if self.stage == 1:
+        if self.stage.uses("kl"):
             terms["kl"] = (cfg.kl, out.posterior.kl())
         if self.semantic:
             self._distillation(out, x, terms)
         total = sum(w * v for w, v in terms.values() if w)
         if not isinstance(total, torch.Tensor):
-            raise ValueError(f"stage {self.stage}: every loss term is off (check the loss weights and teachers)")
+            raise ValueError(f"stage {self.stage.name!r}: every loss term is off (check the loss weights and teachers)")
         return LossTerms(
             total=total,
             values={k: v.detach() for k, (_, v) in terms.items()},
@@ -133,7 +136,8 @@ class TokenizerObjective:
         image_terms = cfg.distill_image > 0 and out.image_features is not None
         if self.image_teacher is not None and (image_terms or self.feature_layers):
             anchor = x if x.ndim == 4 else x[:, :, 0]
-            teacher = self.image_teacher(anchor, layers=self.feature_layers)  # one teacher pass for both terms
+            with region("teacher"):
+                teacher = self.image_teacher(anchor, layers=self.feature_layers)  # one pass for both terms
             if image_terms:
                 loss = image_distill_loss(out.image_features, teacher, grid=grid)
                 terms["distill_image"] = (cfg.distill_image, loss)
@@ -144,7 +148,8 @@ class TokenizerObjective:
                     terms[f"distill_layer{k}"] = (0.0, value)  # logged; the weighted term is their mean
                 terms["distill_layers"] = (cfg.distill_layers, torch.stack(list(per_layer.values())).mean())
         if self.video_teacher is not None and cfg.distill_video > 0 and out.video_features is not None:
-            teacher = self.video_teacher(x[:, :, 1:])  # the T frames after the anchor, as D(s[1:]) covers
+            with region("teacher"):
+                teacher = self.video_teacher(x[:, :, 1:])  # the T frames after the anchor, as D(s[1:]) covers
             terms["distill_video"] = (cfg.distill_video, video_distill_loss(out.video_features, teacher, grid=grid))
         if cfg.consistency > 0 and out.h_restored is not None:
             terms["consistency"] = (cfg.consistency, consistency_loss(out.h_restored, out.h))
@@ -155,9 +160,9 @@ class TokenizerObjective:
         return d_hinge_loss(real, fake)
 
 
-def build_discriminator(config: LossConfig, device: torch.device, seed: int) -> PatchDiscriminator | None:
+def build_discriminator(config: LossConfig, stage: Stage, device: torch.device, seed: int) -> PatchDiscriminator | None:
     """The discriminator, initialised from ``seed`` alone: every rank holds the same replica."""
-    if config.gan <= 0:
+    if config.gan <= 0 or not stage.uses("gan"):
         return None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

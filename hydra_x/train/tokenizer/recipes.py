@@ -1,10 +1,10 @@
-"""Tokenizer training presets as Python functions (each returns a fresh TokenizerTrainConfig).
+"""Tokenizer training recipes as Python functions (each returns a fresh TokenizerTrainConfig).
 
 - tiny: the CPU demo on the embedded data set; a few minutes on a laptop, no download, no teacher.
 - small: one GPU, the `small` tokenizer from scratch at 128 px on the embedded data (about 10 minutes).
 - so400m-stage1/2/3: the paper's three stages at So400m size, from SigLIP 2, with SigLIP 2 (image) and
   V-JEPA 2 (video) teachers. Point `data.sources` at your data; the global batch is per-rank batch x ranks.
-- hydra-tok-stage1/2: HYDRA's image-only tokenizer (DESIGN 1.2b): InternViT start and the same InternViT as the
+- hydra-tok-stage1/2: HYDRA's image-only tokenizer: InternViT start and the same InternViT as the
   teacher at layers of both halves, consistency loss, flow-matching decoder. The checkpoint is a field
   (`init`, `teachers.image`); offline, point both at a local folder or the run fails naming the checkpoint.
 - hydra-tok-small: HYDRA-TOK's architecture at `small` size on the embedded images, from scratch, no teacher.
@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hydra_x.data.config import DataConfig, SourceConfig
+from hydra_x.tokenizer.config import tokenizer_config
 from hydra_x.train.optim import OptimConfig
-from hydra_x.train.tokenizer_config import LossConfig, TeacherConfig, TokenizerTrainConfig
+from hydra_x.train.tokenizer.config import LossConfig, TeacherConfig, TokenizerTrainConfig
 
 EMBEDDED = (SourceConfig("embedded_images", weight=1.0), SourceConfig("embedded_videos", weight=1.0))
 
 
 def tiny() -> TokenizerTrainConfig:
     return TokenizerTrainConfig(
-        model_preset="tiny",
+        model=tokenizer_config("tiny"),
         data=DataConfig(
             sources=EMBEDDED,
             image_size=64,
@@ -50,7 +51,7 @@ def tiny() -> TokenizerTrainConfig:
 
 def small() -> TokenizerTrainConfig:
     return TokenizerTrainConfig(
-        model_preset="small",
+        model=tokenizer_config("small"),
         data=DataConfig(
             sources=EMBEDDED,
             image_size=128,
@@ -77,7 +78,7 @@ def small() -> TokenizerTrainConfig:
 
 def so400m_stage1() -> TokenizerTrainConfig:
     return TokenizerTrainConfig(
-        model_preset="so400m",
+        model=tokenizer_config("so400m"),
         init="siglip2:google/siglip2-so400m-patch16-naflex",
         stage=1,
         data=DataConfig(
@@ -123,7 +124,7 @@ def hydra_tok_stage1() -> TokenizerTrainConfig:
     """HYDRA stage 1: 300k iterations, global batch 256 (32 x 8 GPUs), LR 2e-5; point data.sources at
     ImageNet + CC12M + SAM. 252 px: the multiple of the patch (14) closest to HYDRA's 256."""
     return TokenizerTrainConfig(
-        model_preset="hydra-tok",
+        model=tokenizer_config("hydra-tok"),
         init=f"internvit:{INTERNVIT}",
         stage=1,
         data=DataConfig(
@@ -176,14 +177,14 @@ def hydra_tok_small() -> TokenizerTrainConfig:
     """One GPU, embedded images, 128 px, random init and no teacher (nothing pretrained offline; a random
     teacher would distil noise): reconstruction (flow), KL and the consistency term only."""
     cfg = small()
-    cfg.model_preset, cfg.out_dir = "hydra-tok-small", "runs/hydra-tok-small"
+    cfg.model, cfg.out_dir = tokenizer_config("hydra-tok-small"), "runs/hydra-tok-small"
     cfg.data.sources = EMBEDDED_IMAGES
     cfg.heldout_clips = 0
     cfg.loss = LossConfig(flow=1.0, lpips=0.1, kl=1e-6, consistency=1.0, distill_image=0.0, distill_video=0.0)
     return cfg
 
 
-TRAIN_PRESETS: dict[str, Callable[[], TokenizerTrainConfig]] = {
+RECIPES: dict[str, Callable[[], TokenizerTrainConfig]] = {
     "tiny": tiny,
     "small": small,
     "so400m-stage1": so400m_stage1,

@@ -1,0 +1,76 @@
+"""Process groups: one process or many (torchrun, any number of nodes through its rendezvous).
+
+Training, evaluation and serving share this; how a model is sharded lives with training (hydra_x.train.parallel).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto", *, single_process_group: bool = False) -> DistInfo:
+    """Initialise the process group when launched by torchrun (NCCL on GPU, gloo on CPU).
+
+    ``single_process_group`` also makes a group of one process outside torchrun: FSDP2 needs one, and on a
+    single GPU it is what gives bf16 compute weights (cast once per step) instead of autocast's casts.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        timeout = datetime.timedelta(minutes=30)
+        dist.init_process_group(backend, timeout=timeout, device_id=dev if dev.type == "cuda" else None)
+    elif world == 1 and single_process_group and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    return DistInfo(rank, world, local_rank, dev)
+
+
+def destroy_distributed() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def all_reduce_max(value: float, device: torch.device) -> float:
+    if not dist.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    if not dist.is_initialized() or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.AVG if t.is_cuda else dist.ReduceOp.SUM)
+    if not t.is_cuda:
+        t /= dist.get_world_size()
+    return dict(zip(keys, t.tolist()))

@@ -1,0 +1,293 @@
+"""The training engine every model family shares: the run around the family's ``train_step``.
+
+A family's loop reads as::
+
+    engine = Engine(cfg)                       # process group, device, run folder, resume point, stop flag
+    ...build the model, optimizer, data; load engine.resume_from...
+    engine.start(config_record, model_config)  # run log, config.json, the MFU denominator
+    while engine.step < engine.planned_steps:
+        with engine.timed_step(compiled=cfg.compile):
+            grad_norm = train_step(...)        # the family's: forward, losses, backward, update
+        engine.end_step()                      # timing, progress bar, time budget
+        if engine.log_due(): engine.log(lr=..., grad_norm=...)
+        if engine.eval_due(): ...
+        if engine.checkpoint_due(): engine.save(state, meta, rank_data)
+        if engine.stopping: break
+    engine.finish(summary)
+
+Every rank takes the same branches: what decides them (stop signals, timings) is reduced across ranks first.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from hydra_x.distributed import DistInfo, all_reduce_max, all_reduce_mean, destroy_distributed, init_distributed
+from hydra_x.train.checkpoint import CheckpointManager
+from hydra_x.train.config import EngineConfig
+from hydra_x.train.mfu import forget_compiled_code, measure_peak_tflops
+from hydra_x.train.run_log import RunLogger
+
+
+class StopFlag:
+    """SIGTERM / SIGINT ask the loop to checkpoint and stop at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+
+@contextmanager
+def region(label: str) -> Iterator[None]:
+    """Name a part of the step in profiler traces (``step/<label>``); next to nothing when no profiler runs."""
+    with torch.profiler.record_function(f"step/{label}"):
+        yield
+
+
+def set_trainable(model: nn.Module, prefixes: tuple[str, ...]) -> list[str]:
+    """Train the parameters whose names start with one of ``prefixes`` ("" is everything); freeze the rest."""
+    trainable = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name.startswith(p) for p in prefixes))
+        if param.requires_grad:
+            trainable.append(name)
+    return trainable
+
+
+class NonFiniteGuard:
+    """Clip the gradient and step the optimizer, skipping steps whose gradient norm is NaN / Inf.
+
+    A non-finite gradient would poison every weight through the clipping scale. The norm is global, so every
+    rank takes the same branch; ``limit`` consecutive skips mean the run diverged and stop it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_a_row = 0
+        self.total = 0
+
+    def step(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], clip: float, step: int, log) -> bool:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip or float("inf"))
+        if torch.isfinite(grad_norm):
+            optimizer.step()
+            self.in_a_row = 0
+        else:
+            self.in_a_row += 1
+            self.total += 1
+            log(f"step {step + 1}: non-finite gradient norm, update skipped ({self.in_a_row} in a row)")
+            if self.in_a_row >= self.limit:
+                raise FloatingPointError(
+                    f"{self.in_a_row} consecutive steps had non-finite gradients (last at step {step + 1}); the run "
+                    "diverged: lower optim.lr or check the data; the last checkpoint holds finite weights"
+                )
+        return grad_norm
+
+
+class LogWindow:
+    """What the steps since the last log line did: loss sums (kept on the device: no host sync per step),
+    samples, tokens, seconds, and the seconds spent waiting for data."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.losses: dict[str, torch.Tensor | float] = {}
+        self.seconds = self.data_seconds = 0.0
+        self.samples = self.tokens = self.steps = 0
+
+    def add_losses(self, values: dict[str, torch.Tensor], scale: float = 1.0) -> None:
+        for k, v in values.items():
+            self.losses[k] = self.losses.get(k, 0.0) + v.detach().float() * scale
+
+
+class Engine:
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.started = time.perf_counter()
+        self.cfg = cfg
+        self.info: DistInfo = init_distributed(cfg.device, single_process_group=bool(cfg.fsdp))
+        self.device = self.info.device
+        torch.manual_seed(cfg.seed * 1000 + self.info.rank)  # random draws differ per rank, reproducibly
+        self.run_dir = Path(cfg.out_dir)
+        self.ckpts = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_last)
+        self.fsdp = cfg.fsdp if cfg.fsdp is not None else self.info.world_size > 1
+        if self.info.world_size > 1 and not self.fsdp:
+            raise ValueError("more than one process needs fsdp (set fsdp=true or leave it unset)")
+        self.bf16 = cfg.precision == "bf16" and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
+        self.resume_from: Path | None = None
+        if cfg.resume == "auto":
+            self.resume_from = self.ckpts.latest()
+        elif cfg.resume != "never":
+            self.resume_from = Path(cfg.resume)
+        self.step, self.data_state = self.ckpts.position(self.resume_from) if self.resume_from else (0, None)
+        self.start_step = self.step
+        self.planned_steps = cfg.steps  # shortened once if a time budget is set
+        self.stop = StopFlag()
+        self.guard = NonFiniteGuard(cfg.max_nonfinite_steps)
+        self.window = LogWindow()
+        self.logger: RunLogger | None = None
+        self.peak_tflops: float | None = None
+        self.flops_per_step: float | None = None
+        self.stopping = False
+        self._probe_start = time.perf_counter()
+        self._step_start = 0.0
+
+    # ------------------------------------------------------------------ set-up
+
+    def autocasts(self):
+        """(model, losses) autocast contexts. Without FSDP2, autocast gives the model bf16 compute; with it,
+        the mixed-precision policy does (weights cast once per step, activations bf16 end to end). Loss modules
+        are plain fp32 modules and always run under autocast in bf16 runs."""
+        losses = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.bf16 else nullcontext
+        return (losses if not self.fsdp else nullcontext), losses
+
+    def start(self, config_record: dict[str, Any], describe: str) -> RunLogger:
+        """Open the run log, write config.json and measure the MFU denominator; call once the model is built."""
+        self.logger = RunLogger(self.run_dir, self.info.is_main, self.planned_steps, self.step)
+        if self.info.is_main:
+            (self.run_dir / "config.json").write_text(json.dumps(config_record, indent=2))
+            resumed = f"resumed from {self.resume_from}" if self.resume_from else "fresh start"
+            self.logger.info(
+                f"{describe}, {self.info.world_size} process(es), device {self.device}, fsdp {self.fsdp}, {resumed}"
+            )
+        self.peak_tflops = self.cfg.peak_tflops or measure_peak_tflops(self.device)
+        if self.peak_tflops:
+            origin = "configured" if self.cfg.peak_tflops else "measured"
+            self.logger.info(f"MFU denominator: {self.peak_tflops:.0f} TFLOP/s ({origin} bf16 matmul)")
+        self._probe_start = time.perf_counter()
+        return self.logger
+
+    # ------------------------------------------------------------------ one step
+
+    @contextmanager
+    def timed_step(self, compiled: bool = False) -> Iterator[None]:
+        """Time the step; count the FLOPs of the first one (forward, backward, everything it runs) for MFU."""
+        self._step_start = time.perf_counter()
+        counting = self.flops_per_step is None and self.device.type == "cuda"
+        counter = FlopCounterMode(display=False) if counting else nullcontext()
+        with counter:
+            yield
+        if counting:
+            self.flops_per_step = counter.get_total_flops()
+            if compiled:
+                forget_compiled_code()
+
+    def end_step(self) -> None:
+        """Count the step; sync with the GPU only where a time is read; apply the time budget once measured."""
+        cfg = self.cfg
+        self.step += 1
+        probe_half = cfg.time_budget_minutes and self.step == self.start_step + cfg.budget_probe_steps // 2
+        probe_end = cfg.time_budget_minutes and self.step == self.start_step + cfg.budget_probe_steps
+        # The host runs ahead of the GPU between logging steps (the gradient-norm check is the only sync).
+        if (self.log_due() or probe_half or probe_end) and self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.window.seconds += time.perf_counter() - self._step_start
+        self.window.steps += 1
+        self.logger.advance()
+        if probe_half:
+            self._probe_start = time.perf_counter()  # the speed is measured after warm-up and compilation
+        if probe_end:
+            now = time.perf_counter()
+            done = cfg.budget_probe_steps - cfg.budget_probe_steps // 2
+            self.planned_steps = self._budget_steps(done, now - self._probe_start, now - self.started)
+            self.logger.set_total(self.planned_steps)
+            self.logger.info(f"time budget {cfg.time_budget_minutes} min: the run ends at step {self.planned_steps}")
+        self.stopping = all_reduce_max(float(self.stop.signum), self.device) > 0 or self.step == cfg.stop_at_step
+
+    def _budget_steps(self, done: int, loop_seconds: float, elapsed: float) -> int:
+        """The last step that fits the budget at the speed of ``done`` steps that took ``loop_seconds``;
+        ``elapsed`` counts from the start of the run (setup included). Every rank gets the same answer."""
+        cfg = self.cfg
+        rate = done / max(all_reduce_max(loop_seconds, self.device), 1e-9)
+        # Kept back for the export and the last evaluations (which may compile new shapes).
+        remaining = cfg.time_budget_minutes * 60 - all_reduce_max(elapsed, self.device) - cfg.budget_reserve_s
+        return max(self.step, min(cfg.steps, self.step + int(rate * remaining * 0.97)))
+
+    @property
+    def last(self) -> bool:
+        return self.step == self.planned_steps
+
+    def log_due(self) -> bool:
+        return self.step % self.cfg.log_every == 0 or self.last
+
+    def eval_due(self) -> bool:
+        return bool(self.cfg.eval_every) and (self.step % self.cfg.eval_every == 0 or self.last)
+
+    def checkpoint_due(self) -> bool:
+        return self.step % self.cfg.ckpt_every == 0 or self.last or self.stopping
+
+    # ------------------------------------------------------------------ records
+
+    def log(self, skipped_total: int, **extra: float) -> dict[str, float]:
+        """Reduce the window across ranks and write one metrics row: losses, speed, MFU and ``extra``."""
+        w, world = self.window, self.info.world_size
+        means = all_reduce_mean({k: float(v) / w.steps for k, v in w.losses.items()}, self.device)
+        rates = all_reduce_mean({"samples": w.samples, "tokens": w.tokens}, self.device)
+        seconds = all_reduce_max(w.seconds, self.device)
+        record = {f"loss/{k}": v for k, v in means.items()}
+        record.update(
+            extra,
+            samples_per_s=rates["samples"] * world / seconds,
+            tokens_per_s=rates["tokens"] * world / seconds,
+            skipped_total=skipped_total,
+            nonfinite_steps_total=self.guard.total,
+            data_wait_fraction=w.data_seconds / max(w.seconds, 1e-9),
+        )
+        if self.peak_tflops and self.flops_per_step:
+            record["mfu"] = self.flops_per_step * w.steps / seconds / (self.peak_tflops * 1e12)
+            record["mfu_peak_tflops"] = self.peak_tflops
+        postfix = {"loss": f"{means.get('total', float('nan')):.4f}", "samp/s": f"{record['samples_per_s']:.1f}"}
+        if "mfu" in record:
+            postfix["mfu"] = f"{100 * record['mfu']:.1f}%"
+        self.logger.metrics(self.step, record, postfix)
+        w.clear()
+        return record
+
+    def save(self, state: dict[str, Any], meta: dict[str, Any], rank_data: dict[str, Any]) -> None:
+        self.ckpts.save(self.step, state, meta, rank_data)
+        self.logger.info(f"checkpoint: step {self.step} -> {self.ckpts.path(self.step)}")
+
+    def exit_code(self) -> int:
+        """128 + the signal that stopped the run (the shell's convention), else 0."""
+        signum = int(all_reduce_max(float(self.stop.signum), self.device))
+        return 128 + signum if signum else 0
+
+    def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Write summary.json, close the log and the process group; the summary gains ``exit_code``."""
+        exit_code = self.exit_code() if self.stopping else 0
+        if self.stopping:
+            self.logger.info(f"stopped at step {self.step}; rerun the same command to resume")
+        if self.info.is_main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.logger.close()
+        destroy_distributed()
+        return {**summary, "exit_code": exit_code}
+
+
+def gather_full_state(model: nn.Module, ema, is_main: bool) -> dict[str, torch.Tensor] | None:
+    """The model's full (unsharded) weights on the CPU, EMA averages in place of the trained ones where there
+    is an EMA; rank 0 gets them, other ranks None (every rank must call this: it gathers)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if ema is not None:
+        for name, shadow in ema.shadow.items():
+            full = shadow.full_tensor() if hasattr(shadow, "full_tensor") else shadow
+            if is_main:
+                state[name] = full.detach().cpu().to(state[name].dtype)
+    return state if is_main else None
