@@ -1,0 +1,1 @@
+"""The unified model: one LLM over interleaved text and visual tokens (understanding and generation)."""
