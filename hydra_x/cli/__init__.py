@@ -1,8 +1,9 @@
 """The ``hydra-x`` command: a thin dispatcher over the library, one module per command family.
 
     hydra-x info | reconstruct | encode | decode ...    the tokenizer (hydra_x.cli.tokenizer)
+    hydra-x chat | generate | llm ...                   the unified model (hydra_x.cli.unified)
     hydra-x eval recon | table ...                      evaluation (hydra_x.cli.eval; also under torchrun)
-    hydra-x train tokenizer ...                         training (the family's own command line)
+    hydra-x train tokenizer | unified ...               training (the family's own command line)
 
 Every command follows one error contract (hydra_x.cli.common): a problem the user can fix prints one line
 ``hydra-x: error: ...`` and exits with 2; a bug prints one line and exits with 1 (``HYDRA_X_DEBUG=1``: the
@@ -20,11 +21,12 @@ from hydra_x.cli.common import PROG, Parser, run_guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hydra_x.cli import tokenizer
+    from hydra_x.cli import tokenizer, unified
 
     parser = Parser(
         prog=PROG,
-        description="HYDRA-X: tokenize images and videos (info, reconstruct, encode, decode), evaluate and train. "
+        description="HYDRA-X: tokenize images and videos (info, reconstruct, encode, decode), chat about and "
+        "generate images and videos (chat, generate), evaluate and train. "
         "Pixels are handled in [-1, 1]; sizes that are not multiples of the patch size are padded (edge "
         "replicate) and cropped back. Set HYDRA_X_DEBUG=1 to see tracebacks of unexpected errors.",
     )
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     tokenizer.add_commands(sub)
+    unified.add_commands(sub)
     return parser
 
 

@@ -1,13 +1,15 @@
-"""Stateless flow-matching maths for the pixel decoder (rectified flow, linear path).
+"""Stateless flow-matching maths (rectified flow, linear path), shared by the tokenizer's flow decoder (pixels)
+and the unified model's flow head (normalised latents).
 
-Time convention: t = 1 is pure noise, t = 0 is the image.
+Time convention: t = 1 is pure noise, t = 0 is the data.
 
     x_t = (1 - t) x + t eps            (eps ~ N(0, I))
-    v   = d x_t / d t = eps - x        (the velocity the decoder regresses)
+    v   = d x_t / d t = eps - x        (the velocity a model regresses)
     x   = x_t - t v                    (the clean estimate from a velocity prediction)
 
-Sampling integrates d x / d t = v(x, t) with Euler from t = 1 down to t = 0 on a uniform grid; one step
-returns exactly the clean estimate at t = 1. Every tensor is (B, ...) with a per-sample time t of shape (B,).
+Sampling integrates d x / d t = v(x, t) from t = 1 down to t = 0 with Euler or Heun on a grid that is uniform,
+or warped by a time shift (more steps near the noise for larger inputs, as SD3 does); one Euler step returns
+exactly the clean estimate at t = 1. Every tensor is (B, ...) with a per-sample time t of shape (B,).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 import torch
 
 TIME_DISTRIBUTIONS = ("logit_normal", "uniform")
+SAMPLERS = ("euler", "heun")
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,)) -> v (B, ...)
 
@@ -91,23 +94,67 @@ def sample_time(
     return t if device is None else t.to(device)
 
 
-def time_grid(steps: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """The sampler's times 1 = t_0 > t_1 > ... > t_steps = 0, uniform: (steps + 1,) float32."""
+def shift_time(t: torch.Tensor | float, shift: float) -> torch.Tensor | float:
+    """Warp times toward the noise end: t' = s t / (1 + (s - 1) t), a bijection of [0, 1] fixing 0 and 1.
+
+    A larger input has more tokens that each carry less of the signal, so at one noise level it is less
+    destroyed; a shift s > 1 spends more training times and sampling steps at high noise (SD3's
+    resolution-dependent shift). s = 1 is the identity.
+    """
+    if not shift > 0:
+        raise ValueError(f"the time shift must be positive, got {shift}")
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def resolution_shift(tokens: int, base_tokens: int = 256, max_shift: float = 4.0) -> float:
+    """The shift for ``tokens`` latent tokens: sqrt(tokens / base_tokens), clamped to [1, max_shift]."""
+    if tokens < 1 or base_tokens < 1:
+        raise ValueError(f"token counts must be positive, got tokens={tokens}, base_tokens={base_tokens}")
+    return float(min(max((tokens / base_tokens) ** 0.5, 1.0), max_shift))
+
+
+def time_grid(steps: int, device: torch.device | str | None = None, shift: float = 1.0) -> torch.Tensor:
+    """The sampler's times 1 = t_0 > t_1 > ... > t_steps = 0, uniform then shifted: (steps + 1,) float32."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"the number of sampling steps must be a positive integer, got {steps!r}")
-    return torch.linspace(1.0, 0.0, steps + 1, device=device)
+    return shift_time(torch.linspace(1.0, 0.0, steps + 1, device=device), shift)
+
+
+def guided(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: v_uncond + scale (v_cond - v_uncond); scale 1 is the conditional velocity."""
+    if scale == 1.0:
+        return v_cond
+    return v_uncond + scale * (v_cond - v_uncond)
 
 
 @torch.no_grad()
-def euler_sample(velocity: VelocityFn, noise: torch.Tensor, steps: int) -> torch.Tensor:
+def euler_sample(velocity: VelocityFn, noise: torch.Tensor, steps: int, shift: float = 1.0) -> torch.Tensor:
     """Integrate from ``noise`` (t = 1) to t = 0 in ``steps`` Euler steps of v = ``velocity(x_t, t)``.
 
     The state is kept in float32 whatever the model's dtype (``velocity`` casts its input as it needs), so
     many small steps do not accumulate bf16 rounding. Returns float32 (B, ...).
     """
-    times = time_grid(steps, noise.device).tolist()
+    return sample(velocity, noise, steps, "euler", shift)
+
+
+@torch.no_grad()
+def sample(velocity: VelocityFn, noise: torch.Tensor, steps: int, method: str = "euler", shift: float = 1.0):
+    """Integrate from ``noise`` (t = 1) to t = 0 on ``time_grid(steps, shift=shift)`` with ``method``.
+
+    euler: one velocity per step. heun: Heun's second-order method (two velocities per step, the last step
+    Euler, as EDM does: at t = 0 the second evaluation would be at the data itself). float32 state; returns
+    float32 (B, ...).
+    """
+    if method not in SAMPLERS:
+        raise ValueError(f"the sampler must be one of {SAMPLERS}, got {method!r}")
+    times = time_grid(steps, noise.device, shift).tolist()
     x = noise.float()
+    at = lambda t: torch.full((x.shape[0],), t, device=x.device)  # noqa: E731
     for t, t_next in zip(times[:-1], times[1:]):
-        v = velocity(x, torch.full((x.shape[0],), t, device=x.device))
-        x = x + (t_next - t) * v.float()
+        v = velocity(x, at(t)).float()
+        x_next = x + (t_next - t) * v
+        if method == "heun" and t_next > 0:
+            v_next = velocity(x_next, at(t_next)).float()
+            x_next = x + (t_next - t) * 0.5 * (v + v_next)
+        x = x_next
     return x

@@ -21,12 +21,12 @@ The decoder's output, the loss and the sampler are the same either way.
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hydra_x.nn.adaln import TimeEmbedding, modulate
 from hydra_x.nn.flow import euler_sample, interpolate, velocity_from_clean, velocity_target
 from hydra_x.nn.layers import TokenLayout
 from hydra_x.tokenizer.config import TokenizerConfig
@@ -59,26 +59,6 @@ def check_decoder_kind(decoder: str, keys, source: str, strict: bool = True) -> 
     if strict:
         raise ValueError(message + ", or pass strict=False to keep a freshly initialised decoder")
     logging.getLogger(__name__).warning(message + "; the decoder keeps its initialisation")
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
-
-
-class TimeEmbedding(nn.Module):
-    """t (B,) in [0, 1] -> (B, D): sinusoidal features of 1000 t (as DiT) through a two-layer MLP."""
-
-    def __init__(self, dim: int, freq_dim: int) -> None:
-        super().__init__()
-        self.freq_dim = freq_dim
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        half = self.freq_dim // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-        angles = 1000.0 * t.float()[:, None] * freqs[None]  # (B, half)
-        features = torch.cat((angles.cos(), angles.sin()), dim=-1)
-        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class AdaLNBlock(nn.Module):

@@ -1,0 +1,105 @@
+"""The unified model's configuration and its presets.
+
+A HYDRA-X model is a tokenizer (its ``TokenizerConfig``), an LLM (a preset name, Hub id or folder: see
+hydra_x.unified.llm) and the small parts that join them: a projector from the Sem-ViT's width to the LLM's, a
+time embedding added to noisy visual tokens, and an adaLN flow head that predicts each latent token's velocity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra_x.config import config_from_dict, config_to_dict
+from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
+
+VIDEO_ATTENTION = ("bidirectional", "causal")
+
+
+@dataclass
+class UnifiedConfig:
+    tokenizer: TokenizerConfig = field(default_factory=lambda: tokenizer_config("tiny"))
+    llm: str = "tiny"  # an LLM preset (tiny, smollm2-135m, qwen2.5-1.5b, qwen2.5-7b), a Hub id or a folder
+    video: bool = True  # HYDRA (the image-only predecessor) sets False
+    projector_depth: int = 2  # Linear layers (GELU between) from the Sem-ViT width to the LLM width
+    head_width: int | None = None  # the flow head's width; None: the LLM's hidden size
+    head_depth: int = 3  # adaLN residual MLP blocks of the flow head
+    time_dim: int = 256  # sinusoidal features of the flow time
+    # Attention inside a video block: bidirectional (the default: every latent step is denoised jointly at one
+    # flow time, so each step may use every other, which is what keeps motion coherent across the clip) or
+    # causal (step t sees steps <= t, for streaming or frame-by-frame extension). Images are always full.
+    video_attention: str = "bidirectional"
+    # Resolution-dependent time shift, training and sampling alike: sqrt(tokens / base), clamped to
+    # [1, max_time_shift] (SD3's rule). 0 disables it.
+    time_shift_base_tokens: int = 256
+    max_time_shift: float = 4.0
+    # The size it was trained at: the default of generation and the size chat resizes inputs to.
+    image_size: int = 256
+    clip_frames: int = 17
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tokenizer, dict):
+            self.tokenizer = TokenizerConfig.from_dict(self.tokenizer)
+        if self.video_attention not in VIDEO_ATTENTION:
+            raise ValueError(f"video_attention must be one of {VIDEO_ATTENTION}, got {self.video_attention!r}")
+        if self.projector_depth < 1 or self.head_depth < 1:
+            raise ValueError("projector_depth and head_depth must be at least 1")
+        if self.time_dim < 2 or self.time_dim % 2:
+            raise ValueError(f"time_dim must be even and at least 2, got {self.time_dim}")
+        p, factor = self.tokenizer.patch_size, self.tokenizer.temporal_factor
+        if self.image_size < p or self.image_size % p:
+            raise ValueError(f"image_size must be a multiple of the patch size {p}, got {self.image_size}")
+        if self.clip_frames < 1 or (self.clip_frames - 1) % factor:
+            raise ValueError(f"clip_frames must be 1 + k * {factor}, got {self.clip_frames}")
+        if self.time_shift_base_tokens < 0 or self.max_time_shift < 1:
+            raise ValueError("time_shift_base_tokens must be >= 0 and max_time_shift >= 1")
+
+    @property
+    def latent_channels(self) -> int:
+        return self.tokenizer.latent_channels
+
+    def replace(self, **changes: Any) -> UnifiedConfig:
+        """A copy with ``changes``; ``tokenizer.X`` keys reach the tokenizer config (its derived sizes follow)."""
+        tok = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("tokenizer.")}
+        mine = {k: v for k, v in changes.items() if not k.startswith("tokenizer.")}
+        unknown = sorted(set(mine) - set(self.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown unified config field(s) {unknown}")
+        data = {**self.__dict__, **mine}
+        if tok:
+            data["tokenizer"] = data["tokenizer"].replace(**tok)
+        return UnifiedConfig(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UnifiedConfig:
+        return config_from_dict(cls, data, where="unified config")
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+UNIFIED_PRESETS: dict[str, dict[str, Any]] = {
+    # CPU tests: random tiny tokenizer and a random 2-layer LLM.
+    "tiny": dict(tokenizer="tiny", llm="tiny", head_depth=2, image_size=64, clip_frames=5),
+    # One GPU, offline: the `small` tokenizer and the real pretrained SmolLM2-135M-Instruct.
+    "small": dict(tokenizer="small", llm="smollm2-135m", image_size=128),
+    # The paper's: the So400m tokenizer with Qwen2.5-Instruct (the 1.5B of its ablations, the 7B of its results).
+    "hydra-x-1.5b": dict(tokenizer="so400m", llm="qwen2.5-1.5b"),
+    "hydra-x-7b": dict(tokenizer="so400m", llm="qwen2.5-7b"),
+    # HYDRA, the image-only predecessor: HYDRA-TOK (InternViT, flow decoder) with the same dual head, text causal,
+    # bidirectional attention inside each visual block, adaLN flow head.
+    "hydra-1.5b": dict(tokenizer="hydra-tok", llm="qwen2.5-1.5b", video=False),
+    "hydra-7b": dict(tokenizer="hydra-tok", llm="qwen2.5-7b", video=False),
+}
+
+
+def unified_config(name: str, **overrides: Any) -> UnifiedConfig:
+    """The preset ``name`` with ``overrides`` (UnifiedConfig fields; ``tokenizer`` may be a preset name)."""
+    if name not in UNIFIED_PRESETS:
+        raise ValueError(f"unknown unified preset {name!r}; choose one of {sorted(UNIFIED_PRESETS)}")
+    fields = {**UNIFIED_PRESETS[name], **overrides}
+    if isinstance(fields.get("tokenizer"), str):
+        fields["tokenizer"] = tokenizer_config(fields["tokenizer"])
+    return UnifiedConfig(**fields)

@@ -1,0 +1,346 @@
+"""HydraX: one LLM over interleaved text and visual tokens that understands and generates images and videos.
+
+    understanding:  pixels --Gen-ViT, GSB--> z --Sem-ViT--> s --projector--> LLM --> next-token logits
+    generation:     z_t = (1 - t) z + t eps --Sem-ViT--> s --projector (+ time)--> LLM --flow head--> velocity
+
+The LLM sees only Sem-ViT tokens, clean for understanding and noisy for generation; the flow head predicts
+the velocity eps - z of each 64-channel latent token (normalised latents, as the tokenizer's stage 3 stores
+them), and the tokenizer's pixel decoder renders sampled latents. A batch is a PackedBatch (hydra_x.unified
+.sequence) with one latent per visual block, in placement order; attention follows hydra_x.unified.masks.
+
+Inference (``chat``, ``generate_image``, ``generate_video``) is in hydra_x.unified.sampling.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from hydra_x.tokenizer.model import HydraXTokenizer
+from hydra_x.unified.config import UnifiedConfig, unified_config
+from hydra_x.unified.heads import FlowHead, Projector
+from hydra_x.unified.masks import additive_mask, attention_mask
+from hydra_x.unified.sequence import IGNORE, PackedBatch, VisualTokenIds
+
+MODEL_TYPE = "hydra-x"
+HEADS_FILE = "heads.safetensors"
+HEAD_PREFIXES = ("projector.", "time_embed.", "flow_head.")
+
+
+@dataclass
+class VisualInputs:
+    """The visual blocks of a batch, in placement order: pixels (3, H, W) / (3, F, H, W) in [-1, 1], encoded by
+    the forward pass (so that a sharded model encodes inside its own forward), or clean latents z (C, S, h, w);
+    and for the generated blocks (role "generate", in the same order) their flow time and noise (z's shape)."""
+
+    pixels: list[torch.Tensor] | None = None
+    z: list[torch.Tensor] | None = None
+    t: torch.Tensor | None = None  # (G,) one time per generated block
+    noise: list[torch.Tensor] | None = None  # G tensors shaped like their latents
+
+    def latents(self, model: HydraX) -> list[torch.Tensor]:
+        if self.z is not None:
+            return self.z
+        if self.pixels is None:
+            raise ValueError("VisualInputs needs pixels or z")
+        return model.encode_each(self.pixels)
+
+
+@dataclass
+class UnifiedOutput:
+    """Sums and counts, so that losses can be averaged over every rank's tokens (see the training objective)."""
+
+    text_loss_sum: torch.Tensor  # cross-entropy summed over predicted text tokens
+    text_tokens: int
+    flow_loss_sum: torch.Tensor  # squared velocity error summed over generated latent elements
+    flow_elements: int
+    velocity: torch.Tensor | None = None  # (G_tokens, C) predictions, in placement order
+
+
+class HydraX(nn.Module):
+    def __init__(self, config: UnifiedConfig, tokenizer: HydraXTokenizer, llm: nn.Module, text_tokenizer) -> None:
+        super().__init__()
+        if tokenizer.config != config.tokenizer:
+            raise ValueError("the tokenizer's config differs from config.tokenizer")
+        self.config = config
+        self.tokenizer = tokenizer
+        self.llm = llm
+        self.text_tokenizer = text_tokenizer
+        self.visual_ids = VisualTokenIds.from_tokenizer(text_tokenizer)
+        hidden = llm.config.hidden_size
+        width = config.head_width or hidden
+        self.projector = Projector(config.tokenizer.width, hidden, config.projector_depth)
+        self.time_embed = _time_embedding(hidden, config.time_dim)
+        self.flow_head = FlowHead(hidden, config.latent_channels, width, config.head_depth, config.time_dim)
+
+    # ------------------------------------------------------------------ construction
+
+    @torch.no_grad()
+    def init_heads(self, seed: int | None = None) -> None:
+        """(Re-)initialise the projector, time embedding and flow head (the tokenizer and LLM keep theirs)."""
+        from hydra_x.nn.layers import init_weights
+
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for module in (self.projector, self.time_embed, self.flow_head):
+                init_weights(module, 0.02)
+        self.flow_head.init_zero()
+
+    @classmethod
+    def from_parts(
+        cls, config: UnifiedConfig, tokenizer: HydraXTokenizer, llm: nn.Module, text_tokenizer, seed: int = 0
+    ) -> HydraX:
+        """Join a tokenizer and an LLM (its visual special tokens added) with freshly initialised heads."""
+        from hydra_x.unified.llm import add_visual_tokens
+
+        add_visual_tokens(llm, text_tokenizer)
+        model = cls(config, tokenizer, llm, text_tokenizer)
+        model.init_heads(seed)
+        return model.to(next(llm.parameters()).device)
+
+    @classmethod
+    def from_preset(
+        cls,
+        name: str,
+        *,
+        tokenizer: str | Path | HydraXTokenizer | None = None,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **overrides: Any,
+    ) -> HydraX:
+        """Preset ``name`` with ``overrides`` (UnifiedConfig fields); see ``from_config`` for the rest."""
+        config = unified_config(name, **overrides)
+        return cls.from_config(config, tokenizer=tokenizer, seed=seed, device=device, dtype=dtype)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: UnifiedConfig,
+        *,
+        tokenizer: str | Path | HydraXTokenizer | None = None,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> HydraX:
+        """The tokenizer from ``tokenizer`` (a trained one: a folder, a tokenizer run folder, a Hub id or a
+        model; its config replaces ``config.tokenizer``) or random from ``config``; the LLM as ``config.llm``
+        names it (pretrained where it is a real LLM); the heads random from ``seed``."""
+        from hydra_x.unified.llm import load_llm
+
+        tok = _load_tokenizer(tokenizer, config, seed)
+        config = config.replace(tokenizer=tok.config)
+        llm, text_tokenizer = load_llm(config.llm, dtype=torch.float32)
+        model = cls.from_parts(config, tok, llm, text_tokenizer, seed=seed)
+        return model.to(device=device or "cpu", dtype=dtype)
+
+    @classmethod
+    def on_meta(cls, config: UnifiedConfig, llm_config, text_tokenizer) -> HydraX:
+        """The model's structure without weights (the meta device), e.g. to load a gathered state into."""
+        from transformers import AutoModelForCausalLM
+
+        with torch.device("meta"):
+            tok = HydraXTokenizer(config.tokenizer)
+            llm = AutoModelForCausalLM.from_config(llm_config)
+            return cls(config, tok, llm, text_tokenizer)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """One folder: config.json, tokenizer/ (HydraXTokenizer), llm/ (transformers, with its text tokenizer)
+        and heads.safetensors (projector, time embedding, flow head)."""
+        from safetensors.torch import save_file
+
+        from hydra_x._version import __version__
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        self.llm.save_pretrained(folder / "llm", safe_serialization=True)
+        self.text_tokenizer.save_pretrained(folder / "llm")
+        heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k.startswith(HEAD_PREFIXES)}
+        tmp = folder / f".{HEADS_FILE}.partial"
+        save_file(heads, str(tmp))
+        tmp.replace(folder / HEADS_FILE)
+        config = {"model_type": MODEL_TYPE, "hydra_x_version": __version__, **self.config.to_dict(), "llm": "llm"}
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> HydraX:
+        """A folder written by ``save_pretrained``, or a Hub repo id holding one."""
+        from safetensors.torch import load_file
+
+        from hydra_x.unified.llm import load_llm
+
+        folder = _local_folder(name_or_path)
+        raw = json.loads((folder / "config.json").read_text())
+        if raw.pop("model_type", None) != MODEL_TYPE:
+            raise ValueError(f"{name_or_path} is not a HydraX checkpoint (config.json model_type is not {MODEL_TYPE})")
+        raw.pop("hydra_x_version", None)
+        raw["llm"] = str(folder / raw.get("llm", "llm"))
+        config = UnifiedConfig.from_dict(raw)
+        tok = HydraXTokenizer.from_pretrained(folder / "tokenizer")
+        llm, text_tokenizer = load_llm(config.llm, dtype=torch.float32)
+        model = cls(config, tok, llm, text_tokenizer)
+        state = load_file(str(folder / HEADS_FILE))
+        missing = sorted(k for k in model.state_dict() if k.startswith(HEAD_PREFIXES) and k not in state)
+        unexpected = sorted(k for k in state if not k.startswith(HEAD_PREFIXES))
+        if missing or unexpected:
+            raise ValueError(f"{folder / HEADS_FILE}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        model.load_state_dict(state, strict=False)
+        return model.to(device=device or "cpu", dtype=dtype).eval()
+
+    # ------------------------------------------------------------------ visual tokens
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.projector.mlp[0].weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.mlp[0].weight.device
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, 3, H, W) or (B, 3, F, H, W) -> clean normalised latents (B, C, S, h, w) (posterior mean)."""
+        z = self.tokenizer.encode(pixels.to(device=self.device, dtype=self.tokenizer._dtype()))
+        return z.float()
+
+    def visual_embeddings(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents (B, C, S, h, w), clean or noisy -> LLM input embeddings (B, S * h * w, D), the Sem-ViT's tokens
+        through the projector, plus the time embedding of ``t`` (B,) for noisy ones."""
+        s = self.tokenizer.semantic(z)  # (B, S, N, D_sem): the tokenizer's own mask (tubelet for videos)
+        h = self.projector(s.flatten(1, 2).to(self.dtype))
+        if t is not None:
+            h = h + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
+        return h
+
+    @torch.no_grad()
+    def encode_each(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Clean latents (C, S, h, w) of several images / clips; those of one shape are encoded together."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(pixels):
+            groups.setdefault(tuple(x.shape), []).append(i)
+        out: dict[int, torch.Tensor] = {}
+        for members in groups.values():
+            z = self.encode(torch.stack([pixels[i] for i in members]))
+            out.update(zip(members, z))
+        return [out[i] for i in range(len(pixels))]
+
+    def _embed_visuals(
+        self, batch: PackedBatch, visuals: VisualInputs, z0: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(V, D) embeddings of every visual position in placement order, and the LLM-input latents (noisy for
+        generated blocks)."""
+        if len(z0) != len(batch.placements):
+            raise ValueError(f"{len(batch.placements)} visual blocks in the batch, {len(z0)} given")
+        gen = [i for i, p in enumerate(batch.placements) if p.role == "generate"]
+        times = {}
+        z_in = list(z0)
+        if gen:
+            if visuals.t is None or visuals.noise is None or len(visuals.noise) != len(gen):
+                raise ValueError(f"{len(gen)} generated blocks need as many flow times and noises")
+            for k, i in enumerate(gen):
+                t = visuals.t[k].to(z_in[i])
+                z_in[i] = (1 - t) * z0[i] + t * visuals.noise[k].to(z_in[i])
+                times[i] = visuals.t[k]
+        groups: dict[tuple, list[int]] = {}  # one Sem-ViT call per latent shape, clean and noisy apart
+        for i, z in enumerate(z_in):
+            groups.setdefault((tuple(z.shape), i in times), []).append(i)
+        pieces: dict[int, torch.Tensor] = {}
+        for (_, noisy), members in groups.items():
+            z = torch.stack([z_in[i] for i in members]).to(self.device)
+            t = torch.stack([times[i] for i in members]) if noisy else None
+            emb = self.visual_embeddings(z, t)
+            for j, i in enumerate(members):
+                pieces[i] = emb[j]
+        return torch.cat([pieces[i] for i in range(len(z_in))]), z_in
+
+    # ------------------------------------------------------------------ forward
+
+    def llm_hidden(self, batch: PackedBatch, embeds: torch.Tensor) -> torch.Tensor:
+        """The LLM's last hidden states (B, L, D) for input embeddings with the batch's 4D mask and positions."""
+        mask = additive_mask(attention_mask(batch, self.config.video_attention), embeds.dtype)
+        out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=batch.position_ids)
+        return out.last_hidden_state
+
+    def forward(self, batch: PackedBatch, visuals: VisualInputs) -> UnifiedOutput:
+        batch = batch.to(self.device)
+        embeds = self.llm.get_input_embeddings()(batch.input_ids)  # (B, L, D)
+        z0 = visuals.latents(self) if batch.placements else []
+        if batch.placements:
+            visual, z_in = self._embed_visuals(batch, visuals, z0)
+            rows, cols = batch.visual_index()
+            embeds = embeds.index_put((rows, cols), visual.to(embeds.dtype))
+        hidden = self.llm_hidden(batch, embeds)
+        predicted = batch.targets != IGNORE
+        logits = self.llm.get_output_embeddings()(hidden[predicted])  # (K, V): only where a token is predicted
+        text_sum = F.cross_entropy(logits.float(), batch.targets[predicted], reduction="sum")
+        gen = [i for i, p in enumerate(batch.placements) if p.role == "generate"]
+        flow_sum, elements, velocity = hidden.new_zeros((), dtype=torch.float32), 0, None
+        if gen:
+            placements = [batch.placements[i] for i in gen]
+            rows, cols = batch.visual_index(placements)
+            tokens = lambda zs: torch.cat([rearrange(z, "c s h w -> (s h w) c") for z in zs])  # noqa: E731
+            z_t = tokens([z_in[i] for i in gen]).to(self.device)
+            target = tokens(visuals.noise).to(self.device) - tokens([z0[i] for i in gen]).to(self.device)
+            t = torch.cat([visuals.t[k].expand(p.length) for k, p in enumerate(placements)]).to(self.device)
+            velocity = self.flow_head(hidden[rows, cols], z_t, t)
+            flow_sum = (velocity.float() - target.float()).square().sum()
+            elements = target.numel()
+        return UnifiedOutput(text_sum, int(predicted.sum()), flow_sum, elements, velocity)
+
+    # ------------------------------------------------------------------ inference (hydra_x.unified.sampling)
+
+    def chat(self, prompt: str | Sequence[dict[str, str]], **kwargs: Any) -> str:
+        from hydra_x.unified.sampling import chat
+
+        return chat(self, prompt, **kwargs)
+
+    def generate_image(self, prompt: str, **kwargs: Any) -> torch.Tensor:
+        from hydra_x.unified.sampling import generate_image
+
+        return generate_image(self, prompt, **kwargs)
+
+    def generate_video(self, prompt: str, **kwargs: Any) -> torch.Tensor:
+        from hydra_x.unified.sampling import generate_video
+
+        return generate_video(self, prompt, **kwargs)
+
+
+def _time_embedding(dim: int, freq_dim: int) -> nn.Module:
+    from hydra_x.nn.adaln import TimeEmbedding
+
+    return TimeEmbedding(dim, freq_dim)
+
+
+def _load_tokenizer(source, config: UnifiedConfig, seed: int) -> HydraXTokenizer:
+    if isinstance(source, HydraXTokenizer):
+        return source
+    if source is None:
+        return HydraXTokenizer.from_config(config.tokenizer, seed=seed)
+    folder = Path(source)
+    if (folder / "export" / "config.json").is_file():  # a tokenizer training run: its export
+        folder = folder / "export"
+    return HydraXTokenizer.from_pretrained(folder if folder.exists() else str(source))
+
+
+def _local_folder(name_or_path: str | Path) -> Path:
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return folder
+    if not (folder / "config.json").exists() and "/" in str(name_or_path) and not folder.exists():
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name_or_path)))
+    raise FileNotFoundError(f"{name_or_path}: no such HydraX checkpoint folder")

@@ -1,0 +1,326 @@
+"""Inference with HydraX: text-to-image and text-to-video by flow matching, and chat about images and videos.
+
+Generation: the prompt (up to its visual block's BEGIN token) runs through the LLM once and is kept as a KV
+cache, the conditional and the unconditional (empty caption) prompts side by side in one left-padded batch;
+each sampling step then runs only the block's visual tokens against the cache (``query_mask``) and crops the
+cache back. Guidance mixes the two velocities; Euler or Heun on a (resolution-)shifted time grid; the tokenizer's
+pixel decoder renders the latent. ``use_cache=False`` recomputes the prompt at every step (the reference path).
+
+Chat: the prompt, images and videos included, is computed once; tokens are then decoded one at a time against
+the KV cache, greedily or by top-p sampling from a seeded generator.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import cache
+
+import torch
+from einops import rearrange
+
+from hydra_x.errors import InputError
+from hydra_x.nn.flow import guided, resolution_shift, sample
+from hydra_x.unified.masks import additive_mask, attention_mask, query_mask, query_position_ids
+from hydra_x.unified.sequence import (
+    PackedBatch,
+    SampleSequence,
+    VisualSpec,
+    build_sequence,
+    generation_sample,
+    pad_to_batch,
+)
+
+
+@cache
+def _cache_arg(decoder_cls: type) -> str:
+    """transformers 5.2x renamed the decoder's ``past_key_values`` argument to ``cache``."""
+    return "cache" if "cache" in inspect.signature(decoder_cls.forward).parameters else "past_key_values"
+
+
+def _decoder_call(model, embeds, mask, positions, kv=None):
+    decoder = model.llm.get_decoder()
+    extra = {_cache_arg(type(decoder)): kv, "use_cache": True} if kv is not None else {}
+    return decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **extra).last_hidden_state
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def visual_spec(model, kind: str, height: int, width: int, frames: int | None) -> tuple[VisualSpec, tuple[int, int]]:
+    """The block layout of an image or video of ``height`` x ``width`` (and ``frames``): clear errors first."""
+    cfg = model.config.tokenizer
+    p = cfg.patch_size
+    if height < p or width < p or height % p or width % p:
+        raise InputError(f"height and width must be positive multiples of the patch size {p}; got {width}x{height}")
+    steps = 1
+    if kind == "video":
+        if not model.config.video:
+            raise InputError("this model is image-only (video=False): it cannot generate videos")
+        factor = cfg.temporal_factor
+        if frames is None or frames < 1 + factor or (frames - 1) % factor:
+            raise InputError(f"a video has 1 + k * {factor} frames (k >= 1), e.g. {1 + 4 * factor}; got {frames}")
+        steps = cfg.latent_steps(frames)
+    grid = (height // p, width // p)
+    return VisualSpec(kind, steps, grid[0] * grid[1], "generate"), grid
+
+
+def check_context(model, length: int) -> None:
+    limit = getattr(model.llm.config, "max_position_embeddings", None)
+    if limit is not None and length > limit:
+        raise InputError(
+            f"the prompt and its visual tokens take {length} positions, more than the LLM's context of {limit}"
+        )
+
+
+# ---------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def generate_latents(
+    model,
+    prompts: Sequence[str],
+    kind: str = "image",
+    *,
+    height: int = 256,
+    width: int = 256,
+    frames: int | None = None,
+    steps: int = 50,
+    guidance: float = 4.0,
+    sampler: str = "euler",
+    shift: float | None = None,
+    seed: int = 0,
+    use_cache: bool = True,
+    cuda_graph: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Normalised latents (B, C, S, h, w) for ``prompts``. ``shift``: None for the model's resolution shift.
+
+    ``cuda_graph`` (CUDA, with the cache): one sampling step (Sem-ViT, projector, LLM against the cached
+    prompt, flow head) is captured once as a CUDA graph and replayed, which removes the per-kernel launch cost
+    that bounds a plain loop of small steps."""
+    spec, grid = visual_spec(model, kind, height, width, frames)
+    tok = model.text_tokenizer
+    guide = guidance != 1.0
+    captions = list(prompts) + ([""] * len(prompts) if guide else [])
+    full = [generation_sample(tok, spec, c) for c in captions]
+    begin = [s.blocks[0].start for s in full]
+    prompt_batch = pad_to_batch([s.prefix(b) for s, b in zip(full, begin)], tok.pad_token_id)
+    check_context(model, prompt_batch.input_ids.shape[1] + spec.length)
+    prompt_batch = prompt_batch.to(model.device)
+    cfg = model.config
+    if shift is None:
+        shift = (
+            resolution_shift(spec.length, cfg.time_shift_base_tokens, cfg.max_time_shift)
+            if cfg.time_shift_base_tokens
+            else 1.0
+        )
+    b, c = len(prompts), cfg.latent_channels
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((b, c, spec.steps, *grid), generator=generator).to(model.device)
+    embed = model.llm.get_input_embeddings()
+    if use_cache:
+        from transformers import DynamicCache
+
+        kv = DynamicCache()
+        prefix_embeds = embed(prompt_batch.input_ids)
+        mask = additive_mask(attention_mask(prompt_batch, cfg.video_attention), prefix_embeds.dtype)
+        _decoder_call(model, prefix_embeds, mask, prompt_batch.position_ids, kv)
+        q_mask = additive_mask(
+            query_mask(prompt_batch.valid, spec.steps, spec.tokens_per_step, cfg.video_attention), prefix_embeds.dtype
+        )
+        q_pos = query_position_ids(prompt_batch.valid, spec.length)
+    else:
+        block_batch = pad_to_batch([s.prefix(s.blocks[0].end) for s in full], tok.pad_token_id).to(model.device)
+        rows, cols = block_batch.visual_index()
+    calls = {"n": 0}
+
+    def field(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        """Velocity (B', C, S, h, w) of both halves (conditional, unconditional) at z_t ``zz``, times ``tt``."""
+        visual = model.visual_embeddings(zz.to(model.tokenizer._dtype()), tt)  # (B', S N, D)
+        if use_cache:
+            hidden = _decoder_call(model, visual, q_mask, q_pos, kv)  # (B', S N, D)
+            kv.crop(-spec.length)  # drop the block again (negative: what every transformers accepts)
+        else:
+            embeds = embed(block_batch.input_ids).index_put((rows, cols), visual.flatten(0, 1).to(model.dtype))
+            hidden = model.llm_hidden(block_batch, embeds)[rows, cols].view(visual.shape[0], spec.length, -1)
+        tokens = rearrange(zz, "b c s h w -> b (s h w) c")
+        v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), tt.repeat_interleave(spec.length))
+        return rearrange(v.view(*tokens.shape), "b (s h w) c -> b c s h w", s=spec.steps, h=grid[0])
+
+    if cuda_graph and use_cache and model.device.type == "cuda":
+        n = 2 * b if guide else b
+        field = graphed(
+            field, torch.zeros((n, c, spec.steps, *grid), device=model.device), torch.zeros(n, device=model.device)
+        )
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        zz, tt = (torch.cat([x, x]), torch.cat([t, t])) if guide else (x, t)
+        v = field(zz, tt)
+        calls["n"] += 1
+        if progress is not None:
+            progress(calls["n"])
+        return guided(v[:b], v[b:], guidance) if guide else v
+
+    return sample(velocity, noise, steps, sampler, shift)
+
+
+def graphed(fn: Callable, *example: torch.Tensor) -> Callable:
+    """``fn`` captured as a CUDA graph on static copies of ``example``: calling the result copies the inputs in,
+    replays the graph and returns its (static) output. The capture runs ``fn`` twice first on a side stream
+    (as PyTorch's own graphing does), so lazily built buffers exist before capture."""
+    static = [e.clone() for e in example]
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            fn(*static)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(*static)
+
+    def run(*inputs: torch.Tensor) -> torch.Tensor:
+        for s, x in zip(static, inputs):
+            s.copy_(x)
+        graph.replay()
+        return out
+
+    return run
+
+
+@torch.no_grad()
+def render(model, z: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """Latents (B, C, S, h, w) -> float32 CPU pixels in [-1, 1]: (B, 3, H, W) for one step, else (B, 3, F, H, W)."""
+    tok = model.tokenizer
+    kwargs = {"generator": torch.Generator(model.device).manual_seed(seed)} if tok.config.decoder == "flow" else {}
+    x = tok.decode(z.to(device=model.device, dtype=tok._dtype()), video=z.shape[2] > 1, **kwargs)
+    return x.float().clamp(-1, 1).cpu()
+
+
+def generate_image(model, prompt: str, *, height: int = 256, width: int = 256, **kwargs) -> torch.Tensor:
+    """Text to image: (3, H, W) in [-1, 1]. Options as ``generate_latents`` (steps, guidance, sampler, shift, seed)."""
+    z = generate_latents(model, [prompt], "image", height=height, width=width, **kwargs)
+    return render(model, z, seed=kwargs.get("seed", 0))[0]
+
+
+def generate_video(model, prompt: str, *, frames: int = 17, height: int = 256, width: int = 256, **kwargs):
+    """Text to video: (3, F, H, W) in [-1, 1], F = 1 + 4k frames."""
+    z = generate_latents(model, [prompt], "video", height=height, width=width, frames=frames, **kwargs)
+    return render(model, z, seed=kwargs.get("seed", 0))[0]
+
+
+# ---------------------------------------------------------------------------- chat
+
+
+def _messages(prompt: str | Sequence[dict[str, str]], image, video) -> tuple[list[dict[str, str]], list]:
+    if isinstance(prompt, str):
+        place = "<image>\n" if image is not None else "<video>\n" if video is not None else ""
+        return [{"role": "user", "content": place + prompt}], [v for v in (image, video) if v is not None]
+    return list(prompt), [v for v in (image, video) if v is not None]
+
+
+@torch.no_grad()
+def chat(
+    model,
+    prompt: str | Sequence[dict[str, str]],
+    *,
+    image: torch.Tensor | None = None,
+    video: torch.Tensor | None = None,
+    max_new_tokens: int = 64,
+    top_p: float | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+    use_cache: bool = True,
+) -> str:
+    """The assistant's reply to ``prompt`` (a question, or a list of chat messages with ``<image>`` /
+    ``<video>`` placeholders) about ``image`` (3, H, W) or ``video`` (3, F, H, W) pixels in [-1, 1]. Greedy
+    unless ``top_p`` is given (then nucleus sampling at ``temperature`` from ``seed``)."""
+    if image is not None and video is not None:
+        raise InputError("give an image or a video, not both")
+    if image is not None and image.ndim != 3:
+        raise InputError(f"an image is (3, H, W); got {tuple(image.shape)} (use video= for frames)")
+    if video is not None and video.ndim != 4:
+        raise InputError(f"a video is (3, F, H, W) frames; got {tuple(video.shape)}")
+    if video is not None and not model.config.video:
+        raise InputError("this model is image-only (video=False): it cannot read videos")
+    messages, media = _messages(prompt, image, video)
+    kind = "image" if image is not None else "video"
+    for m in media:
+        visual_spec(model, kind, m.shape[-2], m.shape[-1], m.shape[1] if kind == "video" else None)
+    latents = [model.encode(m.unsqueeze(0))[0] for m in media]  # (C, S, h, w) each
+    specs = [VisualSpec(kind, z.shape[1], z.shape[2] * z.shape[3]) for z in latents]
+    seq = build_sequence(model.text_tokenizer, messages, specs, add_generation_prompt=True)
+    check_context(model, len(seq) + max_new_tokens)
+    ids = decode_tokens(model, seq, latents, max_new_tokens, top_p, temperature, seed, use_cache)
+    return model.text_tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def _prompt_embeds(model, batch: PackedBatch, latents: list[torch.Tensor]) -> torch.Tensor:
+    embeds = model.llm.get_input_embeddings()(batch.input_ids)
+    for placement, z in zip(batch.placements, latents):
+        rows, cols = batch.visual_index([placement])
+        embeds = embeds.index_put((rows, cols), model.visual_embeddings(z[None])[0].to(embeds.dtype))
+    return embeds
+
+
+def _next_token(logits: torch.Tensor, top_p: float | None, temperature: float, generator) -> int:
+    if top_p is None:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / max(temperature, 1e-6), -1)
+    sorted_p, order = probs.sort(descending=True)
+    keep = sorted_p.cumsum(-1) - sorted_p < top_p  # the smallest set whose mass reaches top_p
+    sorted_p = torch.where(keep, sorted_p, 0)
+    return int(order[torch.multinomial(sorted_p.cpu() / sorted_p.sum(), 1, generator=generator)])
+
+
+def decode_tokens(
+    model, seq: SampleSequence, latents, max_new_tokens, top_p, temperature, seed, use_cache
+) -> list[int]:
+    """Token ids the assistant writes after ``seq`` (an inference prompt), up to its end-of-turn token."""
+    tok = model.text_tokenizer
+    stop = {i for i in (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")) if isinstance(i, int) and i >= 0}
+    generator = torch.Generator().manual_seed(seed)
+    head = model.llm.get_output_embeddings()
+    embed = model.llm.get_input_embeddings()
+    out: list[int] = []
+    if use_cache:
+        from transformers import DynamicCache
+
+        kv = DynamicCache()
+        batch = pad_to_batch([seq], tok.pad_token_id).to(model.device)
+        embeds = _prompt_embeds(model, batch, latents)
+        mask = additive_mask(attention_mask(batch, model.config.video_attention), embeds.dtype)
+        hidden = _decoder_call(model, embeds, mask, batch.position_ids, kv)[:, -1]
+        position = len(seq)
+    for _ in range(max_new_tokens):
+        if not use_cache:  # the reference path: the whole sequence again for every token
+            grown = _extended(seq, out)
+            batch = pad_to_batch([grown], tok.pad_token_id).to(model.device)
+            hidden = model.llm_hidden(batch, _prompt_embeds(model, batch, latents))[:, -1]
+        token = _next_token(head(hidden)[0], top_p, temperature, generator)
+        if token in stop:
+            break
+        out.append(token)
+        if use_cache:
+            ids = torch.tensor([[token]], device=model.device)
+            visible = torch.zeros(1, 1, 1, position + 1, dtype=embeds.dtype, device=model.device)
+            hidden = _decoder_call(model, embed(ids), visible, torch.tensor([[position]], device=model.device), kv)[
+                :, -1
+            ]
+            position += 1
+    return out
+
+
+def _extended(seq: SampleSequence, tokens: list[int]) -> SampleSequence:
+    """``seq`` with ``tokens`` appended as text."""
+    extra = torch.tensor(tokens, dtype=torch.long)
+    minus = torch.full_like(extra, -1)
+    return replace(
+        seq,
+        input_ids=torch.cat([seq.input_ids, extra]),
+        targets=torch.cat([seq.targets, torch.full_like(extra, -100)]),
+        block=torch.cat([seq.block, minus]),
+        step=torch.cat([seq.step, minus]),
+    )

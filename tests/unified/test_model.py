@@ -1,0 +1,120 @@
+"""HydraX, the unified model, on the tiny preset: what each loss sees, sampling with and without the KV cache,
+text decoding, save / load, and the errors a caller can hit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hydra_x.errors import InputError
+from hydra_x.unified.model import HydraX, VisualInputs
+from hydra_x.unified.sampling import generate_latents
+from hydra_x.unified.sequence import VisualSpec, generation_sample, pack, understanding_sample
+
+
+@pytest.fixture(scope="module")
+def model() -> HydraX:
+    m = HydraX.from_preset("tiny", seed=0).eval()
+    with torch.no_grad():  # a non-zero head (it starts at zero), so that sampling has something to follow
+        for p in m.flow_head.parameters():
+            p.normal_(0, 0.05)
+    return m
+
+
+def image(seed: int, size: int = 32) -> torch.Tensor:
+    return torch.rand(3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def batch_of(model, answer="red", caption="a red circle", size=32):
+    tok, x = model.text_tokenizer, image(0, size)
+    spec = VisualSpec.image((size // 16) ** 2)
+    samples = [
+        understanding_sample(tok, spec, "What colour is the circle?", answer),
+        generation_sample(tok, spec, caption),
+    ]
+    z = model.encode(x[None])[0]
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(1))
+    return pack(samples, 256, tok.pad_token_id), VisualInputs(z=[z, z], t=torch.tensor([0.4]), noise=[noise]), z, noise
+
+
+def test_the_flow_loss_is_the_squared_error_to_the_path_velocity(model):
+    packed, visuals, z, noise = batch_of(model)
+    out = model(packed, visuals)
+    assert out.flow_elements == z.numel()
+    target = (noise - z).flatten(1).T  # (tokens, C): eps - z0, step-major, row-major tokens
+    torch.testing.assert_close(out.flow_loss_sum, (out.velocity - target).square().sum())
+    # The velocity depends on the noisy latent of its own block: another t changes it.
+    other = model(packed, VisualInputs(z=visuals.z, t=torch.tensor([0.9]), noise=visuals.noise))
+    assert not torch.allclose(other.velocity, out.velocity)
+
+
+def test_the_text_loss_covers_the_answer_and_the_markers_around_a_generated_image(model):
+    packed, visuals, _, _ = batch_of(model)
+    base = model(packed, visuals)
+    changed, _, _, _ = batch_of(model, answer="blue")  # another answer: another text loss
+    assert model(changed, visuals).text_loss_sum != base.text_loss_sum
+    tok = model.text_tokenizer
+    gen = generation_sample(tok, VisualSpec.image(4), "a red circle")
+    predicted = [tok.convert_ids_to_tokens(int(i)) for i in gen.targets[gen.targets >= 0]]
+    assert predicted == ["<|begin_of_image|>", "<|im_end|>"]  # when to open an image and to end the turn
+    answer = understanding_sample(tok, VisualSpec.image(4), "What colour is the circle?", "red")
+    assert tok.decode(answer.targets[answer.targets >= 0]) == "red<|im_end|>"
+    assert base.text_tokens == len(predicted) + int((answer.targets >= 0).sum())
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_kv_cached_sampling_equals_the_uncached_loop(model, guidance):
+    kwargs = dict(height=32, width=48, steps=3, guidance=guidance, seed=2)
+    cached = generate_latents(model, ["a red circle", "two blue squares"], use_cache=True, **kwargs)
+    plain = generate_latents(model, ["a red circle", "two blue squares"], use_cache=False, **kwargs)
+    assert cached.shape == (2, 64, 1, 2, 3)
+    torch.testing.assert_close(cached, plain, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(cached[0], cached[1])  # each prompt conditions its own image
+
+
+def test_video_sampling_is_cached_exactly_too(model):
+    kwargs = dict(height=32, width=32, frames=5, steps=2, seed=0)
+    cached = generate_latents(model, ["a red circle moving left"], "video", use_cache=True, **kwargs)
+    plain = generate_latents(model, ["a red circle moving left"], "video", use_cache=False, **kwargs)
+    assert cached.shape == (1, 64, 2, 2, 2)
+    torch.testing.assert_close(cached, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("top_p", [None, 0.9])
+def test_cached_and_uncached_text_decoding_agree(model, top_p):
+    x = image(3)
+    fast = model.chat("What colour is it?", image=x, max_new_tokens=6, top_p=top_p, seed=5)
+    slow = model.chat("What colour is it?", image=x, max_new_tokens=6, top_p=top_p, seed=5, use_cache=False)
+    assert fast == slow and len(fast) > 0
+    assert model.chat("What colour is it?", image=image(4), max_new_tokens=6) != fast or top_p is not None
+
+
+def test_save_and_load_give_the_same_model(model, tmp_path):
+    folder = model.save_pretrained(tmp_path / "hydra")
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "heads.safetensors", "tokenizer", "llm"}
+    loaded = HydraX.from_pretrained(folder)
+    packed, visuals, _, _ = batch_of(model)
+    a, b = model(packed, visuals), loaded(packed, visuals)
+    torch.testing.assert_close(a.velocity, b.velocity, rtol=0, atol=0)
+    torch.testing.assert_close(a.text_loss_sum, b.text_loss_sum, rtol=0, atol=0)
+    (folder / "config.json").write_text('{"model_type": "something-else"}')
+    with pytest.raises(ValueError, match="not a HydraX checkpoint"):
+        HydraX.from_pretrained(folder)
+
+
+def test_bad_inputs_are_named(model):
+    with pytest.raises(InputError, match="multiples of the patch size 16"):
+        model.generate_image("a red circle", height=40, width=32)
+    with pytest.raises(InputError, match="1 \\+ k \\* 4 frames"):
+        model.generate_video("a red circle", frames=6, height=32, width=32)
+    with pytest.raises(InputError, match="an image is \\(3, H, W\\)"):
+        model.chat("What is it?", image=torch.zeros(3, 5, 32, 32))
+    with pytest.raises(InputError, match="a video is \\(3, F, H, W\\)"):
+        model.chat("What is it?", video=image(0))
+    with pytest.raises(InputError, match="longer|more than the LLM's context"):
+        model.generate_image("red " * 3000, height=32, width=32, steps=1)
+    image_only = HydraX.from_preset("tiny", seed=0, video=False)
+    with pytest.raises(InputError, match="image-only"):
+        image_only.generate_video("a red circle", frames=5, height=32, width=32)
+    with pytest.raises(InputError, match="image-only"):
+        image_only.chat("Which way?", video=torch.zeros(3, 5, 32, 32))
