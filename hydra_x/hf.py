@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,21 @@ def hub_kwargs(
     if local_files_only:
         hub["local_files_only"] = True
     return hub
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No per-shard progress bar from transformers while loading weights (commands keep stderr to one line per
+    problem; a test reads it)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def auto_config(name_or_path: str | Path, **hub: Any):

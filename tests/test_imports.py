@@ -51,7 +51,11 @@ def graph() -> dict[str, set[str]]:
 
 
 def unit(module: str) -> str:
+    """The part of the package a module belongs to; ``__main__`` modules are command-line entry points, so they
+    sit with the CLI at the top of the arrows (``python -m hydra_x.train.tokenizer`` is a command)."""
     parts = module.split(".")
+    if parts[-1] == "__main__":
+        return "cli"
     return parts[1] if len(parts) > 1 else "hydra_x"
 
 

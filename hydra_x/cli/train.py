@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from hydra_x.cli.common import PROG, CliError, run_guarded
 
 # family -> the module whose main(argv, prog) runs it
-FAMILIES = {"tokenizer": "hydra_x.train.tokenizer.__main__"}
+FAMILIES = {"tokenizer": "hydra_x.train.tokenizer.__main__", "unified": "hydra_x.train.unified.__main__"}
 
 
 def main(argv: Sequence[str]) -> int:

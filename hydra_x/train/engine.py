@@ -25,6 +25,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,15 @@ from hydra_x.train.checkpoint import CheckpointManager
 from hydra_x.train.config import EngineConfig
 from hydra_x.train.mfu import forget_compiled_code, measure_peak_tflops
 from hydra_x.train.run_log import RunLogger
+
+
+@dataclass
+class LossTerms:
+    """One step's loss: the weighted total, and each term unweighted (detached, for the log) with its weight."""
+
+    total: torch.Tensor
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 class StopFlag:
@@ -106,12 +116,19 @@ class LogWindow:
 
     def clear(self) -> None:
         self.losses: dict[str, torch.Tensor | float] = {}
+        self.weights: dict[str, float] = {}  # how much of the window each loss covers (a term may skip steps)
         self.seconds = self.data_seconds = 0.0
         self.samples = self.tokens = self.steps = 0
 
     def add_losses(self, values: dict[str, torch.Tensor], scale: float = 1.0) -> None:
+        """Add one micro-step's values; ``scale`` is its share of an optimizer step (1 / grad_accum)."""
         for k, v in values.items():
             self.losses[k] = self.losses.get(k, 0.0) + v.detach().float() * scale
+            self.weights[k] = self.weights.get(k, 0.0) + scale
+
+    def means(self) -> dict[str, float]:
+        """Each loss averaged over the steps that had it."""
+        return {k: float(v) / self.weights[k] for k, v in self.losses.items()}
 
 
 class Engine:
@@ -236,7 +253,7 @@ class Engine:
     def log(self, skipped_total: int, **extra: float) -> dict[str, float]:
         """Reduce the window across ranks and write one metrics row: losses, speed, MFU and ``extra``."""
         w, world = self.window, self.info.world_size
-        means = all_reduce_mean({k: float(v) / w.steps for k, v in w.losses.items()}, self.device)
+        means = all_reduce_mean(w.means(), self.device)
         rates = all_reduce_mean({"samples": w.samples, "tokens": w.tokens}, self.device)
         seconds = all_reduce_max(w.seconds, self.device)
         record = {f"loss/{k}": v for k, v in means.items()}

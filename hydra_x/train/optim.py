@@ -22,24 +22,43 @@ class OptimConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay weight matrices only; biases, norms, embeddings and RoPE scales (all < 2D or named) are not decayed."""
-    decay, no_decay = [], []
+def param_groups(
+    model: nn.Module, weight_decay: float, lrs: dict[str, tuple[tuple[str, ...], float]] | None = None
+) -> list[dict]:
+    """Decay weight matrices only; biases, norms, embeddings and RoPE scales (all < 2D or named) are not decayed.
+
+    ``lrs`` (name -> (parameter-name prefixes, learning rate)) gives named groups their own learning rate: each
+    trainable parameter joins the first group whose prefix its name starts with (a trainable parameter in no
+    group is an error: it would silently train at another rate). Without it, every group uses the config's lr.
+    """
+    from hydra_x.train.ema import clean_name
+
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim < 2 or name.endswith("pos_embed") or "rope_scale" in name:
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        name = clean_name(name)
+        group = ""
+        if lrs is not None:
+            group = next((g for g, (prefixes, _) in lrs.items() if name.startswith(prefixes)), None)
+            if group is None:
+                raise ValueError(f"trainable parameter {name} is in no learning-rate group of {sorted(lrs)}")
+        decay = not (param.ndim < 2 or name.endswith("pos_embed") or "rope_scale" in name)
+        buckets.setdefault((group, decay), []).append(param)
+    groups = []
+    for (group, decay), params in buckets.items():
+        entry = {"params": params, "weight_decay": weight_decay if decay else 0.0}
+        if group:
+            entry.update(lr=lrs[group][1], name=group)
+        groups.append(entry)
+    return groups
 
 
-def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
-    groups = [g for g in param_groups(model, config.weight_decay) if g["params"]]
+def build_optimizer(
+    model: nn.Module, config: OptimConfig, lrs: dict[str, tuple[tuple[str, ...], float]] | None = None
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; ``lrs``: named groups with their own learning rates (see param_groups)."""
+    groups = [g for g in param_groups(model, config.weight_decay, lrs) if g["params"]]
     if not groups:
         raise ValueError("no trainable parameters: every parameter of the model is frozen")
     fused = all(p.is_cuda for g in groups for p in g["params"])

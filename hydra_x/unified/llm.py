@@ -35,6 +35,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from hydra_x.hf import hub_kwargs, quiet_loading
 from hydra_x.unified.sequence import VISUAL_SPECIAL_TOKENS
 from hydra_x.unified.smollm2 import convert_smollm2, hydra_x_home, is_complete, not_converted_message, smollm2_folder
 from hydra_x.unified.text_tokenizer import build_tiny_tokenizer
@@ -187,18 +188,15 @@ def load_llm(
     else:
         name = str(Path(name).expanduser())
 
-    hub = {
-        k: v
-        for k, v in dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only).items()
-        if v is not None
-    }
+    hub = hub_kwargs(revision, cache_dir, token, local_files_only)
     config = AutoConfig.from_pretrained(name, **hub)
     check_causal_lm_config(config, name)
     tokenizer = AutoTokenizer.from_pretrained(name, **hub)
     # Not eager by default: it would add a boolean 4D mask to the scores (see the docstring).
-    model = AutoModelForCausalLM.from_pretrained(
-        name, dtype=dtype or "auto", attn_implementation=attn_implementation, **hub
-    )
+    with quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(
+            name, dtype=dtype or "auto", attn_implementation=attn_implementation, **hub
+        )
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise ValueError(f"{name}: the tokenizer has {len(tokenizer)} tokens but the model embeds only {rows}")

@@ -159,11 +159,13 @@ class HydraX(nn.Module):
         from safetensors.torch import save_file
 
         from hydra_x._version import __version__
+        from hydra_x.hf import quiet_loading
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(folder / "tokenizer")
-        self.llm.save_pretrained(folder / "llm", safe_serialization=True)
+        with quiet_loading():
+            self.llm.save_pretrained(folder / "llm", safe_serialization=True)
         self.text_tokenizer.save_pretrained(folder / "llm")
         heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k.startswith(HEAD_PREFIXES)}
         tmp = folder / f".{HEADS_FILE}.partial"

@@ -1,0 +1,92 @@
+"""A step's examples -> what the model's forward takes: packed token rows and the visual inputs with their draws.
+
+Every random choice of a sample depends on (seed, micro-step, global example index) alone, so a step gives the
+same losses on any number of processes: whether its caption is dropped (classifier-free guidance), its flow
+time and its noise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hydra_x.data.examples import Example
+from hydra_x.nn.flow import resolution_shift, shift_time
+from hydra_x.train.seeding import sample_generator, sample_key
+from hydra_x.unified.model import VisualInputs
+from hydra_x.unified.sequence import PackedBatch, VisualSpec, build_sequence, pack
+
+DROPOUT_STREAM, TIME_STREAM, NOISE_STREAM = 11, 12, 13
+PLACEHOLDER_TEXT = ("<image>", "<video>")
+
+
+def latent_shape(config, pixels: torch.Tensor) -> tuple[int, int, int, int]:
+    """(C, S, h, w) of the latent of pixels (3, H, W) or (3, F, H, W), without encoding them."""
+    p = config.patch_size
+    steps = config.latent_steps(pixels.shape[1]) if pixels.ndim == 4 else 1
+    return config.latent_channels, steps, pixels.shape[-2] // p, pixels.shape[-1] // p
+
+
+def visual_spec(config, pixels: torch.Tensor, role: str) -> VisualSpec:
+    _, steps, h, w = latent_shape(config, pixels)
+    return VisualSpec("video" if pixels.ndim == 4 else "image", steps, h * w, role)
+
+
+def unit_draw(seed: int, micro_step: int, index: int, stream: int) -> float:
+    """A uniform number in [0, 1) for one example, from its own key."""
+    g = sample_generator(torch.device("cpu")).manual_seed(sample_key(seed, micro_step, index, stream))
+    return float(torch.rand((), generator=g))
+
+
+def drop_condition(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The unconditional version of a generation example: the user's words go, its visual placeholders stay."""
+    out = []
+    for m in messages:
+        if m["role"] == "user":
+            kept = [p for p in PLACEHOLDER_TEXT for _ in range(m["content"].count(p))]
+            m = {**m, "content": "\n".join(kept)}
+        out.append(m)
+    return out
+
+
+def build_batch(
+    model, examples: list[Example], cfg, micro_step: int, first_index: int
+) -> tuple[PackedBatch, VisualInputs, int]:
+    """(packed rows, visual inputs in placement order, how many captions were dropped)."""
+    tcfg, loss = model.config.tokenizer, cfg.loss
+    seqs, dropped = [], 0
+    for i, ex in enumerate(examples):
+        messages = ex.messages
+        generates = any(v.role == "generate" for v in ex.visuals)
+        if (
+            generates
+            and loss.cond_dropout
+            and unit_draw(cfg.seed, micro_step, first_index + i, DROPOUT_STREAM) < loss.cond_dropout
+        ):
+            messages, dropped = drop_condition(messages), dropped + 1
+        specs = [visual_spec(tcfg, v.pixels, v.role) for v in ex.visuals]
+        seqs.append(build_sequence(model.text_tokenizer, messages, specs))
+    packed = pack(seqs, cfg.max_length, model.text_tokenizer.pad_token_id)
+    pixels, times, noises = [], [], []
+    device = model.device
+    for p in packed.placements:
+        x = examples[p.sample].visuals[p.block].pixels
+        pixels.append(x)
+        if p.role != "generate":
+            continue
+        index = first_index + p.sample
+        key = (cfg.seed, micro_step, index, p.block)
+        g = sample_generator(device).manual_seed(sample_key(*key, NOISE_STREAM))
+        noises.append(torch.randn(latent_shape(tcfg, x), generator=g, device=device))
+        n = torch.randn((), generator=sample_generator(torch.device("cpu")).manual_seed(sample_key(*key, TIME_STREAM)))
+        t = torch.sigmoid(loss.time_mean + loss.time_std * n)
+        if model.config.time_shift_base_tokens:
+            shift = resolution_shift(p.length, model.config.time_shift_base_tokens, model.config.max_time_shift)
+            t = shift_time(t, shift)
+        times.append(t)
+    t_all = torch.stack(times).to(device) if times else None
+    return packed, VisualInputs(pixels=pixels, t=t_all, noise=noises or None), dropped
+
+
+def tokens_of(packed: PackedBatch) -> int:
+    """Real (non-pad) positions of a packed batch."""
+    return int(packed.valid.sum())

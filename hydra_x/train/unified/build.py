@@ -1,0 +1,117 @@
+"""Everything a unified training step touches, built once: the model (from a checkpoint, or a trained tokenizer
+and a pretrained LLM), what the stage trains, parallelism, the optimizer with a learning rate per group, the
+EMA and the data, placed and resumed. ``UnifiedRun`` holds them for the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from hydra_x.data.mixture import UnifiedDataLoader
+from hydra_x.train.ema import EMA
+from hydra_x.train.engine import Engine, set_trainable
+from hydra_x.train.optim import build_optimizer, build_scheduler
+from hydra_x.train.parallel import parallelize
+from hydra_x.train.unified.config import UnifiedTrainConfig
+from hydra_x.unified.model import HydraX
+
+
+@dataclass
+class UnifiedRun:
+    cfg: UnifiedTrainConfig
+    engine: Engine
+    model: HydraX  # possibly FSDP2-sharded
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: EMA | None
+    loader: UnifiedDataLoader
+    trainable: list[str]
+    autocast: Callable
+
+    def state(self) -> dict:
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load(self, folder: Path) -> dict:
+        state = self.state()
+        meta = self.engine.ckpts.load(folder, state)
+        set_state_dict(self.model, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.scheduler.load_state_dict(meta["scheduler"])
+        return meta
+
+
+def build_model(cfg: UnifiedTrainConfig) -> HydraX:
+    """fp32 on the CPU: a HydraX checkpoint (``init``), or a (trained) tokenizer and the LLM with fresh heads."""
+    if cfg.init is not None:
+        folder = Path(cfg.init)
+        if (folder / "export" / "config.json").is_file():
+            folder = folder / "export"
+        return HydraX.from_pretrained(folder if folder.exists() else cfg.init).train()
+    return HydraX.from_config(cfg.model, tokenizer=cfg.tokenizer_init, seed=cfg.seed).train()
+
+
+def model_blocks(model: HydraX) -> list[nn.ModuleList]:
+    """The ModuleLists of transformer blocks: the tokenizer's and the LLM's decoder layers."""
+    tok = model.tokenizer
+    lists = [tok.gen_vit.blocks, tok.sem_vit.blocks, tok.decoder.blocks]
+    if tok.decompressor is not None:
+        lists.append(tok.decompressor.blocks)
+    layers = getattr(model.llm.get_decoder(), "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"{type(model.llm).__name__}: no decoder .layers ModuleList to shard")
+    return [*lists, layers]
+
+
+def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
+    stage = cfg.stage_spec
+    model = build_model(cfg)
+    model.tokenizer.validate_inputs = False  # the data pipeline checks its samples
+    model.to(engine.device)
+    trainable = set_trainable(model, stage.trains)
+    parallelize(
+        model,
+        model_blocks(model),
+        fsdp=engine.fsdp,
+        param_dtype=torch.bfloat16 if engine.bf16 else None,
+        activation_checkpointing=cfg.activation_checkpointing,
+        compile_blocks=cfg.compile,
+        compile_mode=cfg.compile_mode,
+    )
+    autocast, _ = engine.autocasts()
+    optimizer = build_optimizer(model, cfg.optim, stage.param_lrs(cfg.lr_scale))
+    scheduler = build_scheduler(optimizer, cfg.optim, lambda: engine.planned_steps)
+    info = engine.info
+    data = cfg.data
+    if data.task_ratios is None:  # the stage's mixture unless the config sets one
+        data = type(data)(**{**data.__dict__, "task_ratios": dict(stage.ratios)})
+    loader = UnifiedDataLoader(
+        data,
+        rank=info.rank,
+        world_size=info.world_size,
+        start_step=engine.step * cfg.grad_accum,
+        state=engine.data_state,
+    )
+    run = UnifiedRun(
+        cfg=cfg,
+        engine=engine,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        ema=EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        loader=loader,
+        trainable=trainable,
+        autocast=autocast,
+    )
+    if engine.resume_from is not None:
+        run.load(engine.resume_from)
+    return run

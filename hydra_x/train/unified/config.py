@@ -1,0 +1,78 @@
+"""Configuration of unified-model training: the model, where it starts, the stage, data, losses, sampling checks.
+
+The engine's fields (steps, precision, compile, checkpoints, time budget, ...) come from ``EngineConfig``; the
+recipes are in ``hydra_x.train.unified.recipes``; what each stage trains is in ``hydra_x.train.unified.stages``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra_x.config import config_from_dict
+from hydra_x.data.mixture import UnifiedDataConfig
+from hydra_x.train.config import EngineConfig
+from hydra_x.train.optim import OptimConfig
+from hydra_x.train.unified.stages import stage
+from hydra_x.unified.config import UnifiedConfig, unified_config
+
+
+@dataclass
+class UnifiedLossConfig:
+    text: float = 1.0  # next-token prediction on the assistant's text (the paper's weight)
+    flow: float = 1.0  # rectified flow on generated latents (the paper's weight)
+    # Classifier-free guidance: a generated example's caption is dropped (made empty) with this probability.
+    cond_dropout: float = 0.1
+    # Flow times: logit-normal, sigmoid(N(mean, std)), then the model's resolution-dependent shift.
+    time_mean: float = 0.0
+    time_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.text < 0 or self.flow < 0 or self.text + self.flow == 0:
+            raise ValueError("loss.text and loss.flow must be >= 0, and not both 0")
+        if not 0 <= self.cond_dropout < 1:
+            raise ValueError(f"loss.cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if self.time_std <= 0:
+            raise ValueError(f"loss.time_std must be positive, got {self.time_std}")
+
+
+@dataclass
+class UnifiedTrainConfig(EngineConfig):
+    # The architecture (``model=small``, ``model.llm=qwen2.5-1.5b``, ``model.tokenizer.depth=12`` on the command line).
+    model: UnifiedConfig = field(default_factory=lambda: unified_config("tiny"))
+    # A trained tokenizer (a save_pretrained folder, a tokenizer run folder, or a Hub id); its config replaces
+    # model.tokenizer. None: the model's tokenizer starts random (tests; a real run needs a trained one).
+    tokenizer_init: str | None = None
+    # A HydraX checkpoint to start from (the previous stage's <run>/export, or the run folder). None: the
+    # tokenizer from tokenizer_init, the LLM as model.llm names it (pretrained), fresh heads.
+    init: str | None = None
+    stage: int = 1  # see hydra_x.train.unified.stages
+    data: UnifiedDataConfig = field(default_factory=UnifiedDataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(weight_decay=0.0, warmup_steps=100))
+    lr_scale: float = 1.0  # multiplies the stage's learning rates (which replace optim.lr)
+    loss: UnifiedLossConfig = field(default_factory=UnifiedLossConfig)
+    max_length: int = 1024  # tokens per packed row
+    # Held-out checks every eval_every steps: images generated for held-out prompts (a grid) and the accuracy
+    # of answers to held-out questions.
+    heldout_prompts: int = 4
+    heldout_questions: int = 16
+    sample_steps: int = 20
+    sample_guidance: float = 3.0
+    ema_decay: float = 0.0  # the engine's EMA; 0 (off) by default: an EMA of the LLM doubles its memory
+    out_dir: str = "runs/unified"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.stage_spec  # noqa: B018 - validates the stage number
+        if self.max_length < 16:
+            raise ValueError(f"max_length must be at least 16, got {self.max_length}")
+        if self.lr_scale <= 0:
+            raise ValueError(f"lr_scale must be positive, got {self.lr_scale}")
+
+    @property
+    def stage_spec(self):
+        return stage(self.stage)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UnifiedTrainConfig:
+        return config_from_dict(cls, data, where="train config")

@@ -1,0 +1,141 @@
+"""Unified-model training recipes as Python functions (each returns a fresh UnifiedTrainConfig).
+
+- tiny: the CPU demo on the shapes world: the random tiny tokenizer and LLM, every task, about a minute.
+- small: one GPU, offline: the `small` tokenizer (a trained one: `tokenizer_init`, e.g. the run folder of
+  `python -m hydra_x.train.tokenizer --config small`) and the real SmolLM2-135M-Instruct, all parts trained, on
+  the shapes world at 128^2 with 17-frame clips.
+- hydra-x-1.5b-stage1/2/3, hydra-x-7b-stage1/2/3: the paper's stages (hydra_x.train.unified.stages: what trains,
+  learning rates, resolution, data ratios) with the So400m tokenizer of the tokenizer's stage 3 and
+  Qwen2.5-Instruct. Point `data.sources` at your data; the paper's global batch is 1024 examples
+  (examples_per_step x processes x grad_accum). Each stage starts from the previous stage's export.
+- hydra-1.5b-stage1/2: HYDRA, the image-only predecessor: HYDRA-TOK and Qwen2.5-1.5B, image tasks only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hydra_x.data.mixture import UnifiedDataConfig, UnifiedSource
+from hydra_x.train.optim import OptimConfig
+from hydra_x.train.unified.config import UnifiedLossConfig, UnifiedTrainConfig
+from hydra_x.train.unified.stages import STAGES
+from hydra_x.unified.config import unified_config
+
+SHAPES = (UnifiedSource("shapes"),)
+# Every task of the shapes world but editing (which joins with the editing work), for the small recipes.
+ALL_TASKS = {
+    "image_caption": 1.0,
+    "image_gen": 2.0,
+    "image_sft": 1.0,
+    "video_caption": 0.5,
+    "video_gen": 0.5,
+    "video_sft": 0.5,
+    "text": 0.25,
+}
+
+
+def tiny() -> UnifiedTrainConfig:
+    return UnifiedTrainConfig(
+        model=unified_config("tiny"),
+        stage=2,  # everything learns
+        data=UnifiedDataConfig(
+            sources=SHAPES,
+            task_ratios=dict(ALL_TASKS),
+            image_size=64,
+            clip_frames=5,
+            examples_per_step=8,
+            num_workers=0,
+        ),
+        optim=OptimConfig(weight_decay=0.0, warmup_steps=5),
+        lr_scale=20.0,  # the stage's rates (2e-5 .. 5e-5) are for billions of parameters; a toy model needs more
+        loss=UnifiedLossConfig(),
+        max_length=512,
+        steps=60,
+        device="cpu",
+        precision="fp32",
+        log_every=5,
+        eval_every=30,
+        heldout_prompts=2,
+        heldout_questions=4,
+        sample_steps=4,
+        ckpt_every=30,
+        out_dir="runs/unified-tiny",
+    )
+
+
+def small() -> UnifiedTrainConfig:
+    return UnifiedTrainConfig(
+        model=unified_config("small"),
+        tokenizer_init="runs/small",
+        stage=2,
+        data=UnifiedDataConfig(
+            sources=SHAPES,
+            task_ratios=dict(ALL_TASKS),
+            image_size=128,
+            clip_frames=17,
+            examples_per_step=32,
+            num_workers=8,
+        ),
+        optim=OptimConfig(weight_decay=0.0, warmup_steps=100),
+        lr_scale=10.0,
+        max_length=2048,
+        steps=4000,
+        log_every=20,
+        eval_every=500,
+        heldout_prompts=8,
+        heldout_questions=32,
+        ckpt_every=1000,
+        out_dir="runs/unified-small",
+    )
+
+
+def paper(size: str, number: int) -> Callable[[], UnifiedTrainConfig]:
+    """Stage ``number`` of the paper's recipe with Qwen2.5-``size``."""
+    steps = {1: 50_000, 2: 200_000, 3: 20_000}[number]
+
+    def recipe() -> UnifiedTrainConfig:
+        name = f"hydra-x-{size}"
+        stage = STAGES[number]
+        return UnifiedTrainConfig(
+            model=unified_config(name, image_size=stage.resolution),
+            tokenizer_init="runs/so400m-stage3" if number == 1 else None,
+            init=None if number == 1 else f"runs/{name}-stage{number - 1}",
+            stage=number,
+            data=UnifiedDataConfig(sources=SHAPES, image_size=stage.resolution, examples_per_step=16, num_workers=8),
+            optim=OptimConfig(weight_decay=0.0, warmup_steps=2000 if number < 3 else 500),
+            max_length=4096 if number == 1 else 8192,
+            steps=steps,
+            activation_checkpointing=True,
+            log_every=50,
+            eval_every=5000,
+            ckpt_every=2500,
+            out_dir=f"runs/{name}-stage{number}",
+        )
+
+    recipe.__doc__ = f"HYDRA-X stage {number} ({STAGES[number].name}) with Qwen2.5-{size}-Instruct"
+    return recipe
+
+
+def hydra(number: int) -> Callable[[], UnifiedTrainConfig]:
+    """HYDRA (image only): HYDRA-TOK and Qwen2.5-1.5B; stage 1 aligns, stage 2 trains everything."""
+
+    def recipe() -> UnifiedTrainConfig:
+        cfg = paper("1.5b", number)()
+        cfg.model = unified_config("hydra-1.5b", image_size=252 if number == 1 else 504)  # HYDRA-TOK's patch is 14
+        cfg.tokenizer_init = "runs/hydra-tok-stage2" if number == 1 else None
+        cfg.init = None if number == 1 else "runs/hydra-1.5b-stage1"
+        ratios = {k: v for k, v in STAGES[number].ratios.items() if not k.startswith("video")}
+        cfg.data = UnifiedDataConfig(sources=SHAPES, task_ratios=ratios, image_size=cfg.model.image_size)
+        cfg.out_dir = f"runs/hydra-1.5b-stage{number}"
+        return cfg
+
+    return recipe
+
+
+RECIPES: dict[str, Callable[[], UnifiedTrainConfig]] = {
+    "tiny": tiny,
+    "small": small,
+    **{f"hydra-x-{size}-stage{n}": paper(size, n) for size in ("1.5b", "7b") for n in (1, 2, 3)},
+    "hydra-1.5b-stage1": hydra(1),
+    "hydra-1.5b-stage2": hydra(2),
+}
