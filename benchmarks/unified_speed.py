@@ -94,6 +94,41 @@ def latency(args, llm: Path, device: torch.device) -> list[dict]:
     return rows
 
 
+def training(args, llm: Path, root: Path) -> dict:
+    """The real loop for --train-steps steps; the figures of the last logging window (the first holds compilation
+    and the FLOP count)."""
+    from hydra_x.data.mixture import UnifiedDataConfig, UnifiedSource
+    from hydra_x.train.unified import train
+    from hydra_x.train.unified.recipes import tiny
+    from hydra_x.unified.config import unified_config
+
+    cfg = tiny()
+    cfg.model = unified_config("hydra-x-1.5b", llm=str(llm), image_size=args.size).replace(
+        tokenizer=_tokenizer_config(args.tokenizer)
+    )
+    cfg.stage, cfg.lr_scale = 2, 1.0  # everything trains
+    # Understanding (captions, questions) and generation in every step, packed together.
+    ratios = {"image_caption": 1.0, "image_sft": 1.0, "image_gen": 2.0}
+    cfg.data = UnifiedDataConfig(
+        sources=(UnifiedSource("shapes"),),
+        task_ratios=ratios,
+        image_size=args.size,
+        examples_per_step=args.examples,
+        num_workers=args.workers,
+    )
+    cfg.max_length = args.max_length
+    cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every = args.train_steps, args.train_steps // 2, 0, 10**9
+    cfg.device = args.device
+    cfg.precision = "bf16" if args.device == "cuda" else "fp32"
+    cfg.compile, cfg.activation_checkpointing = args.compile, args.activation_checkpointing
+    cfg.out_dir = str(root / "train")
+    train(cfg)
+    rows = [json.loads(line) for line in (root / "train" / "metrics.jsonl").read_text().splitlines()]
+    last = next(r for r in rows if "samples_per_s" in r and r["step"] == args.train_steps)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else float("nan")
+    return {**last, "peak_gib": peak, "examples_per_step": args.examples, "max_length": args.max_length}
+
+
 def _tokenizer_config(name: str):
     from hydra_x.tokenizer import tokenizer_config
 
@@ -103,7 +138,13 @@ def _tokenizer_config(name: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--cases", nargs="+", default=["latency"], choices=["latency"])
+    parser.add_argument("--cases", nargs="+", default=["training", "latency"], choices=["training", "latency"])
+    parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--examples", type=int, default=24, help="examples per training step")
+    parser.add_argument("--max-length", type=int, default=2048, help="tokens per packed row")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--tokenizer", default="so400m", help="tokenizer preset (so400m: the paper's)")
     parser.add_argument("--llm-layers", type=int, help="fewer LLM layers (CPU smoke runs)")
     parser.add_argument("--size", type=int, default=256)
@@ -117,6 +158,19 @@ def main() -> None:
     try:
         llm = llm_folder(root, args.llm_layers)
         results = {}
+        if "training" in args.cases:
+            r = results["training"] = training(args, llm, root)
+            print(
+                f"\n## Training: {args.examples} examples per step at {args.size}^2, rows of {args.max_length} tokens"
+            )
+            print("| samples/s | tokens/s | MFU | matmul ceiling TFLOP/s | peak GiB | text loss | flow loss |")
+            print("|---:|---:|---:|---:|---:|---:|---:|")
+            mfu = f"{100 * r['mfu']:.1f}%" if "mfu" in r else "-"
+            losses = [r.get(f"loss/{k}", float("nan")) for k in ("text", "flow")]
+            print(
+                f"| {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} | {mfu} | {r.get('mfu_peak_tflops', 0):.0f} | "
+                f"{r['peak_gib']:.1f} | {losses[0]:.3f} | {losses[1]:.3f} |"
+            )
         if "latency" in args.cases:
             rows = latency(args, llm, device)
             results["latency"] = rows
