@@ -300,8 +300,10 @@ def test_bfloat16_encode_decode(capsys: pytest.CaptureFixture, files: dict[str, 
     assert run(capsys, "encode", files["image"], latent, "--dtype", "bfloat16", "--device", "cpu")[0] == 0
     with safe_open(str(latent), framework="pt") as f:
         assert f.get_tensor("latent").dtype == torch.bfloat16 and f.metadata()["dtype"] == "bfloat16"
-    assert run(capsys, "decode", latent, tmp_path / "dec.png", "--dtype", "bfloat16")[0] == 0
-    assert run(capsys, "reconstruct", files["image"], tmp_path / "rec.png", "--dtype", "bfloat16")[0] == 0
+    # Every step on the CPU, so that a machine with a GPU runs the same comparison (auto would decode there).
+    assert run(capsys, "decode", latent, tmp_path / "dec.png", "--dtype", "bfloat16", "--device", "cpu")[0] == 0
+    args = ("reconstruct", files["image"], tmp_path / "rec.png", "--dtype", "bfloat16", "--device", "cpu")
+    assert run(capsys, *args)[0] == 0
     assert np.array_equal(png_pixels(tmp_path / "dec.png"), png_pixels(tmp_path / "rec.png"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def assert_media_error(path: Path, reader, match: str) -> MediaError:
 
 
 def test_is_image_path() -> None:
-    for name in ("a.png", "b.JPG", "c.jpeg", "d.webp", "e.bmp", "f.tif", "g.TIFF", "h.gif"):
+    names = ("a.png", "b.JPG", "c.jpeg", "d.webp", "e.bmp", "f.tif", "g.TIFF", "h.gif", "i.jfif", "j.jpe", "k.avif")
+    for name in names:
         assert is_image_path(name)
     for name in ("a.mp4", "b.mkv", "c.webm", "noext", "d.png.mov"):
         assert not is_image_path(name)
@@ -305,7 +307,9 @@ def test_bad_video_files(tmp_path: Path) -> None:
     (tmp_path / "cut_fast.mp4").write_bytes(raw[: int(len(raw) * 0.8)])
     assert video_info(tmp_path / "cut_fast.mp4").frames == 40
     error = assert_media_error(tmp_path / "cut_fast.mp4", read_video, "truncated or corrupt")
-    assert "of the 40 frames" in str(error)
+    # FFmpeg 7 / 8 (PyAV 18, 19) stop quietly at the cut, so only the header's count tells; the FFmpeg of
+    # PyAV 17 reports a decoding error at the cut instead. Either way: one line that says what happened.
+    assert "of the 40 frames" in str(error) or re.search(r"decoding failed after \d+ frame", str(error))
 
 
 def test_file_without_video_stream(tmp_path: Path) -> None:

@@ -6,13 +6,14 @@ raise :class:`~hydra_x.errors.InputError` (unreadable files: its subclass ``Medi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from hydra_x.data.media import IMAGE_WRITE_FORMATS, is_image_path, read_image, resize_short_side
+from hydra_x.data.media import IMAGE_WRITE_FORMATS, image_pixel_limit, is_image_path, read_image, resize_short_side
 from hydra_x.data.video import VIDEO_WRITE_EXTENSIONS, iter_video_frames, video_info
 from hydra_x.errors import InputError
 
@@ -58,17 +59,25 @@ class VideoInput:
             yield resize_short_side(frame, self.resize) if self.resize else frame
 
 
-def open_input(path: Path, resize: int | None = None, max_frames: int | None = None) -> ImageInput | VideoInput:
+def open_input(
+    path: Path, resize: int | None = None, max_frames: int | None = None, max_image_pixels: int | None = None
+) -> ImageInput | VideoInput:
     """Read an image now, or probe a video (its frames are decoded while they are processed).
 
-    ``resize``: the shorter side in pixels (aspect kept); ``max_frames``: a video's first frames only.
+    ``resize``: the shorter side in pixels (aspect kept); ``max_frames``: a video's first frames only;
+    ``max_image_pixels``: the image size limit for this read (0: none; None: the one in force, see
+    hydra_x.data.media.max_image_pixels).
     """
     if resize is not None and resize < 1:
         raise InputError(f"--resize must be a positive number of pixels, got {resize}")
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {max_frames}")
+    if max_image_pixels is not None and max_image_pixels < 0:
+        raise InputError(f"--max-image-pixels must be at least 0 (0: no limit), got {max_image_pixels}")
     if media_kind(path) == "image":
-        x = read_image(path)
+        limit = contextlib.nullcontext() if max_image_pixels is None else image_pixel_limit(max_image_pixels)
+        with limit:
+            x = read_image(path)
         return ImageInput(resize_short_side(x, resize) if resize else x)
     info = video_info(path)
     height, width = info.height, info.width

@@ -4,16 +4,26 @@ Conventions as for images (hydra_x.data.media): (3, F, H, W) clips, (3, H, W) fr
 unreadable file a ``MediaError``. Videos are read frame by frame in decode order with their average frame rate;
 variable-frame-rate timestamps are not resampled (each decoded frame is one frame). Rotation side data is
 ignored.
+
+PyAV versions: 17.0 to 19.x (pyproject's bound; the media tests pass on 17.0, 17.1 and 18.1, and the code
+follows PyAV 19's API and changelog -- its wheels need Python >= 3.12). What differs between them is kept
+here: :func:`open_container` (PyAV 19 removed ``metadata_errors``), the swscale flags (named in PyAV only
+from 18) and rates that are ``AVRational``, never None, from 19. PyAV < 17 is refused: its reformatter
+applied the frame's colour matrix only when asked to convert between two different ones, so BT.709 video
+was read with swscale's default BT.601 matrix (a colour shift: mean error 0.016 on a test clip with PyAV
+14.1 to 16.1); 12 and 13 also reject combined swscale flags.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -25,12 +35,15 @@ from hydra_x.data.media import MediaError, PathLike, check_file, decoder_reason,
 # Extensions VideoWriter accepts: H.264 in MP4 / Matroska / QuickTime, VP9 in WebM, animated GIF via Pillow.
 VIDEO_WRITE_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".gif")
 DEFAULT_FPS = 25.0
-_Interp = av.video.reformatter.Interpolation
+# libswscale's flag bits (SWS_* in swscale.h, the same in FFmpeg 4 to 8). PyAV names the last three only from
+# 18 (Interpolation.ACCURATE_RND ...), but passes any integer through as the flags (from 14.1 on).
+SWS_BILINEAR, SWS_BICUBIC = 0x2, 0x4
+SWS_FULL_CHR_H_INT, SWS_FULL_CHR_H_INP, SWS_ACCURATE_RND = 0x2000, 0x4000, 0x40000
 # swscale's default YUV 4:2:0 -> RGB path truncates (measured: a -0.5 level bias on gray frames, about -1.1 on
 # photos); accurate rounding with full-resolution chroma interpolation removes it. Writing: a bicubic chroma
 # downsample from full-resolution input, also with accurate rounding.
-READ_INTERPOLATION = _Interp.BILINEAR | _Interp.ACCURATE_RND | _Interp.FULL_CHR_H_INT
-WRITE_INTERPOLATION = _Interp.BICUBIC | _Interp.ACCURATE_RND | _Interp.FULL_CHR_H_INP
+READ_INTERPOLATION = SWS_BILINEAR | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT
+WRITE_INTERPOLATION = SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP
 DEFAULT_CRF = 18  # x264's "visually lossless" region; lower is better and bigger
 
 
@@ -42,17 +55,35 @@ class VideoInfo:
     height: int
 
 
-def _stream_fps(stream: av.video.stream.VideoStream) -> float:
+def stream_fps(stream: av.video.stream.VideoStream, default: float = DEFAULT_FPS) -> float:
+    """The average frame rate, else the guessed one, else ``default``.
+
+    A rate is None (PyAV < 19) or AVRational(0, 1) (PyAV 19) when unknown, and 0/0 or 1/0 in broken headers.
+    """
     for rate in (stream.average_rate, stream.guessed_rate):
-        if rate is not None and rate > 0:
-            return float(rate)
-    return DEFAULT_FPS
+        value = float(rate) if rate is not None else 0.0
+        if math.isfinite(value) and value > 0:
+            return value
+    return default
+
+
+def open_container(source: str | os.PathLike | BinaryIO) -> av.container.InputContainer:
+    """``av.open`` for reading, on every supported PyAV: odd (non-UTF-8) metadata tags never reject a file.
+
+    ``source``: a path or a binary file object (e.g. ``io.BytesIO`` of a shard member). Errors are PyAV's
+    (``av.FFmpegError``, ``OSError``, and ``UnicodeDecodeError`` never from here); callers word them.
+    """
+    source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
+    # PyAV < 19 decodes container / stream tags as strict UTF-8 unless told otherwise, so one odd tag made the
+    # whole file unreadable; 19 removed the option (a TypeError) and always decodes them with surrogateescape.
+    legacy = int(av.__version__.split(".")[0]) < 19
+    return av.open(source, mode="r", **({"metadata_errors": "replace"} if legacy else {}))
 
 
 def _open_video(path: PathLike) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     path = check_file(path)
     try:
-        container = av.open(str(path), mode="r", metadata_errors="replace")  # odd tags must not reject a video
+        container = open_container(path)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
         raise MediaError(
             path, f"not a readable video, the file is truncated or corrupt ({decoder_reason(err)})"
@@ -72,7 +103,7 @@ def video_info(path: PathLike) -> VideoInfo:
     container, stream = _open_video(path)
     with container:
         return VideoInfo(
-            fps=_stream_fps(stream),
+            fps=stream_fps(stream),
             frames=stream.frames or None,
             width=stream.codec_context.width,
             height=stream.codec_context.height,
@@ -267,10 +298,14 @@ class VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:  # a failed flush, or a signal while finishing: still no half-written file
+            self.abort()
+            raise
 
 
 def write_video(path: PathLike, frames: torch.Tensor, fps: float | Fraction, crf: int = DEFAULT_CRF) -> Path:
