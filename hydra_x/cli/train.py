@@ -1,6 +1,6 @@
 """``hydra-x train FAMILY ...``: each model family's training command line (also ``python -m hydra_x.train.FAMILY``).
 
-    hydra-x train tokenizer --config tiny [KEY=VALUE ...]
+hydra-x train tokenizer --config tiny [KEY=VALUE ...]
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 One ``DataConfig`` describes the whole data stream of a run; for a given config the batch of every global
 step is fixed (see :mod:`hydra_x.data.loader`), so the config is saved with each checkpoint.
+:class:`DataSourceError` is the one error a source that cannot be used at all raises.
 """
 
 from __future__ import annotations
@@ -10,9 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra_x.config import config_from_dict, config_to_dict
+from hydra_x.errors import InputError
 
 SOURCE_KINDS = ("embedded_images", "embedded_videos", "image_folder", "video_folder", "image_shards", "video_shards")
 MP_CONTEXTS = ("forkserver", "spawn", "fork")
+
+
+class DataSourceError(InputError):
+    """A data source that cannot be used at all: a missing folder, no files, no usable sample. The message
+    names the source and the reason on one line (a command line shows it as ``error: ...``, exit 2)."""
 
 
 @dataclass(frozen=True)

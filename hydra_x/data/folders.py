@@ -1,15 +1,12 @@
-"""Image and video folders, and the decoding every file-backed source shares (folders and shards).
+"""The decoding every file-backed source shares (folders, shards, evaluation data), and folder listings.
 
-Folders are scanned once (recursively, sorted, hidden files ignored): image sizes come from Pillow's lazy
-header read, video sizes and frame counts from the container header, so every file is put into its aspect
-bucket before training starts. Files that fail the scan (empty, unreadable header, a clip that is clearly
-too short) are left out and reported; files that fail later (truncated data, a broken frame) are skipped
-when they are met and replaced by the next candidate (see :mod:`hydra_x.data.loader`).
-
-Clips: ``clip_frames`` frames, either every ``frame_stride``-th decoded frame after a random start time,
-or resampled to ``fps`` by timestamp (each target time takes the frame on screen then, so variable frame
-rates are handled). Only what is needed is decoded: a seek to the keyframe before the start, then frames
-up to the last one needed. Every frame gets the clip's one crop and flip as it is decoded.
+Images decode whole (Pillow). Clips: ``clip_frames`` frames, either every ``frame_stride``-th decoded frame
+after a random start time, or resampled to ``fps`` by timestamp (each target time takes the frame on screen
+then, so variable frame rates are handled). Only what is needed is decoded: a seek to the keyframe before the
+start, then frames up to the last one needed. Every frame gets the clip's one crop and flip as it is decoded.
+A clip that runs past the end of a video whose frames stop short of what its header announces is refused
+(the rule for truncated videos, :mod:`hydra_x.data.failures`). The folder sources are in
+:mod:`hydra_x.data.folder_source`.
 """
 
 from __future__ import annotations
@@ -18,64 +15,31 @@ import io
 import math
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from hydra_x.data.buckets import (
-    Bucket,
-    FrameFitter,
-    augment_params,
-    hash_uniform,
-    nearest_bucket,
-    resize_crop,
-    sample_rng,
-)
+from hydra_x.data.buckets import Bucket, FrameFitter, augment_params
 from hydra_x.data.config import DataConfig
-from hydra_x.data.media import IMAGE_EXTENSIONS, MediaError, decode_image, read_image
-from hydra_x.data.video import frame_to_tensor
+from hydra_x.data.failures import (  # noqa: F401 - re-exported: where the data modules and tests find them
+    SKIP_CATEGORIES,
+    SampleError,
+    VideoExtent,
+    falls_short,
+    skip_category,
+    skip_entry,
+)
+from hydra_x.data.media import MediaError, decode_image, read_image_size
+from hydra_x.data.video import frame_to_tensor, open_container, stream_fps
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv", ".3gp"}
 )
-
-# Categories a skipped sample is counted under (the text before ':' in Batch.skipped reasons).
-SKIP_CATEGORIES = ("empty", "corrupt", "undecodable", "no_video_stream", "too_short", "no_media")
-
-_TAG_PERM, _TAG_RETRY, _TAG_AUG = 11, 12, 13
-RETRIES_IN_BUCKET = 8  # replacement candidates drawn from the failed sample's bucket before any other
-
-
-class SampleError(MediaError):
-    """A sample that cannot be used; ``category`` is one of SKIP_CATEGORIES."""
-
-    def __init__(self, name: str | os.PathLike, problem: str, category: str):
-        super().__init__(name, problem)
-        self.category = category
-
-
-def skip_category(err: MediaError) -> str:
-    """The counter a failed sample goes to, from the error (media.py's messages or ours)."""
-    if isinstance(err, SampleError):
-        return err.category
-    text = err.problem.lower()
-    if "empty file" in text:
-        return "empty"
-    if "no video stream" in text:
-        return "no_video_stream"
-    if "decoder" in text or "codec" in text or "no frame size" in text:
-        return "undecodable"
-    return "corrupt"
-
-
-def skip_entry(err: MediaError) -> tuple[str, str]:
-    """(file or key, "category: problem") as it goes into Batch.skipped."""
-    return str(err.path), f"{skip_category(err)}: {err.problem}"
+_EPS = 1e-4  # seconds: timestamps are rationals rounded to floats
 
 
 # ---------------------------------------------------------------------------- decoding (paths or bytes)
@@ -102,14 +66,9 @@ def image_header_size(path: str | Path) -> tuple[int, int]:
     """(H, W) of an image file as read_image will return it (EXIF rotation applied), from its header only."""
     _check_size(path, str(path))
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # orientations that swap the axes
-                w, h = h, w
-    except UnidentifiedImageError:
-        raise SampleError(path, "not a readable image (corrupt, or a format Pillow does not know)", "corrupt") from None
-    except Exception as err:
-        raise SampleError(path, f"unreadable image header ({_reason(err)})", "corrupt") from err
+        h, w = read_image_size(path, path)
+    except MediaError as err:  # unreadable header, or over the pixel limit: the same rule as read_image
+        raise SampleError(path, err.problem, "corrupt") from None
     if w < 1 or h < 1:
         raise SampleError(path, f"image of size {w}x{h}", "corrupt")
     return h, w
@@ -137,7 +96,7 @@ class ClipSpec:
 def _open(src: str | Path | bytes, name: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     _check_size(src, name)
     try:
-        container = av.open(io.BytesIO(src) if isinstance(src, bytes) else str(src), "r", metadata_errors="replace")
+        container = open_container(io.BytesIO(src) if isinstance(src, bytes) else src)
     except Exception as err:  # FFmpegError, OSError, UnicodeDecodeError ...
         raise SampleError(name, f"not a readable video, truncated or corrupt ({_reason(err)})", "corrupt") from err
     if not container.streams.video:
@@ -153,7 +112,7 @@ def _open(src: str | Path | bytes, name: str) -> tuple[av.container.InputContain
 
 def _clip_plan(stream, container, spec: ClipSpec, name: str, u_start: float) -> tuple[float, float, float, int | None]:
     """(start time wanted, stream start time, frame rate, header frame count) of a clip."""
-    rate = next((float(r) for r in (stream.average_rate, stream.guessed_rate) if r and r > 0), 25.0)
+    rate = stream_fps(stream)
     tb = stream.time_base
     start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
     if stream.duration and tb:
@@ -185,88 +144,135 @@ def decode_clip(
     spec: ClipSpec,
     u_start: float,
     fitter: Callable[[int, int], Callable[[torch.Tensor], torch.Tensor]],
+    extent: VideoExtent | None = None,
 ) -> torch.Tensor:
     """Decode one clip -> (3, F, h, w): the frames ``spec`` asks for, starting at fraction ``u_start``.
 
     ``fitter(H, W)`` is called once with the video's size and returns the per-frame transform (resize,
-    crop, flip). If the random start leaves too few frames (a variable frame rate, a header that
-    overstates the duration), the clip is taken from the start instead; if even that is short,
-    SampleError "too_short", or "corrupt" when fewer frames decode than the header announces.
+    crop, flip). If the random start leaves too few frames, the video is decoded from its start to its end
+    once (filling ``extent``, which a caller may keep for the file's later clips): a truncated video refuses
+    the clip (SampleError "corrupt"); any other (a variable frame rate, a header that overstates the
+    duration) gives the clip from its start instead, or SampleError "too_short" when even that is short.
     """
+    extent = extent if extent is not None else VideoExtent()
     container, stream = _open(src, name)
     with container:
         t0, start, rate, header_frames = _clip_plan(stream, container, spec, name, u_start)
-        frames, decoded = _collect(container, stream, name, spec, t0, start, rate, fitter)
-    if frames is None and t0 > start:  # from the start, in a fresh container (the first try drained the decoder)
-        container, stream = _open(src, name)
-        with container:
-            frames, decoded = _collect(container, stream, name, spec, start, start, rate, fitter)
-    if frames is not None:
-        return torch.stack(frames, dim=1)
-    if header_frames and decoded < header_frames - max(2, header_frames // 100):
-        raise SampleError(
-            name, f"truncated or corrupt: decoded {decoded} of the {header_frames} frames announced", "corrupt"
-        )
-    raise SampleError(name, f"too few frames for a clip of {spec.frames} ({_spec_text(spec)})", "too_short")
+        if extent.truncated and _starts_past(extent, spec, t0, rate):
+            raise _cut(name, header_frames, extent, whole_file=False)  # decoding would find no frame there
+        got = _collect(container, stream, name, spec, t0, start, rate, fitter)
+    if got.frames is not None:
+        return torch.stack(got.frames, dim=1)
+    if t0 <= start + _EPS:  # this try decoded the whole video from its start
+        _learn(extent, got, header_frames)
+        raise _cut(name, header_frames, extent, whole_file=True) if extent.truncated else _too_short(name, spec)
+    if extent.truncated:
+        raise _cut(name, header_frames, extent, whole_file=False)
+    # From the start, in a fresh container (the first try drained the decoder); to the end the first time.
+    container, stream = _open(src, name)
+    with container:
+        count_all = extent.frames is None
+        got = _collect(container, stream, name, spec, start, start, rate, fitter, count_all=count_all)
+    if count_all or got.frames is None:
+        _learn(extent, got, header_frames)
+    if extent.truncated:
+        raise _cut(name, header_frames, extent, whole_file=got.frames is None)
+    if got.frames is None:
+        raise _too_short(name, spec)
+    return torch.stack(got.frames, dim=1)
+
+
+def _learn(extent: VideoExtent, got: _Decoded, header_frames: int | None) -> None:
+    extent.frames, extent.last_time = got.count, got.last
+    extent.truncated = got.broken or falls_short(got.count, header_frames)
+
+
+def _starts_past(extent: VideoExtent, spec: ClipSpec, t0: float, rate: float) -> bool:
+    """Whether a clip starting at t0 begins after the last frame of a cut video (the tests _collect applies)."""
+    if spec.fps is None:
+        return extent.last_time < t0 - 0.5 / rate
+    return t0 >= extent.last_time + 1 / rate - _EPS
+
+
+def _cut(name: str, header_frames: int | None, extent: VideoExtent, whole_file: bool) -> SampleError:
+    what = (
+        f"decoded {extent.frames} of the {header_frames} frames the header announces"
+        if header_frames
+        else f"decoding fails after {extent.frames} frame(s)"
+    )
+    need = "too few for a clip" if whole_file else "the clip needs frames past the last one that decodes"
+    return SampleError(name, f"truncated or corrupt: {what}; {need}", "corrupt", whole_file=whole_file)
+
+
+def _too_short(name: str, spec: ClipSpec) -> SampleError:
+    return SampleError(name, f"too few frames for a clip of {spec.frames} ({_spec_text(spec)})", "too_short")
 
 
 def _spec_text(spec: ClipSpec) -> str:
     return f"at {spec.fps:g} fps" if spec.fps is not None else f"stride {spec.stride}"
 
 
-def _collect(container, stream, name, spec, t0, start, rate, fitter) -> tuple[list[torch.Tensor] | None, int]:
-    """(the frames of one clip starting at time t0, or None when the video ends first; frames decoded)."""
-    eps = 1e-4  # seconds: timestamps are rationals rounded to floats
+class _Decoded(NamedTuple):
+    frames: list[torch.Tensor] | None  # the clip, or None when the video ended first
+    count: int  # frames decoded
+    last: float  # presentation time of the last one decoded, seconds
+    broken: bool  # a decoding error ended a count_all pass after the clip was complete
+
+
+def _collect(container, stream, name, spec, t0, start, rate, fitter, count_all: bool = False) -> _Decoded:
+    """The frames of one clip starting at time t0; ``count_all``: then decode on to the end, counting only."""
     stream.thread_type = "AUTO"  # frame and slice threads (set before the decoder opens)
-    if t0 > start + eps:
+    if t0 > start + _EPS:
         try:
             container.seek(int(t0 / stream.time_base), stream=stream, backward=True)
         except (av.FFmpegError, OSError) as err:
-            raise SampleError(name, f"cannot seek, truncated or corrupt ({_reason(err)})", "corrupt") from err
+            problem = f"cannot seek, truncated or corrupt ({_reason(err)})"
+            raise SampleError(name, problem, "corrupt", whole_file=False) from err
     width, height = stream.codec_context.width, stream.codec_context.height
     fit = fitter(height, width)
     out: list[torch.Tensor] = []
     targets = None if spec.fps is None else [t0 + m / spec.fps for m in range(spec.frames)]
     prev, prev_t, prev_x = None, 0.0, None
     count = kept = 0  # frames decoded; frames at or after t0 (stride mode)
+    last = -math.inf
     try:
         for frame in container.decode(stream):
             ft = frame.time if frame.time is not None else start + count / rate
             count += 1
+            last = max(last, ft)
+            if len(out) == spec.frames:  # complete: counting on to the end
+                continue
             if targets is None:  # stride mode: every stride-th frame from the first one at t0
                 if ft < t0 - 0.5 / rate:
                     continue
                 if kept % spec.stride == 0:
                     out.append(fit(frame_to_tensor(frame, width, height)))
-                    if len(out) == spec.frames:
-                        return out, count
                 kept += 1
-                continue
-            # fps mode: each target time before this frame shows the frame before it
-            cur_x = None
-            while len(out) < spec.frames and targets[len(out)] < ft - eps:
-                if prev is None:  # t0 before the first frame: the first frame stands in
-                    cur_x = cur_x if cur_x is not None else fit(frame_to_tensor(frame, width, height))
-                    out.append(cur_x)
-                    continue
-                prev_x = prev_x if prev_x is not None else fit(frame_to_tensor(prev, width, height))
-                out.append(prev_x)
-            if len(out) == spec.frames:
-                return out, count
-            prev, prev_t, prev_x = frame, ft, cur_x
+            else:  # fps mode: each target time before this frame shows the frame before it
+                cur_x = None
+                while len(out) < spec.frames and targets[len(out)] < ft - _EPS:
+                    if prev is None:  # t0 before the first frame: the first frame stands in
+                        cur_x = cur_x if cur_x is not None else fit(frame_to_tensor(frame, width, height))
+                        out.append(cur_x)
+                        continue
+                    prev_x = prev_x if prev_x is not None else fit(frame_to_tensor(prev, width, height))
+                    out.append(prev_x)
+                prev, prev_t, prev_x = frame, ft, cur_x
+            if len(out) == spec.frames and not count_all:
+                return _Decoded(out, count, last, False)
     except (av.FFmpegError, OSError, ValueError) as err:
+        if len(out) == spec.frames:
+            return _Decoded(out, count, last, True)
         problem = f"decoding failed after {count} frame(s), truncated or corrupt ({_reason(err)})"
-        raise SampleError(name, problem, "corrupt") from err
-    if count == 0 and t0 <= start + eps:
+        raise SampleError(name, problem, "corrupt", whole_file=False) from err
+    if count == 0 and t0 <= start + _EPS:
         raise SampleError(name, "no decodable video frames", "undecodable")
     if targets is not None and prev is not None:
         # The last frame stays on screen for one frame interval.
-        while len(out) < spec.frames and targets[len(out)] < prev_t + 1 / rate - eps:
+        while len(out) < spec.frames and targets[len(out)] < prev_t + 1 / rate - _EPS:
             prev_x = prev_x if prev_x is not None else fit(frame_to_tensor(prev, width, height))
             out.append(prev_x)
-        if len(out) == spec.frames:
-            return out, count
-    return None, count
+    return _Decoded(out if len(out) == spec.frames else None, count, last, False)
 
 
 def load_clip(
@@ -276,11 +282,14 @@ def load_clip(
     rng: np.random.Generator,
     cfg: DataConfig,
     bucket_for: Callable[[int, int], Bucket],
+    extent: VideoExtent | None = None,
 ) -> torch.Tensor:
-    """A training clip: random start, bucket from the video's size, the same random crop / flip on every frame."""
+    """A training clip: random start, bucket from the video's size, the same random crop / flip on every frame;
+    ``extent``: what the caller remembers about this video (see decode_clip)."""
     crop, flip = augment_params(rng, cfg.random_crop, cfg.hflip)
     u_start = float(rng.random())
-    return decode_clip(src, name, spec, u_start, lambda h, w: FrameFitter(h, w, bucket_for(h, w), crop, flip))
+    fit = lambda h, w: FrameFitter(h, w, bucket_for(h, w), crop, flip)
+    return decode_clip(src, name, spec, u_start, fit, extent)
 
 
 # ---------------------------------------------------------------------------- folders
@@ -298,110 +307,3 @@ def list_files(root: str | Path, extensions: frozenset[str]) -> list[Path]:
             if not f.startswith(".") and Path(f).suffix.lower() in extensions:
                 out.append(Path(dirpath) / f)
     return sorted(out)
-
-
-@dataclass
-class FolderIndex:
-    """The usable files of a folder with their (H, W), and the files the scan left out."""
-
-    root: str
-    media: str  # "image" | "video"
-    paths: list[str] = field(default_factory=list)
-    sizes: list[tuple[int, int]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, "category: problem")
-
-
-def _probe_video(path: Path, spec: ClipSpec) -> tuple[int, int]:
-    container, stream = _open(path, str(path))
-    with container:
-        cc = stream.codec_context
-        rate = next((float(r) for r in (stream.average_rate, stream.guessed_rate) if r and r > 0), 25.0)
-        if stream.frames and stream.frames < spec.min_source_frames(rate):
-            raise SampleError(
-                path,
-                f"only {stream.frames} frames, a clip needs {spec.min_source_frames(rate)} ({_spec_text(spec)})",
-                "too_short",
-            )
-        return cc.height, cc.width
-
-
-def scan_folder(root: str | Path, media: str, spec: ClipSpec | None = None, threads: int = 8) -> FolderIndex:
-    """Scan an image or video folder: every readable file's size; unreadable ones reported as skipped."""
-    exts = IMAGE_EXTENSIONS if media == "image" else VIDEO_EXTENSIONS
-    files = list_files(root, exts)
-    if media == "image":
-        probe = image_header_size
-    else:
-        assert spec is not None
-        probe = lambda p: _probe_video(p, spec)
-
-    def one(path: Path):
-        try:
-            return probe(path)
-        except MediaError as err:
-            return err
-        except OSError as err:  # vanished, permission denied ...
-            return SampleError(path, f"cannot read ({_reason(err)})", "corrupt")
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        results = list(pool.map(one, files))
-    index = FolderIndex(str(root), media)
-    for path, res in zip(files, results):
-        if isinstance(res, MediaError):
-            index.skipped.append(skip_entry(res))
-        else:
-            index.paths.append(str(path))
-            index.sizes.append(res)
-    return index
-
-
-class FolderSource:
-    """A map-style source over a scanned folder: files grouped by bucket; sample = f(group, position, attempt).
-
-    Position p of a bucket group's stream is the p-th file of the group's per-epoch permutation (epoch =
-    p // group size); a failed sample is replaced by seeded random files, first of the same bucket, then
-    of any bucket (cropped to the batch's bucket, never squashed).
-    """
-
-    def __init__(self, index: FolderIndex, source_id: int, cfg: DataConfig, buckets: tuple[Bucket, ...]):
-        self.index, self.sid, self.cfg = index, source_id, cfg
-        self.media = index.media
-        self.name = f"{index.media}_folder:{index.root}"
-        self.spec = ClipSpec.from_config(cfg)
-        nearest = [nearest_bucket(h, w, buckets) for h, w in index.sizes]
-        used = sorted(set(nearest))
-        self.buckets = [buckets[b] for b in used]
-        self.groups = [np.array([i for i, b in enumerate(nearest) if b == ub], dtype=np.int64) for ub in used]
-        self.group_weights = np.array([len(g) for g in self.groups], dtype=np.float64)
-        self._perms: dict[tuple[int, int], np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.index.paths)
-
-    def _file(self, group: int, position: int, attempt: int) -> int:
-        members = self.groups[group]
-        if attempt == 0:
-            epoch, pos = divmod(position, len(members))
-            key = (group, epoch)
-            if key not in self._perms:
-                if len(self._perms) > 2 * len(self.groups):
-                    self._perms.clear()
-                self._perms[key] = sample_rng(self.cfg.seed, _TAG_PERM, self.sid, group, epoch).permutation(
-                    len(members)
-                )
-            return int(members[self._perms[key][pos]])
-        u = hash_uniform(self.cfg.seed, _TAG_RETRY, self.sid, group, position, attempt)[0]
-        if attempt <= RETRIES_IN_BUCKET:
-            return int(members[int(u * len(members))])
-        return int(u * len(self.index.paths))
-
-    def sample(self, group: int, position: int, attempt: int) -> tuple[str, torch.Tensor]:
-        """(file path, tensor fitted to the group's bucket); raises MediaError for a bad file."""
-        i = self._file(group, position, attempt)
-        path = self.index.paths[i]
-        bucket = self.buckets[group]
-        rng = sample_rng(self.cfg.seed, _TAG_AUG, self.sid, group, position, attempt)
-        if self.media == "image":
-            crop, flip = augment_params(rng, self.cfg.random_crop, self.cfg.hflip)
-            return path, resize_crop(read_image(path), bucket, crop, flip)
-        return path, load_clip(path, path, self.spec, rng, self.cfg, lambda h, w: bucket)

@@ -10,6 +10,13 @@ at step k needs nothing but k, and a run resumed on another world size with the 
 continues the same sample stream. A sample that fails is replaced by seeded candidates (see
 FolderSource), so batches keep their size.
 
+Bad files are counted once: each source remembers, per process, the samples that failed (see
+:mod:`hydra_x.data.failures`: a remembered failure is the outcome decoding would give, so no batch depends on
+it) and reports a file only the first time; the main process then drops files it has reported before (other
+workers may meet the same file), across resumes too: the state lists them. ``Batch.skipped`` and
+``skip_counts`` are therefore distinct files (or shard samples, or shards) per rank, not skip events. A
+source that cannot be used at all raises DataSourceError, from a worker as from the main process.
+
 Shard sources are streams: each (rank, DataLoader worker) reads its own shards (see shards.py). Steps go to
 workers round robin (step s to worker slot s mod W), and a slot's shard streams only advance on its steps,
 so the stream is exact for a given world size and worker count, and :meth:`TokenizerDataLoader.state_dict`
@@ -28,28 +35,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from hydra_x.data.buckets import Bucket, hash_uniform, make_buckets
-from hydra_x.data.config import DataConfig, SourceConfig
+from hydra_x.data.buckets import Bucket, make_buckets
+from hydra_x.data.config import DataConfig, DataSourceError, SourceConfig
 from hydra_x.data.embedded import EmbeddedSource
-from hydra_x.data.folders import ClipSpec, FolderSource, scan_folder, skip_entry
+from hydra_x.data.failures import first_seen, skip_entry
+from hydra_x.data.folder_source import open_folder
 from hydra_x.data.media import MediaError
+from hydra_x.data.plan import StepPlan, step_kinds, step_sources  # noqa: F401 - step_kinds, step_sources: re-exported
 from hydra_x.data.shards import ShardStream, epoch_of, expand_shards
 
 log = logging.getLogger("hydra_x.data")
 
 STATE_VERSION = 1
 MAX_ATTEMPTS = 100  # candidates tried for one batch slot before a map-style source is declared unusable
-_TAG_SOURCE, _TAG_GROUP = 1, 2
-_CHUNK = 1 << 16  # steps planned at once
 
 
 @dataclass
@@ -57,7 +64,9 @@ class Batch:
     pixels: torch.Tensor  # (B, 3, H, W) images or (B, 3, F, H, W) clips, float32 in [-1, 1]
     kind: str  # "image" | "video"
     keys: list[str]  # sample ids: file paths, "shard.tar:key", or embedded ids naming the photograph
-    skipped: list[tuple[str, str]]  # (file or key, "category: problem") skipped while building this batch
+    # (file or key, "category: problem") of the files skipped while building this batch that this rank had
+    # not reported before: each bad file appears once in a run
+    skipped: list[tuple[str, str]]
     step: int = -1  # the global step this batch belongs to
     source: str = ""  # the source it came from (SourceConfig.name)
 
@@ -65,67 +74,6 @@ class Batch:
         """Page-locked pixels, so the copy to the GPU runs asynchronously (DataLoader's pin_memory calls this)."""
         self.pixels = self.pixels.pin_memory()
         return self
-
-
-# ---------------------------------------------------------------------------- the per-step plan
-
-
-def _cumulative(weights: np.ndarray) -> np.ndarray:
-    cum = np.cumsum(weights, dtype=np.float64)
-    cum /= cum[-1]
-    cum[cum >= 1.0 - 1e-15] = 1.0  # hashed uniforms are < 1: a zero weight at the end is never chosen
-    return cum
-
-
-def step_sources(config: DataConfig, steps: np.ndarray | list[int]) -> np.ndarray:
-    """The source index each global step draws its batch from (needs no data; same on every rank)."""
-    steps = np.asarray(steps, dtype=np.int64)
-    cum = _cumulative(np.array([s.weight for s in config.sources], dtype=np.float64))
-    return np.searchsorted(cum, hash_uniform(config.seed, _TAG_SOURCE, steps), side="right")
-
-
-def step_kinds(config: DataConfig, steps: np.ndarray | list[int]) -> list[str]:
-    """'image' or 'video' for each global step."""
-    return [config.sources[int(i)].media for i in step_sources(config, steps)]
-
-
-class _Plan:
-    """(source, bucket group) of every step, and how many earlier steps chose the same pair."""
-
-    def __init__(self, config: DataConfig, group_weights: list[np.ndarray | None]):
-        self.config = config
-        self.cum_groups = [None if w is None else _cumulative(w) for w in group_weights]
-
-    def choose(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        src = step_sources(self.config, steps)
-        u = hash_uniform(self.config.seed, _TAG_GROUP, steps)
-        group = np.full(len(steps), -1, dtype=np.int64)
-        for s, cum in enumerate(self.cum_groups):
-            if cum is not None:
-                m = src == s
-                group[m] = np.searchsorted(cum, u[m], side="right")
-        return src, group
-
-    def counts_before(self, step: int) -> Counter:
-        counts: Counter = Counter()
-        for lo in range(0, step, _CHUNK):
-            src, group = self.choose(np.arange(lo, min(step, lo + _CHUNK), dtype=np.int64))
-            pairs, n = np.unique(np.stack([src, group], 1), axis=0, return_counts=True)
-            for (s, g), c in zip(pairs.tolist(), n.tolist()):
-                counts[(s, g)] += c
-        return counts
-
-    def walk(self, start: int) -> Iterator[tuple[int, int, int, int]]:
-        """(step, source, group, index of this batch among the pair's batches) from ``start`` on."""
-        counts = self.counts_before(start)
-        lo = start
-        while True:
-            src, group = self.choose(np.arange(lo, lo + _CHUNK, dtype=np.int64))
-            for i, (s, g) in enumerate(zip(src.tolist(), group.tolist())):
-                j = counts[(s, g)]
-                counts[(s, g)] = j + 1
-                yield lo + i, s, g, j
-            lo += _CHUNK
 
 
 # ---------------------------------------------------------------------------- building batches
@@ -143,9 +91,9 @@ class _Spec:
     slot_states: dict[str, dict[str, dict]] = field(default_factory=dict)
     start_epochs: dict[str, int] = field(default_factory=dict)  # shard sources restarted on a new layout
 
-    def plan(self) -> _Plan:
+    def plan(self) -> StepPlan:
         weights = [None if isinstance(s, list) else s.group_weights for s in self.sources]
-        return _Plan(self.config, weights)
+        return StepPlan(self.config, weights)
 
 
 def _map_batch(spec: _Spec, src, group: int, j: int, batch: int) -> tuple[list[str], list[torch.Tensor], list]:
@@ -158,19 +106,36 @@ def _map_batch(spec: _Spec, src, group: int, j: int, batch: int) -> tuple[list[s
                 key, x = src.sample(group, p, attempt)
                 break
             except MediaError as err:
-                skipped.append(skip_entry(err))
+                last = err
+                if not getattr(err, "seen", False):  # reported when it first failed
+                    skipped.append(skip_entry(err))
         else:
-            raise RuntimeError(
-                f"data source {src.name!r}: no usable sample in {MAX_ATTEMPTS} tries "
-                f"(last: {skipped[-1][0]}: {skipped[-1][1]}); is the whole source unreadable?"
+            raise DataSourceError(
+                f"data source {src.name}: no usable sample in {MAX_ATTEMPTS} tries (last: {last}); "
+                "is the whole source unreadable?"
             )
         keys.append(key)
         xs.append(x)
     return keys, xs, skipped
 
 
-def _produce(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tuple[int, Batch, str, dict]]:
+@dataclass
+class _Unusable:
+    """In place of a batch: the source cannot be used (a DataSourceError's message, which a worker cannot
+    raise in the main process without DataLoader wrapping it in a traceback)."""
+
+    message: str
+
+
+def _produce(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tuple[int, Batch | _Unusable, str, dict]]:
     """The batches of worker ``worker`` of ``workers``: steps start + worker, start + worker + workers, ..."""
+    try:
+        yield from _batches(spec, start, worker, workers)
+    except DataSourceError as err:
+        yield -1, _Unusable(str(err)), "", {}
+
+
+def _batches(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tuple[int, Batch, str, dict]]:
     cfg = spec.config
     slot = str((start + worker) % workers)
     consumer, consumers = spec.rank * workers + int(slot), spec.world_size * workers
@@ -227,6 +192,17 @@ def _identity(x):
 # ---------------------------------------------------------------------------- the loader
 
 
+def check_sources(config: DataConfig) -> None:
+    """Fail fast, before a model is built: every folder source exists and every shard pattern matches a file
+    (DataSourceError otherwise). Whether the files are usable is only known once the loader scans them."""
+    for sc in config.sources:
+        if sc.is_shards and not expand_shards(sc.path):
+            raise DataSourceError(f"data source {sc.name}: no shard file (.tar) matches")
+        if sc.kind.endswith("_folder") and not os.path.isdir(sc.path):
+            problem = "not a folder" if os.path.exists(sc.path) else "no such folder"
+            raise DataSourceError(f"data source {sc.name}: {problem}")
+
+
 class TokenizerDataLoader:
     """An endless, exactly reproducible stream of image-only and video-only batches for one rank.
 
@@ -252,8 +228,9 @@ class TokenizerDataLoader:
         self.config, self.rank, self.world_size = config, rank, world_size
         self.pin_memory = pin_memory  # for a CUDA run: batches arrive page-locked
         self.buckets = make_buckets(config.image_size, config.size_multiple, config.aspect_buckets)
-        self.skip_counts: Counter = Counter()  # skipped samples by category, this run and the ones resumed
+        self.skip_counts: Counter = Counter()  # distinct skipped files by category, this run and the ones resumed
         self.scan_skipped: list[tuple[str, str]] = []  # files the folder scans left out
+        self._reported: set[str] = set()  # files (shard samples, shards) this rank counted and logged
         sources = [self._build_source(i, sc) for i, sc in enumerate(config.sources)]
         self._spec = _Spec(config, rank, world_size, self.buckets, sources)
         self._step = start_step
@@ -267,28 +244,22 @@ class TokenizerDataLoader:
                 "first epoch (map-style sources continue exactly)",
                 stacklevel=2,
             )
-        for name, reason in self.scan_skipped:
-            self.skip_counts[reason.split(":", 1)[0]] += 1
-            if rank == 0:
-                log.warning("skipped %s (%s)", name, reason)
+        self.scan_skipped = self._first_seen(self.scan_skipped, log_it=rank == 0)
         self._report_scan = rank == 0 and bool(self.scan_skipped)
 
     def _build_source(self, sid: int, sc: SourceConfig):
-        cfg = self.config
         if sc.kind.startswith("embedded"):
-            return EmbeddedSource(sc.media, sid, cfg, self.buckets)
+            return EmbeddedSource(sc.media, sid, self.config, self.buckets)
+        check_sources(DataConfig(sources=(sc,)))
         if sc.is_shards:
-            shards = expand_shards(sc.path)
-            if not shards:
-                raise FileNotFoundError(f"data source {sc.name}: no .tar shard files found")
-            return shards
-        index = scan_folder(sc.path, sc.media, ClipSpec.from_config(cfg))
-        self.scan_skipped.extend(index.skipped)
-        if not index.paths:
-            counts = Counter(r.split(":", 1)[0] for _, r in index.skipped)
-            found = f"all {len(index.skipped)} files unusable ({dict(counts)})" if index.skipped else "no files"
-            raise RuntimeError(f"data source {sc.name}: no usable {sc.media} file ({found})")
-        return FolderSource(index, sid, cfg, self.buckets)
+            return expand_shards(sc.path)
+        source = open_folder(sc, sid, self.config, self.buckets)
+        self.scan_skipped.extend(source.index.skipped)
+        return source
+
+    def _first_seen(self, skipped: list[tuple[str, str]], log_it: bool = True) -> list[tuple[str, str]]:
+        """The entries of files not reported before, now counted (and logged)."""
+        return first_seen(skipped, self._reported, self.skip_counts, log, log_it)
 
     # -- position
 
@@ -309,7 +280,8 @@ class TokenizerDataLoader:
             "seed": self.config.seed,
             "sources": self._fingerprint(),
             "slots": {k: dict(v) for k, v in self._slot_states.items()},
-            "skip_counts": dict(self.skip_counts),
+            "skip_counts": dict(self.skip_counts),  # distinct files by category
+            "skipped_files": sorted(self._reported),
         }
 
     def _load_state(self, state: dict, start_step: int) -> None:
@@ -328,6 +300,7 @@ class TokenizerDataLoader:
                 stacklevel=3,
             )
         self.skip_counts.update(state.get("skip_counts", {}))
+        self._reported.update(state.get("skipped_files", ()))
         slots = state.get("slots", {})
         same = (state.get("world_size"), state.get("workers"), state.get("rank")) == (
             self.world_size,
@@ -372,6 +345,8 @@ class TokenizerDataLoader:
                 )
             )
         for step, batch, slot, slot_state in stream:
+            if isinstance(batch, _Unusable):
+                raise DataSourceError(batch.message)
             if self.pin_memory and self.config.num_workers == 0:
                 batch.pin_memory()
             if step != self._step:
@@ -379,9 +354,7 @@ class TokenizerDataLoader:
             if slot_state:
                 self._slot_states[slot] = slot_state
             self._step = step + 1
-            for name, reason in batch.skipped:
-                self.skip_counts[reason.split(":", 1)[0]] += 1
-                log.warning("skipped %s (%s)", name, reason)
+            batch.skipped = self._first_seen(batch.skipped)
             if self._report_scan:
                 batch.skipped = self.scan_skipped + batch.skipped
                 self._report_scan = False

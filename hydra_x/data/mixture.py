@@ -37,7 +37,7 @@ from hydra_x.data.caption_shards import CaptionShardSource, CaptionStream
 from hydra_x.data.config import DataSourceError
 from hydra_x.data.conversations import ConversationSource, scan_conversations
 from hydra_x.data.examples import Example
-from hydra_x.data.failures import skip_entry
+from hydra_x.data.failures import first_seen, skip_entry
 from hydra_x.data.media import MediaError
 from hydra_x.data.mixture_config import UnifiedDataConfig, UnifiedSource, check_ratios, no_source_message
 from hydra_x.data.shapes_tasks import ShapesTasks
@@ -290,16 +290,7 @@ class UnifiedDataLoader:
 
     def _first_seen(self, skipped: list[tuple[str, str]], log_it: bool = True) -> list[tuple[str, str]]:
         """The entries not reported before, now counted (and logged)."""
-        new = []
-        for name, reason in skipped:
-            if name in self._reported:
-                continue
-            self._reported.add(name)
-            self.skip_counts[reason.split(":", 1)[0]] += 1
-            if log_it:
-                log.warning("skipped %s (%s); each bad file is reported once", name, reason)
-            new.append((name, reason))
-        return new
+        return first_seen(skipped, self._reported, self.skip_counts, log, log_it)
 
     # -- position
 

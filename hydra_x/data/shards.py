@@ -19,6 +19,10 @@ Position: a consumer's state is its reader's position at its oldest waiting samp
 already used; restoring replays those reads (decoding only the samples still waiting), so the stream
 continues exactly, at the same world size and worker count. On another layout the loader restarts every
 consumer at the beginning of the earliest saved epoch (samples of that epoch may repeat, none are lost).
+
+Bad samples: each consumer remembers the samples that failed by (shard, sample number), so later epochs
+refuse them without decoding (the outcome decoding gives, so positions stay exact) and report them once. A
+truncated or unreadable shard is read again each epoch, its readable part used; the loader reports it once.
 """
 
 from __future__ import annotations
@@ -38,16 +42,9 @@ from pathlib import Path
 import torch
 
 from hydra_x.data.buckets import Bucket, augment_params, hash_uniform, name_id, nearest_bucket, resize_crop, sample_rng
-from hydra_x.data.config import DataConfig
-from hydra_x.data.folders import (
-    VIDEO_EXTENSIONS,
-    ClipSpec,
-    SampleError,
-    decode_image_bytes,
-    list_files,
-    load_clip,
-    skip_entry,
-)
+from hydra_x.data.config import DataConfig, DataSourceError
+from hydra_x.data.failures import FailureMemory, SampleError, skip_entry
+from hydra_x.data.folders import VIDEO_EXTENSIONS, ClipSpec, decode_image_bytes, list_files, load_clip
 from hydra_x.data.media import IMAGE_EXTENSIONS, MediaError
 
 IMAGE_KEYS = tuple(e[1:] for e in sorted(IMAGE_EXTENSIONS))
@@ -153,8 +150,8 @@ class ShardReader:
                 self.cursor += 1
             if not self.open:
                 if self._fresh_epoch and self._epoch_samples == 0:
-                    raise RuntimeError(
-                        f"data source {self.name!r}: no readable sample in any of the {len(assigned)} shard(s) "
+                    raise DataSourceError(
+                        f"data source {self.name}: no readable sample in any of the {len(assigned)} shard(s) "
                         f"assigned to consumer {self.consumer} of {self.consumers} in epoch {self.epoch}"
                     )
                 self.epoch, self.cursor, self._fresh_epoch, self._epoch_samples = self.epoch + 1, 0, True, 0
@@ -228,6 +225,7 @@ class ShardStream:
         self.used: set[int] = set()  # reads at or after the oldest waiting one that are used (or failed)
         self.seq = 0
         self.failures = 0
+        self.memory = FailureMemory()  # per consumer, by (shard, sample number)
         if state is None:
             self.reader = ShardReader(*self._args, start_epoch=start_epoch, name=self.name)
         else:
@@ -236,27 +234,29 @@ class ShardStream:
     # -- decoding
 
     def _process(self, raw: RawSample, forced: int | None) -> tuple[int, torch.Tensor]:
-        keys = IMAGE_KEYS if self.media == "image" else VIDEO_KEYS
-        ext = next((e for e in raw.members if e.rsplit(".", 1)[-1] in keys), None)
-        if ext is None:
-            have = ", ".join(sorted(raw.members)) or "nothing"
-            raise SampleError(raw.name, f"no {self.media} member in the sample (has: {have})", "no_media")
-        data = raw.members[ext]
-        parts = [self.cfg.seed, _TAG_AUG, self.sid, name_id(os.path.basename(raw.shard)), raw.index, raw.epoch]
-        rng = sample_rng(*parts, *([raw.copy] if raw.copy else []))
-        if self.media == "image":
-            x = decode_image_bytes(data, raw.name)
-            b = forced if forced is not None else nearest_bucket(x.shape[-2], x.shape[-1], self.buckets)
-            crop, flip = augment_params(rng, self.cfg.random_crop, self.cfg.hflip)
-            return b, resize_crop(x, self.buckets[b], crop, flip)
-        chosen: list[int] = []
+        # A sample that failed before is refused without decoding: every epoch re-reads the shards.
+        with self.memory.watch((raw.shard, raw.index), raw.name) as extent:
+            keys = IMAGE_KEYS if self.media == "image" else VIDEO_KEYS
+            ext = next((e for e in raw.members if e.rsplit(".", 1)[-1] in keys), None)
+            if ext is None:
+                have = ", ".join(sorted(raw.members)) or "nothing"
+                raise SampleError(raw.name, f"no {self.media} member in the sample (has: {have})", "no_media")
+            data = raw.members[ext]
+            parts = [self.cfg.seed, _TAG_AUG, self.sid, name_id(os.path.basename(raw.shard)), raw.index, raw.epoch]
+            rng = sample_rng(*parts, *([raw.copy] if raw.copy else []))
+            if self.media == "image":
+                x = decode_image_bytes(data, raw.name)
+                b = forced if forced is not None else nearest_bucket(x.shape[-2], x.shape[-1], self.buckets)
+                crop, flip = augment_params(rng, self.cfg.random_crop, self.cfg.hflip)
+                return b, resize_crop(x, self.buckets[b], crop, flip)
+            chosen: list[int] = []
 
-        def bucket_for(h: int, w: int) -> Bucket:
-            chosen.append(forced if forced is not None else nearest_bucket(h, w, self.buckets))
-            return self.buckets[chosen[0]]
+            def bucket_for(h: int, w: int) -> Bucket:
+                chosen.append(forced if forced is not None else nearest_bucket(h, w, self.buckets))
+                return self.buckets[chosen[0]]
 
-        x = load_clip(data, raw.name, self.spec, rng, self.cfg, bucket_for)
-        return chosen[0], x
+            x = load_clip(data, raw.name, self.spec, rng, self.cfg, bucket_for, extent)
+            return chosen[0], x
 
     # -- batches
 
@@ -278,13 +278,13 @@ class ShardStream:
             try:
                 b, x = self._process(raw, forced)
             except MediaError as err:
-                skipped.append(skip_entry(err))
+                if not getattr(err, "seen", False):  # reported when it first failed
+                    skipped.append(skip_entry(err))
                 self.used.add(seq)
                 self.failures += 1
                 if self.failures >= MAX_CONSECUTIVE_FAILURES:
-                    raise RuntimeError(
-                        f"data source {self.name!r}: {self.failures} samples in a row could not be used; "
-                        f"last: {skipped[-1][0]}: {skipped[-1][1]}"
+                    raise DataSourceError(
+                        f"data source {self.name}: {self.failures} samples in a row could not be used; last: {err}"
                     ) from err
                 continue
             self.failures = 0

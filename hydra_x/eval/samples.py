@@ -5,7 +5,10 @@ embedded crop), so runs are reproducible and torchrun ranks can split items by i
 i mod world) and still reduce exactly as one process does. ``--max-samples N`` keeps the first N items.
 
 Nothing is dropped silently: an item that cannot be used (empty, corrupt, truncated, too few frames for a
-clip) is returned as a :class:`Skipped` entry with its reason, and the report lists it.
+clip) is returned as a :class:`Skipped` entry with its reason, and the report lists it. Truncated videos follow
+the rule training and ``hydra-x reconstruct`` follow (hydra_x.data.failures): a clip (the first frames) that
+needs a frame past the last one that decodes is skipped as corrupt; one that lies entirely before it is
+evaluated, since its frames are exactly the complete file's (the cut after it is not looked for).
 """
 
 from __future__ import annotations
@@ -19,19 +22,19 @@ from pathlib import Path
 import torch
 
 from hydra_x.data.buckets import FrameFitter
+from hydra_x.data.config import DataSourceError
 from hydra_x.data.embedded import heldout_clip, heldout_image  # the k-th item is heldout_images(n)[k]
 from hydra_x.data.folders import VIDEO_EXTENSIONS, ClipSpec, decode_clip, decode_image_bytes, list_files, skip_entry
 from hydra_x.data.media import IMAGE_EXTENSIONS, MediaError, read_image
 from hydra_x.data.shards import IMAGE_KEYS, VIDEO_KEYS, ShardFailure, expand_shards, iter_shard
-from hydra_x.errors import InputError
 from hydra_x.eval.protocols import Protocol, preprocess
 
 EMBEDDED = "embedded"
 EMBEDDED_COUNT = 24  # held-out crops / clips of the embedded set (8 per photograph) unless --max-samples
 
 
-class DataSpecError(InputError):
-    """The data set cannot be used at all (missing path, no files, no usable sample)."""
+class DataSpecError(DataSourceError):
+    """The data set cannot be used at all (missing path, no files, no usable sample): training's error too."""
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Sample:
 class Skipped:
     index: int
     name: str
-    reason: str  # "category: problem", the categories of hydra_x.data.folders.SKIP_CATEGORIES
+    reason: str  # "category: problem", the categories of hydra_x.data.failures.SKIP_CATEGORIES
 
 
 def _is_shard_pattern(path: str) -> bool:

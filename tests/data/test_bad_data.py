@@ -1,5 +1,6 @@
 """Bad data never stops a run: corrupt, truncated, empty, undecodable and too-short files are skipped,
-counted by reason and logged with their names, and every batch keeps its size."""
+counted by reason and logged with their names (each bad file once), and every batch keeps its size. A source
+that cannot be used at all is one clear error naming it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 import torch
 
 from hydra_x.data import DataConfig, SourceConfig, TokenizerDataLoader
+from hydra_x.data.config import DataSourceError
 from hydra_x.data.video import write_video
+from hydra_x.errors import InputError
 from tests.media_fixtures import add_member, bad_image_bytes, bad_video_files, index_clip
 
 
@@ -28,6 +31,8 @@ def run(cfg: DataConfig, steps: int, caplog) -> tuple[TokenizerDataLoader, list,
 
 def reported(batches) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
+    names = [name for b in batches for name, _ in b.skipped]
+    assert len(names) == len(set(names)), "a bad file was reported more than once"
     for b in batches:
         for name, reason in b.skipped:
             out.setdefault(name.rsplit("/", 1)[-1], set()).add(reason.split(":", 1)[0])
@@ -46,7 +51,7 @@ def test_image_folder(bad_image_dir, caplog):
     assert got["bad_truncated.jpg"] == {"corrupt"}  # passes the header scan, fails when decoded
     for name in ("bad_empty.png", "bad_corrupt.png", "bad_text.jpg", "bad_truncated.jpg"):
         assert name in log
-    assert loader.skip_counts["empty"] == 1 and loader.skip_counts["corrupt"] >= 3
+    assert loader.skip_counts == {"empty": 1, "corrupt": 3}  # distinct files, however often they were drawn
     assert sum(loader.skip_counts.values()) == sum(len(b.skipped) for b in batches)
     keys = {k.rsplit("/", 1)[-1] for b in batches for k in b.keys}
     assert not any(k.startswith("bad_") for k in keys)
@@ -137,35 +142,43 @@ def test_video_shards(tmp_path, video_dir, caplog):
     assert "clips.tar:x002" in log
 
 
-def test_unusable_sources_fail_clearly(tmp_path):
+def unusable(cfg: DataConfig, pattern: str, iterate: bool = False) -> None:
+    """The source fails with one DataSourceError (an InputError: the CLI's one line, exit 2) naming it."""
+    with pytest.raises(DataSourceError, match=pattern) as caught:
+        loader = TokenizerDataLoader(cfg)
+        if iterate:
+            next(iter(loader))
+    assert isinstance(caught.value, InputError) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("workers", [0, 1])  # raised in the main process, or in a worker and passed on
+def test_unusable_sources_fail_clearly(tmp_path, workers):
+    cfg = lambda kind, path: DataConfig(sources=(SourceConfig(kind, str(path)),), image_size=32, num_workers=workers)
     only_bad = tmp_path / "only_bad"
     only_bad.mkdir()
     for name, content in bad_image_bytes().items():
         if name != "bad_truncated.jpg":
             (only_bad / name).write_bytes(content)
-    with pytest.raises(RuntimeError, match=r"image_folder:.*only_bad.*no usable image file"):
-        TokenizerDataLoader(DataConfig(sources=(SourceConfig("image_folder", str(only_bad)),), num_workers=0))
+    unusable(cfg("image_folder", only_bad), r"image_folder:.*only_bad: no usable image file, all 3 are unusable")
+    unusable(cfg("image_folder", tmp_path / "nope"), r"image_folder:.*nope: no such folder")
+    unusable(cfg("video_folder", only_bad / "bad_text.jpg"), r"video_folder:.*bad_text.jpg: not a folder")
+    (tmp_path / "empty").mkdir()
+    unusable(cfg("image_folder", tmp_path / "empty"), r"image_folder:.*empty: the folder holds no image files")
     # Files that pass the scan but never decode: the loader gives up on the source, naming it.
     truncated = tmp_path / "truncated"
     truncated.mkdir()
     for i in range(3):
         (truncated / f"t{i}.jpg").write_bytes(bad_image_bytes()["bad_truncated.jpg"])
-    cfg = DataConfig(sources=(SourceConfig("image_folder", str(truncated)),), image_size=32, num_workers=0)
-    with pytest.raises(RuntimeError, match="image_folder:.*truncated.*no usable sample in 100 tries"):
-        next(iter(TokenizerDataLoader(cfg)))
+    unusable(cfg("image_folder", truncated), "image_folder:.*truncated: no usable sample in 100 tries", True)
     with tarfile.open(tmp_path / "junk.tar", "w") as tar:
         add_member(tar, "a.jpg", b"")
         add_member(tar, "b.txt", b"no image")
-    cfg = DataConfig(sources=(SourceConfig("image_shards", str(tmp_path / "junk.tar")),), image_size=32, num_workers=0)
-    with pytest.raises(RuntimeError, match="image_shards:.*junk.tar.*(could not be used|no readable sample)"):
-        next(iter(TokenizerDataLoader(cfg)))
+    junk = "image_shards:.*junk.tar: .*(could not be used|no readable)"
+    unusable(cfg("image_shards", tmp_path / "junk.tar"), junk, True)
     (tmp_path / "empty_shards").mkdir()
     (tmp_path / "empty_shards" / "a.tar").write_bytes(b"")
-    cfg = DataConfig(sources=(SourceConfig("image_shards", str(tmp_path / "empty_shards")),), num_workers=0)
-    with pytest.raises(RuntimeError, match="empty_shards.*no readable sample in any of the 1 shard"):
-        next(iter(TokenizerDataLoader(cfg)))
-    with pytest.raises(FileNotFoundError, match="no .tar shard"):
-        TokenizerDataLoader(DataConfig(sources=(SourceConfig("image_shards", str(tmp_path / "none-*.tar")),)))
+    unusable(cfg("image_shards", tmp_path / "empty_shards"), "empty_shards: no readable sample in any of the 1", True)
+    unusable(cfg("image_shards", tmp_path / "none-*.tar"), r"none-\*.tar: no shard file \(.tar\) matches")
 
 
 def test_short_clip_in_a_long_enough_header(tmp_path, caplog):
