@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -223,3 +224,30 @@ def load_pretrained(
     model = model.to(device=device or "cpu", dtype=dtype)
     model.eval()
     return (model, info) if output_loading_info else model
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
+    """The SHA-256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+CONNECT_TIMEOUT_S = 5.0  # an offline machine fails in seconds, not at the operating system's TCP timeout
+
+
+def check_reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Open (and close) a TCP connection to the URL's host, or its proxy, within ``timeout`` (OSError if not)."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = p.hostname or "", p.port or 80
+    socket.create_connection((host, port), timeout=timeout).close()

@@ -18,9 +18,6 @@ normalisation, so callers hand over exactly what they would write to disk.
 from __future__ import annotations
 
 import math
-import socket
-import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hydra_x.eval.inception import FIDInceptionV3, full_fp32_convolutions
+from hydra_x.hub import check_reachable
 
 
 class FeatureWeightsError(RuntimeError):
@@ -66,7 +64,6 @@ WEIGHTS: dict[str, WeightsFile] = {
     "i3d": WeightsFile("i3d_torchscript.pt", "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1", None),
 }
 ALIASES = {"inception": "inception", "inception-v3": "inception", "fid": "inception", "i3d": "i3d", "fvd": "i3d"}
-CONNECT_TIMEOUT_S = 5.0
 I3D_SIZE = 224
 I3D_DIM = 400
 
@@ -74,17 +71,6 @@ I3D_DIM = 400
 def cached_weights_path(name: str) -> Path:
     """Where torch.hub keeps (and where a user may put) the weights file of ``name``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS[name].filename
-
-
-def _check_reachable(url: str) -> None:
-    """Open (and close) a TCP connection to the URL's host, or its proxy, within CONNECT_TIMEOUT_S."""
-    parts = urllib.parse.urlsplit(url)
-    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(host):
-        p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = p.hostname or "", p.port or 80
-    socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
 
 
 def resolve_weights(name: str, weights: str | Path | None = None, *, progress: bool = False) -> Path:
@@ -102,7 +88,7 @@ def resolve_weights(name: str, weights: str | Path | None = None, *, progress: b
     if cached.is_file():
         return cached
     try:
-        _check_reachable(spec.url)
+        check_reachable(spec.url)
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(spec.url, str(cached), hash_prefix=spec.hash_prefix, progress=progress)
     except Exception as err:  # offline, DNS, HTTP error, hash mismatch: all mean "not available"

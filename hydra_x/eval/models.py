@@ -10,7 +10,6 @@ others ``.latent``), so a reconstruction is a function of the input alone. Video
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from hydra_x.errors import InputError
+from hydra_x.hub import file_sha256
 from hydra_x.tokenizer.io import TokenizerSource, load_tokenizer
 
 # diffusers classes that take (B, 3, F, H, W); any other class with 3D convolutions is treated as one too.
@@ -39,14 +39,6 @@ VIDEO_VAES = (
 
 class ModelLoadError(InputError):
     """The model cannot be loaded or cannot run the protocol; the message says why."""
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -11,17 +11,26 @@ Weights live in ONE safetensors file with these keys:
     lin{k}.weight                            k in 0..4, shape (1, C_k, 1, 1), C = 64 128 256 512 512
                                              (the lpips package's weights/v0.1/vgg.pth ``lin{k}.model.1.weight``)
 
-``python -m hydra_x.losses.lpips convert --out lpips_vgg.safetensors`` builds it from the official files
-(needs torchvision and lpips installed, or ``--vgg`` / ``--lin`` paths to the two .pth files; they are
-loaded with ``torch.load(weights_only=True)``). Neither package is a dependency of hydra-x, and the
-conversion cannot run in an offline environment without them. A freshly built ``LPIPS()`` has random
-weights and is only useful for tests.
+``load_lpips()`` without a path finds that file by the default lookup, first hit wins:
+
+    1. ``$HYDRA_X_LPIPS_WEIGHTS``: the file, or a folder holding lpips_vgg.safetensors (as a path argument)
+    2. ``$TORCH_HOME/hub/checkpoints/lpips_vgg.safetensors`` (torch.hub's cache, ~/.cache/torch by default)
+    3. the two official files found in that cache (torchvision keeps its VGG16 there) or in an installed lpips
+       package, hash-checked and converted into (2)
+    4. the official files missing from (3) downloaded into the cache from their published URLs (SHA-256
+       checked), then converted into (2)
+
+A path that is named (argument or environment variable) and does not exist is an error, never replaced by
+another file. ``python -m hydra_x.losses.lpips convert`` runs steps 3-4 and writes (2) (``--out`` elsewhere;
+``--vgg`` / ``--lin`` take local copies of the two official files). ``hydra_x.losses.lpips_weights`` has
+the files' URLs and hashes. A freshly built ``LPIPS()`` has random weights and is only useful for tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +39,10 @@ import torch.nn as nn
 from einops import rearrange
 from safetensors.torch import load_file, save_file
 
+from hydra_x.hub import file_sha256
+from hydra_x.losses import lpips_weights as official
+from hydra_x.losses.lpips_weights import LINEAR_HEADS, VGG16, LPIPSWeightsError
+
 log = logging.getLogger(__name__)
 
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
@@ -37,8 +50,7 @@ TAPS = (3, 8, 15, 22, 29)  # features indices of relu1_2, relu2_2, relu3_3, relu
 TAP_CHANNELS = (64, 128, 256, 512, 512)
 SHIFT = (-0.030, -0.088, -0.188)  # LPIPS's ScalingLayer: ImageNet statistics expressed for [-1, 1] inputs
 SCALE = (0.458, 0.448, 0.450)
-DEFAULT_FILENAME = "lpips_vgg.safetensors"
-TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"  # torchvision's VGG16_Weights.IMAGENET1K_V1
+DEFAULT_FILENAME = official.CONVERTED_FILENAME
 
 
 def vgg16_features() -> nn.Sequential:
@@ -110,9 +122,13 @@ class LPIPS(nn.Module):
 
 
 def save_lpips(model: LPIPS, path: str | Path) -> Path:
+    """Write the weights file, atomically: a process that finds it (another rank, say) never reads half of it."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu().float() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "model": "lpips-vgg16-v0.1"})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "model": "lpips-vgg16-v0.1"})
+    os.replace(tmp, path)
     return path
 
 
@@ -130,48 +146,82 @@ def lpips_from_file(path: str | Path) -> LPIPS:
     return model.requires_grad_(False).eval()
 
 
+def how_to_supply() -> str:
+    """Every way to provide the weights, for error messages."""
+    cache = official.cache_dir()
+    return (
+        f"Supply them in one of these ways: put the converted file at {official.cached_weights_path()} or point "
+        f"${official.ENV_VAR} (or the weights option) at it; build it there with `python -m hydra_x.losses.lpips "
+        f"convert`, which converts {VGG16.filename} ({VGG16.url}) and the lpips v0.1 heads vgg.pth "
+        f"({LINEAR_HEADS.url}) found in {cache} (the heads as {LINEAR_HEADS.filename}) or in an installed lpips "
+        "package, and downloads those missing (SHA-256 checked); `--vgg PATH --lin PATH` converts local copies"
+    )
+
+
+def find_lpips_weights(weights: str | Path | None = None, *, allow_download: bool = True) -> Path:
+    """The LPIPS weights file: the path given, else the default lookup (see the module docstring).
+
+    Raises LPIPSWeightsError naming everything tried and how to supply the weights; WeightsHashError when an
+    official file found is not the published one.
+    """
+    given = official.given_path(weights)
+    if given is not None:
+        path, source = given
+        if path.is_file():
+            return path
+        raise LPIPSWeightsError(f"LPIPS weights {path} ({source}) not found. {how_to_supply()}")
+    cached = official.cached_weights_path()
+    if cached.is_file():
+        return cached
+    tried = [f"{cached} (not found)"]
+    sources = {
+        spec: official.official_file(spec, allow_download=allow_download, tried=tried) for spec in (VGG16, LINEAR_HEADS)
+    }
+    if None in sources.values():
+        missing = " and ".join(spec.filename for spec, path in sources.items() if path is None)
+        raise LPIPSWeightsError(
+            f"LPIPS weights not found: {missing} missing (tried: {'; '.join(tried)}). {how_to_supply()}"
+        )
+    log.info("converting the official LPIPS-VGG files into %s", cached)
+    return write_converted(cached, sources[VGG16], sources[LINEAR_HEADS])
+
+
 def load_lpips(
     weights: str | Path | None = None,
     *,
     repo_id: str | None = None,
     filename: str = DEFAULT_FILENAME,
     required: bool = True,
+    allow_download: bool = True,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
     local_files_only: bool = False,
 ) -> LPIPS | None:
-    """LPIPS from a local file (or a folder holding ``filename``), else from Hub ``repo_id`` / ``filename``.
+    """LPIPS from Hub ``repo_id`` / ``filename``, else from a local file (or a folder holding ``filename``), else
+    from the default lookup.
 
-    When no weights are found: ``required=True`` raises FileNotFoundError naming everything tried;
-    ``required=False`` logs one warning that LPIPS is off and returns None. A file that is found but is
-    not LPIPS weights is always an error.
+    Only the default lookup may come up empty: then ``required=True`` raises LPIPSWeightsError (naming what was
+    tried and how to supply the weights) and ``required=False`` logs one warning that LPIPS is off and returns
+    None. A named path or Hub file that cannot be read, or a file that is not LPIPS weights, is always an error.
     """
-    tried: list[str] = []
-    path: Path | None = None
-    if weights is not None:
-        local = Path(weights)
-        local = local / filename if local.is_dir() else local
-        if local.is_file():
-            path = local
-        else:
-            tried.append(f"local file {local} (not found)")
-    if path is None and repo_id is not None:
+    if repo_id is not None:
         from huggingface_hub import hf_hub_download
 
+        hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
         try:
-            hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-            path = Path(hf_hub_download(repo_id, filename, **hub))
-        except Exception as err:  # offline, no such repo or file: all mean "not available"
-            tried.append(f"Hub {repo_id}/{filename} ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
-    if path is None:
-        what = "; ".join(tried) or "no weights path or Hub repo_id given"
-        if required:
-            raise FileNotFoundError(
-                f"LPIPS weights not found (tried: {what}). Build them with `python -m hydra_x.losses.lpips "
-                "convert --out lpips_vgg.safetensors`, or allow running without LPIPS"
-            )
-        log.warning("LPIPS is off: no weights found (tried: %s); training continues without the LPIPS term", what)
+            return lpips_from_file(hf_hub_download(repo_id, filename, **hub))
+        except Exception as err:  # offline, no such repo or file
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+            raise LPIPSWeightsError(f"LPIPS weights {repo_id}/{filename} on the Hub: {reason}") from err
+    if weights is not None and Path(weights).is_dir():
+        weights = Path(weights) / filename
+    try:
+        path = find_lpips_weights(weights, allow_download=allow_download)
+    except LPIPSWeightsError as err:
+        if required or official.given_path(weights) is not None:
+            raise
+        log.warning("LPIPS is OFF: %s", err)
         return None
     return lpips_from_file(path)
 
@@ -179,36 +229,46 @@ def load_lpips(
 # ---------------------------------------------------------------------------------------------- conversion
 
 
-def _load_pth(path: str | Path) -> dict[str, torch.Tensor]:
-    return torch.load(str(path), map_location="cpu", weights_only=True)  # tensors only: never runs code
+def _local_official(path: str | Path, spec: official.OfficialFile) -> Path:
+    """A local copy named by the user: any name; another hash than the published file's is said, not refused."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise LPIPSWeightsError(f"{path} not found ({spec.what}, published at {spec.url})")
+    if file_sha256(path) != spec.sha256:
+        log.warning("%s is not the published %s (SHA-256 differs): converting it anyway", path, spec.what)
+    return path
 
 
-def _official_vgg16() -> dict[str, torch.Tensor]:
-    try:
-        from torchvision.models import VGG16_Weights
-    except ImportError as err:
-        raise RuntimeError(
-            f"torchvision is not installed: install it, or pass --vgg PATH to {TORCHVISION_VGG16_FILE} "
-            "(https://download.pytorch.org/models/" + TORCHVISION_VGG16_FILE + ")"
-        ) from err
-    url = VGG16_Weights.IMAGENET1K_V1.url
-    return torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+def convert_official(
+    out: str | Path | None = None,
+    *,
+    vgg: str | Path | None = None,
+    lin: str | Path | None = None,
+    allow_download: bool = True,
+) -> Path:
+    """Write the single LPIPS weights file (default: where the lookup finds it) from torchvision's VGG16 and
+    lpips' v0.1 linear heads: local copies ``vgg`` / ``lin``, else the official files found or downloaded."""
+    out = Path(out) if out is not None else official.cached_weights_path()
+    tried: list[str] = []
+    paths = []
+    for given, spec in ((vgg, VGG16), (lin, LINEAR_HEADS)):
+        found = (
+            _local_official(given, spec)
+            if given is not None
+            else official.official_file(spec, allow_download=allow_download, tried=tried)
+        )
+        if found is None:
+            raise LPIPSWeightsError(f"{spec.what} not available (tried: {'; '.join(tried)}). {how_to_supply()}")
+        paths.append(found)
+    return write_converted(out, *paths)
 
 
-def _official_lin() -> dict[str, torch.Tensor]:
-    try:
-        import lpips
-    except ImportError as err:
-        raise RuntimeError(
-            "the lpips package is not installed: `pip install lpips`, or pass --lin PATH to its weights/v0.1/vgg.pth"
-        ) from err
-    return _load_pth(Path(lpips.__file__).parent / "weights" / "v0.1" / "vgg.pth")
-
-
-def convert_official(out: str | Path, *, vgg: str | Path | None = None, lin: str | Path | None = None) -> Path:
-    """Write the single LPIPS weights file from torchvision's VGG16 and lpips' v0.1 linear heads."""
-    vgg_state = _load_pth(vgg) if vgg is not None else _official_vgg16()
-    lin_state = _load_pth(lin) if lin is not None else _official_lin()
+def write_converted(out: str | Path, vgg: Path, lin: Path) -> Path:
+    """The weights file from the two official files' state dicts (torchvision's keys; lpips' ``lin{k}.model.1``)."""
+    vgg_state, lin_state = official.load_pth(vgg), official.load_pth(lin)
+    missing = [k for k in weight_keys() if k.startswith("features.") and k not in vgg_state]
+    if missing:
+        raise KeyError(f"{vgg} is not torchvision's VGG16 state dict: no {', '.join(missing[:4])}")
     state = {k: vgg_state[k] for k in weight_keys() if k.startswith("features.")}
     for k in range(5):
         # lpips' NetLinLayer is Sequential(Dropout, Conv2d): the conv is model.1 (model.0 without dropout).
@@ -225,13 +285,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hydra_x.losses.lpips", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     conv = sub.add_parser("convert", help="build the LPIPS-VGG safetensors file from the official weights")
-    conv.add_argument("--out", default=DEFAULT_FILENAME, help="output .safetensors path")
-    conv.add_argument("--vgg", default=None, help=f"local {TORCHVISION_VGG16_FILE} (default: via torchvision)")
-    conv.add_argument("--lin", default=None, help="local lpips weights/v0.1/vgg.pth (default: the lpips package)")
+    conv.add_argument("--out", default=None, help=f"output path (default: {official.cached_weights_path()})")
+    conv.add_argument("--vgg", default=None, help=f"a local {VGG16.filename} (default: the cache, or a download)")
+    conv.add_argument("--lin", default=None, help="a local lpips weights/v0.1/vgg.pth (default: likewise)")
+    conv.add_argument("--no-download", action="store_true", help="use only files already on this machine")
     args = parser.parse_args(argv)
     try:
-        path = convert_official(args.out, vgg=args.vgg, lin=args.lin)
-    except RuntimeError as err:
+        path = convert_official(args.out, vgg=args.vgg, lin=args.lin, allow_download=not args.no_download)
+    except (LPIPSWeightsError, KeyError, ValueError) as err:  # a one-line error: what is missing or wrong, and why
         parser.exit(2, f"error: {err}\n")
     print(f"wrote {path}")
 

@@ -50,7 +50,7 @@ def test_video_protocol_via_the_command(tmp_path, nets):
 
 def test_real_features_without_weights_are_listed_or_exit_2(tmp_path, nets, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr("hydra_x.eval.features._check_reachable", lambda url: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr("hydra_x.eval.features.check_reachable", lambda url: (_ for _ in ()).throw(OSError("offline")))
     assert main(_recon(tmp_path / "r", nets, "--preset", "tiny")) == 0
     rfid = json.loads((tmp_path / "r" / "report.json").read_text())["metrics"]["rfid"]
     assert not rfid["available"] and "pt_inception-2015-12-05-6726825d.pth" in rfid["reason"]

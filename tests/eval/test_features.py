@@ -175,7 +175,7 @@ def test_weights_from_torch_hub_cache_and_folder(tmp_path, monkeypatch, inceptio
     cache.parent.mkdir(parents=True)
     net, path = inception_file
     cache.write_bytes(path.read_bytes())
-    monkeypatch.setattr(feats, "_check_reachable", lambda url: pytest.fail("must not download"))
+    monkeypatch.setattr(feats, "check_reachable", lambda url: pytest.fail("must not download"))
     expected = net.state_dict()
     for loaded in (load_feature_net("inception"), load_feature_net("fid", weights=cache.parent)):
         assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())

@@ -84,7 +84,7 @@ def test_streaming_equals_one_shot_for_every_figure(nets):
 
 def test_missing_weights_are_unavailable_or_fatal_with_require_all(tmp_path, monkeypatch, nets):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no cached Inception file
-    monkeypatch.setattr("hydra_x.eval.features._check_reachable", lambda url: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr("hydra_x.eval.features.check_reachable", lambda url: (_ for _ in ()).throw(OSError("offline")))
     result, model, d = run("embedded", "image256", {**nets, "image": None, "lpips": None}, size=32, max_samples=3)
     rfid, lpips = result.metrics["rfid"], result.metrics["lpips"]
     assert not rfid["available"] and "pt_inception-2015-12-05-6726825d.pth" in rfid["reason"]

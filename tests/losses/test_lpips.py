@@ -1,13 +1,12 @@
-"""LPIPS-VGG in plain torch, on random weights (the real ones cannot be fetched offline)."""
-
-import importlib.util
-import logging
+"""LPIPS-VGG in plain torch, on random weights (the real ones cannot be fetched offline); the lookup of its
+weights is in test_lpips_lookup.py."""
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from hydra_x.losses.lpips import LPIPS, convert_official, load_lpips, main, save_lpips, weight_keys
+from hydra_x.losses.lpips_weights import LPIPSWeightsError
 from tests.helpers import pixels
 
 SIZE = 32  # VGG's four poolings leave 2 x 2 at relu5_3
@@ -71,18 +70,10 @@ def test_bad_weights_files_are_errors_even_when_optional(lpips, tmp_path):
         load_lpips(tmp_path / "partial.safetensors")
 
 
-def test_missing_weights_raise_or_switch_lpips_off(tmp_path, caplog):
-    missing = tmp_path / "nothing.safetensors"
+def test_a_hub_file_that_cannot_be_read_is_an_error_even_when_optional():
     hub = dict(repo_id="nobody/no-lpips", local_files_only=True)  # offline: fails fast, like a missing repo
-    with pytest.raises(FileNotFoundError, match=r"nothing\.safetensors.*nobody/no-lpips/lpips_vgg\.safetensors"):
-        load_lpips(missing, **hub)
-    with pytest.raises(FileNotFoundError, match="no weights path or Hub repo_id given"):
-        load_lpips()
-    with caplog.at_level(logging.WARNING, logger="hydra_x.losses.lpips"):
-        assert load_lpips(missing, required=False, **hub) is None
-    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(lines) == 1 and "LPIPS is off" in lines[0].getMessage()
-    assert "nothing.safetensors" in lines[0].getMessage() and "nobody/no-lpips" in lines[0].getMessage()
+    with pytest.raises(LPIPSWeightsError, match=r"nobody/no-lpips/lpips_vgg\.safetensors on the Hub"):
+        load_lpips(required=False, **hub)
 
 
 def test_converter_from_official_style_pth_files(lpips, tmp_path):
@@ -100,11 +91,3 @@ def test_converter_from_official_style_pth_files(lpips, tmp_path):
     assert all(torch.equal(converted[k], state[k]) for k in converted)
     with pytest.raises(KeyError, match="lin0.model.1.weight not in"):
         convert_official(out, vgg=tmp_path / "vgg16.pth", lin=tmp_path / "vgg16.pth")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
-def test_converter_says_what_is_missing(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["convert", "--out", str(tmp_path / "x.safetensors")])
-    assert exit_info.value.code == 2
-    assert "torchvision is not installed" in capsys.readouterr().err

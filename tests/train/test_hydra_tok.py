@@ -42,6 +42,7 @@ def tiny_recipe(out, init, teacher, steps, shape=None):
     )
     cfg.optim = OptimConfig(lr=1e-3, warmup_steps=2, weight_decay=0.0)  # a few dozen steps, not 300k
     cfg.loss.gan = 0.0  # it starts at step 50k in the recipe
+    cfg.loss.lpips = 0.0  # no VGG weights offline: said explicitly (the recipe requires them)
     cfg.steps, cfg.device, cfg.precision, cfg.activation_checkpointing = steps, "cpu", "fp32", False
     cfg.ema_decay, cfg.log_every, cfg.eval_every, cfg.heldout_images, cfg.ckpt_every = 0.0, 1, 0, 0, 1000
     cfg.out_dir = str(out)

@@ -1,13 +1,25 @@
-"""The training objective: the distillation terms use the teachers, and teachers never get gradients."""
+"""The training objective: the distillation terms use the teachers, and teachers never get gradients; LPIPS is
+never off unless the run says so."""
+
+import logging
 
 import pytest
 import torch
 
+from hydra_x.losses import lpips as lpips_module
+from hydra_x.losses.lpips import LPIPS, save_lpips
+from hydra_x.losses.lpips_weights import OFFICIAL_FILES, LPIPSWeightsError, cached_weights_path
 from hydra_x.teachers import load_teacher
 from hydra_x.teachers.tiny import save_tiny_teacher
+from hydra_x.train.tokenizer import train
+from hydra_x.train.tokenizer.__main__ import parse_config
 from hydra_x.train.tokenizer.config import LossConfig
-from hydra_x.train.tokenizer.objective import TokenizerObjective, frames_for_lpips
+from hydra_x.train.tokenizer.objective import TokenizerObjective, frames_for_lpips, load_lpips_for
+from hydra_x.train.tokenizer.recipes import RECIPES
+from hydra_x.train.tokenizer.stages import stage as stage_of
 from tests.helpers import pixels, tiny
+from tests.losses import lpips_fixtures
+from tests.train.test_tokenizer_train import config as train_config
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +71,56 @@ def test_frames_for_lpips_picks_evenly_spaced_frames():
     frames = frames_for_lpips(clip, 3)
     assert frames.shape == (6, 3, 4, 4)
     assert frames[:3, 0, 0, 0].tolist() == [0.0, 4.0, 8.0]
+
+
+# ---------------------------------------------------------------------------------- LPIPS is never off silently
+
+lpips_home = lpips_fixtures.lpips_home  # the fixture: a hermetic torch.hub cache, no lpips package, no network
+WITHOUT_LPIPS = {"tiny"}  # the README's offline main job: lpips=0, and its docstring says so
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_but_tiny_requires_lpips_and_says_how_to_supply_it(name, lpips_home):
+    cfg = RECIPES[name]()
+    if name in WITHOUT_LPIPS:
+        assert cfg.loss.lpips == 0 and "LPIPS is off" in RECIPES[name].__doc__
+        assert load_lpips_for(cfg.loss, cfg.stage_spec) is None and lpips_home.asked == []
+        return
+    if not cfg.stage_spec.uses("lpips"):  # so400m-stage3: the decoder does not run
+        assert load_lpips_for(cfg.loss, cfg.stage_spec) is None and lpips_home.asked == []
+        return
+    assert cfg.loss.lpips > 0 and cfg.loss.lpips_required
+    with pytest.raises(LPIPSWeightsError) as info:
+        load_lpips_for(cfg.loss, cfg.stage_spec)
+    message = str(info.value)
+    for part in ("needs the LPIPS-VGG weights", "vgg16-397923af.pth", "lpips_vgg.safetensors", "$HYDRA_X_LPIPS_WEIGHTS",
+                 "python -m hydra_x.losses.lpips convert", "loss.lpips_weights=PATH", "loss.lpips=0",
+                 "loss.lpips_required=false"):  # fmt: skip
+        assert part in message, part
+
+
+def test_running_without_lpips_is_said_on_the_command_line(lpips_home, monkeypatch, caplog):
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("loss.lpips=0 must not look for weights")
+
+    cfg = parse_config(["--config", "small", "loss.lpips=0"])
+    with monkeypatch.context() as patch:
+        patch.setattr(lpips_module, "find_lpips_weights", no_lookup)
+        assert load_lpips_for(cfg.loss, cfg.stage_spec) is None
+    cfg = parse_config(["--config", "small", "loss.lpips_required=false"])
+    assert cfg.loss.lpips_required is False
+    with caplog.at_level(logging.WARNING, logger="hydra_x.losses.lpips"):
+        assert load_lpips_for(cfg.loss, cfg.stage_spec) is None
+    assert any(r.getMessage().startswith("LPIPS is OFF") for r in caplog.records)
+    # Weights where the lookup finds them: LPIPS is on, in every recipe that asks for it.
+    torch.manual_seed(0)
+    save_lpips(LPIPS(), cached_weights_path())
+    assert isinstance(load_lpips_for(RECIPES["so400m-stage1"]().loss, stage_of(1)), LPIPS)
+    assert lpips_home.asked == [f.url for f in OFFICIAL_FILES]  # the one optional lookup asked; then the cache
+
+
+def test_a_run_that_needs_lpips_stops_before_its_first_step(lpips_home, tmp_path):
+    cfg = train_config(tmp_path / "run", loss__lpips=1.0)
+    with pytest.raises(LPIPSWeightsError, match="loss.lpips=1.0 needs the LPIPS-VGG weights"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())

@@ -147,6 +147,8 @@ def compile_frozen(lpips: nn.Module | None, *teachers: FrozenTeacher | None) -> 
 
 def build_run(cfg: TokenizerTrainConfig, engine: Engine) -> TokenizerRun:
     device, stage = engine.device, cfg.stage_spec
+    # First: a missing LPIPS file stops the run before any teacher or model is downloaded or built.
+    lpips: LPIPS | None = load_lpips_for(cfg.loss, stage)
     image_teacher, video_teacher = load_teachers(cfg, device)
     # No image head when only multi-layer distillation uses the image teacher (HYDRA-TOK compares directly).
     image_dim = image_teacher.dim if image_teacher is not None and cfg.loss.distill_image > 0 else None
@@ -185,7 +187,6 @@ def build_run(cfg: TokenizerTrainConfig, engine: Engine) -> TokenizerRun:
     if discriminator is not None:
         disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=cfg.loss.disc_lr, betas=(0.5, 0.9))
         init_optimizer_state(disc_optimizer)
-    lpips: LPIPS | None = load_lpips_for(cfg.loss, stage)
     if lpips is not None:
         lpips.to(device)
     objective = TokenizerObjective(

@@ -23,8 +23,13 @@ from hydra_x.train.tokenizer.stages import stage
 class LossConfig:
     l1: float = 1.0
     lpips: float = 1.0
-    lpips_weights: str | None = None  # a safetensors file, or "hf://<repo>/<file>"; None: the default lookup
-    lpips_required: bool = False  # False: without weights the run says so at start and goes on without LPIPS
+    # A safetensors file (or a folder holding lpips_vgg.safetensors), or "hf://<repo>/<file>". None: the default
+    # lookup of hydra_x.losses.lpips ($HYDRA_X_LPIPS_WEIGHTS, torch.hub's cache, the official VGG16 and lpips
+    # files converted from that cache or downloaded and hash-checked).
+    lpips_weights: str | None = None
+    # With lpips > 0 and no weights found the run stops at start with a message saying how to supply them.
+    # False: it warns once and trains without LPIPS instead (a run that may go without it has to say so).
+    lpips_required: bool = True
     lpips_frames: int = 4  # frames per clip that LPIPS sees (evenly spaced), to bound its cost on video
     gan: float = 0.0  # generator weight (after the adaptive factor); 0 disables the GAN
     gan_start: int = 0  # step at which the GAN loss and the discriminator's training start

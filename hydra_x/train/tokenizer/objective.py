@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 
 from hydra_x.losses import (
     LPIPS,
+    LPIPSWeightsError,
     PatchDiscriminator,
     adaptive_gan_weight,
     consistency_loss,
@@ -31,7 +31,7 @@ from hydra_x.losses import (
 )
 from hydra_x.teachers.base import FrozenTeacher
 from hydra_x.tokenizer.model import TokenizerOutput
-from hydra_x.train.engine import region
+from hydra_x.train.engine import LossTerms, region
 from hydra_x.train.tokenizer.config import LossConfig
 from hydra_x.train.tokenizer.stages import Stage
 from hydra_x.train.tokenizer.stages import stage as stage_of
@@ -39,22 +39,26 @@ from hydra_x.train.tokenizer.stages import stage as stage_of
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class LossTerms:
-    total: torch.Tensor
-    values: dict[str, torch.Tensor] = field(default_factory=dict)  # unweighted, detached
-    weights: dict[str, float] = field(default_factory=dict)
-
-
 def load_lpips_for(config: LossConfig, stage: Stage) -> LPIPS | None:
-    """LPIPS per the config: a file, ``hf://repo/file`` on the Hub, or off (with a message) if allowed."""
+    """LPIPS per the config: a file, ``hf://repo/file`` on the Hub, or the default lookup (hydra_x.losses.lpips).
+
+    With ``lpips > 0`` in a stage that uses it, weights that cannot be found stop the run here, before its
+    first step, unless ``lpips_required`` is false: then one warning says that LPIPS is off.
+    """
     if config.lpips <= 0 or not stage.uses("lpips"):
         return None
     spec = config.lpips_weights
-    if spec and spec.startswith("hf://"):
-        repo, _, filename = spec[len("hf://") :].rpartition("/")
-        return load_lpips(repo_id=repo, filename=filename, required=config.lpips_required)
-    return load_lpips(Path(spec) if spec else None, required=config.lpips_required)
+    try:
+        if spec and spec.startswith("hf://"):
+            repo, _, filename = spec[len("hf://") :].rpartition("/")
+            return load_lpips(repo_id=repo, filename=filename)
+        return load_lpips(Path(spec) if spec else None, required=config.lpips_required)
+    except LPIPSWeightsError as err:
+        raise LPIPSWeightsError(
+            f"loss.lpips={config.lpips} needs the LPIPS-VGG weights. {err} (training: loss.lpips_weights=PATH). "
+            "To train without the perceptual loss, say so: loss.lpips=0, or loss.lpips_required=false (LPIPS "
+            "then runs where its weights are found)"
+        ) from err
 
 
 def frames_for_lpips(x: torch.Tensor, count: int) -> torch.Tensor:

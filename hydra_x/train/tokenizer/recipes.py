@@ -1,6 +1,7 @@
 """Tokenizer training recipes as Python functions (each returns a fresh TokenizerTrainConfig).
 
-- tiny: the CPU demo on the embedded data set; a few minutes on a laptop, no download, no teacher.
+- tiny: the CPU demo on the embedded data set; a few minutes on a laptop, no download, no teacher, and no
+  LPIPS (lpips=0: its VGG weights are a download).
 - small: one GPU, the `small` tokenizer from scratch at 128 px on the embedded data (about 10 minutes).
 - so400m-stage1/2/3: the paper's three stages at So400m size, from SigLIP 2, with SigLIP 2 (image) and
   V-JEPA 2 (video) teachers. Point `data.sources` at your data; the global batch is per-rank batch x ranks.
@@ -8,6 +9,11 @@
   teacher at layers of both halves, consistency loss, flow-matching decoder. The checkpoint is a field
   (`init`, `teachers.image`); offline, point both at a local folder or the run fails naming the checkpoint.
 - hydra-tok-small: HYDRA-TOK's architecture at `small` size on the embedded images, from scratch, no teacher.
+
+Every recipe but `tiny` trains with LPIPS and requires its weights (LossConfig.lpips_required): found by the
+default lookup of hydra_x.losses.lpips, or the run stops at start saying how to supply them. Training without
+it is a choice made on the command line: `loss.lpips=0`, or `loss.lpips_required=false` (LPIPS then runs
+only where its weights are found).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ EMBEDDED = (SourceConfig("embedded_images", weight=1.0), SourceConfig("embedded_
 
 
 def tiny() -> TokenizerTrainConfig:
+    """The README's offline main job. LPIPS is off (lpips=0), so nothing is downloaded: its VGG16 weights are
+    a 528 MiB download, and the demo trains with L1 and KL alone."""
     return TokenizerTrainConfig(
         model=tokenizer_config("tiny"),
         data=DataConfig(
@@ -35,7 +43,7 @@ def tiny() -> TokenizerTrainConfig:
             num_workers=0,
         ),
         optim=OptimConfig(lr=1e-3, warmup_steps=20, weight_decay=0.0),
-        loss=LossConfig(lpips=0.0, kl=1e-6),
+        loss=LossConfig(lpips=0.0, kl=1e-6),  # no LPIPS: see the docstring
         steps=300,
         device="cpu",
         precision="fp32",
@@ -85,7 +93,8 @@ def so400m_stage1() -> TokenizerTrainConfig:
             sources=EMBEDDED, image_size=256, clip_frames=17, image_batch_size=32, video_batch_size=4, num_workers=8
         ),
         optim=OptimConfig(lr=2e-4, warmup_steps=2000, weight_decay=0.05),
-        loss=LossConfig(l1=1.0, lpips=1.0, kl=1e-4, gan=0.0, distill_image=1.0, distill_video=1.0),
+        # The paper's perceptual loss: required (a run without it is another recipe; see the module docstring).
+        loss=LossConfig(l1=1.0, lpips=1.0, lpips_required=True, kl=1e-4, gan=0.0, distill_image=1.0, distill_video=1.0),
         teachers=TeacherConfig(image="google/siglip2-so400m-patch16-naflex", video="facebook/vjepa2-vitl-fpc64-256"),
         steps=300_000,
         activation_checkpointing=True,
@@ -101,7 +110,9 @@ def so400m_stage2() -> TokenizerTrainConfig:
     cfg = so400m_stage1()
     cfg.stage, cfg.init, cfg.steps, cfg.out_dir = 2, "runs/so400m-stage1", 50_000, "runs/so400m-stage2"
     cfg.optim = OptimConfig(lr=1e-4, warmup_steps=1000, weight_decay=0.05)
-    cfg.loss = LossConfig(l1=1.0, lpips=1.0, kl=0.0, gan=0.1, gan_start=0, distill_image=0.0, distill_video=0.0)
+    cfg.loss = LossConfig(
+        l1=1.0, lpips=1.0, lpips_required=True, kl=0.0, gan=0.1, gan_start=0, distill_image=0.0, distill_video=0.0
+    )
     cfg.teachers = TeacherConfig()
     return cfg
 
@@ -141,6 +152,7 @@ def hydra_tok_stage1() -> TokenizerTrainConfig:
         loss=LossConfig(
             flow=1.0,
             lpips=0.1,
+            lpips_required=True,
             gan=0.075,
             gan_start=50_000,  # the project's choice: the discriminator joins once reconstructions are sharp
             kl=1e-4,
@@ -168,7 +180,9 @@ def hydra_tok_stage2() -> TokenizerTrainConfig:
     cfg = hydra_tok_stage1()
     cfg.stage, cfg.init, cfg.steps, cfg.out_dir = 2, "runs/hydra-tok-stage1", 50_000, "runs/hydra-tok-stage2"
     cfg.optim = OptimConfig(lr=1e-5, warmup_steps=1000, weight_decay=0.05)
-    cfg.loss = LossConfig(flow=1.0, lpips=0.1, gan=0.075, gan_start=0, kl=0.0, distill_image=0.0, distill_video=0.0)
+    cfg.loss = LossConfig(
+        flow=1.0, lpips=0.1, lpips_required=True, gan=0.075, gan_start=0, kl=0.0, distill_image=0.0, distill_video=0.0
+    )
     cfg.teachers = TeacherConfig()
     return cfg
 
