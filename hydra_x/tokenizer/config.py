@@ -15,8 +15,15 @@ from hydra_x.nn.attention import MODES as ATTENTION_MODES
 ATTENTION_IMPLS = ("auto", "masked", "flex")
 DECODER_KINDS = ("regression", "flow")
 # Left as None, these are derived in __post_init__ from the fields above them (see TokenizerConfig.replace).
-DERIVED_FIELDS = ("gen_depth", "fold_at", "decoder_width", "decoder_depth", "decoder_heads", "decoder_mlp_dim",
-                  "decoder_unfold_at")
+DERIVED_FIELDS = (
+    "gen_depth",
+    "fold_at",
+    "decoder_width",
+    "decoder_depth",
+    "decoder_heads",
+    "decoder_mlp_dim",
+    "decoder_unfold_at",
+)
 
 
 @dataclass
@@ -51,7 +58,7 @@ class TokenizerConfig:
     rope_theta: float = 10000.0
     rope_learnable_scale: bool = True
     abs_pos_grid: int | None = None
-    # How the absolute embedding is resized to another grid: SigLIP 2's bilinear (antialiased) or
+    # How the absolute embedding is resized to another grid: SigLIP 2's bilinear (antialiased) or SigLIP (v1)'s and
     # InternViT's bicubic (as transformers' InternVLVisionEmbeddings, no antialiasing).
     pos_interpolation: str = "bilinear"
     # InternViT's architecture (HYDRA-TOK): a CLS token prepended to every time step of the Gen-ViT (it

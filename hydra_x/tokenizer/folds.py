@@ -3,9 +3,12 @@
 A fold of factor f concatenates f consecutive time steps along the channels and maps them with one
 linear layer (a temporal convolution of kernel f, stride f). A clip has 1 + T frames; the anchor is
 zero-padded with f - 1 steps *before* it, so the anchor goes through the same operation as every other
-group. The pretrained-start initialisation puts the pretrained weights on the *last* step of each group,
-so an image (the anchor alone, its group being [0, ..., 0, anchor]) passes every fold exactly as it
-passes the pretrained ViT.
+group. Both starts put the weights on the *last* step of each group and zeros on the others: the
+pretrained start the tower's patch embedding and the identity, the start from scratch a random frame
+embedding and the identity. So an image (the anchor alone, its group being [0, ..., 0, anchor]) passes fold
+1 as a plain 2D patch embedding and fold 2 unchanged, and each group of a clip starts as its last frame
+(the zero weights get gradients from the other frames of a clip and learn to use them). A random projection
+of the whole group instead would make the anchor's token after fold 2 a random mix of its features.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ class PatchFold(nn.Module):
         p, f = self.patch, self.factor
         x = rearrange(x, "b c (s f) (h p) (w q) -> b s (h w) (f c p q)", f=f, p=p, q=p)
         return self.proj(x)
+
+    @torch.no_grad()
+    def keep_last_frame_only(self) -> None:
+        """From a random init: zero the weights of every frame but the last of each group, and the bias, so the
+        last frame keeps a random frame embedding (its values unchanged: no new random draw)."""
+        d = self.proj.out_features
+        self.proj.weight.view(d, self.factor, -1)[:, :-1].zero_()
+        self.proj.bias.zero_()
 
     @torch.no_grad()
     def load_frame_embedding(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:

@@ -27,8 +27,8 @@ from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
 from hydra_x.tokenizer.decoder import PixelDecoder
 from hydra_x.tokenizer.decompressor import Decompressor
 from hydra_x.tokenizer.flow_decoder import FlowDecoder, check_decoder_kind
-from hydra_x.tokenizer.outputs import PairEncoding, TokenizerOutput
-from hydra_x.tokenizer.vit import GenViT, SemViT
+from hydra_x.tokenizer.outputs import PAIR_LAYOUTS, PairEncoding, TokenizerOutput
+from hydra_x.tokenizer.vit import GenViT, SemViT, check_feature_layers
 
 
 class HydraXTokenizer(nn.Module):
@@ -60,10 +60,7 @@ class HydraXTokenizer(nn.Module):
     def init_weights(self) -> None:
         """(Re-)initialise every parameter and buffer; safe after building on the meta device."""
         init_weights(self, self.config.init_std)
-        if self.gen_vit.pos_embed is not None:
-            nn.init.trunc_normal_(self.gen_vit.pos_embed, std=self.config.init_std)
-        if self.gen_vit.cls_token is not None:
-            nn.init.trunc_normal_(self.gen_vit.cls_token, std=self.config.init_std)
+        self.gen_vit.init_from_scratch(self.config.init_std)  # embeddings; folds an image passes unchanged
         self.bottleneck.to_moments.bias[self.config.latent_channels :].fill_(self.config.init_logvar)
         if isinstance(self.decoder, FlowDecoder):
             self.decoder.init_modulation()
@@ -200,17 +197,6 @@ class HydraXTokenizer(nn.Module):
         grid = (x.shape[-2] // p, x.shape[-1] // p)
         return self.gen_vit(x.to(self._dtype()), self.config.gen_attention, hidden), grid
 
-    def _check_feature_layers(self, layers: Sequence[int], semantic: bool) -> tuple[int, ...]:
-        layers = tuple(int(k) for k in layers)
-        for k in layers:
-            if not 0 <= k <= self.config.depth:
-                raise ValueError(f"feature layer {k} out of range: the ViT has hidden states 0..{self.config.depth}")
-            if k > self.config.gen_depth and not semantic:
-                raise ValueError(
-                    f"feature layer {k} is a Sem-ViT layer (> gen_depth={self.config.gen_depth}); needs semantic=True"
-                )
-        return layers
-
     def _layer_features(
         self, layers: tuple[int, ...], gen_hidden: list[torch.Tensor] | None, sem_hidden: list[torch.Tensor] | None
     ) -> dict[int, torch.Tensor] | None:
@@ -312,7 +298,7 @@ class HydraXTokenizer(nn.Module):
         """
         x5, is_image = check_pixels(x, self.config, values=self.validate_inputs)
         sample = self.training if sample is None else sample
-        layers = self._check_feature_layers(feature_layers, semantic)
+        layers = check_feature_layers(self.config, feature_layers, semantic)
         gen_hidden = [] if any(k <= self.config.gen_depth for k in layers) else None
         sem_hidden = [] if any(k > self.config.gen_depth for k in layers) else None
         h, grid = self._gen(x5, gen_hidden)
@@ -370,12 +356,16 @@ class HydraXTokenizer(nn.Module):
             x_rec = x_rec.unsqueeze(2) if is_image else x_rec
         return (x_rec[:, :, 0] if is_image else x_rec), velocity, target
 
-    def encode_pair(self, source: torch.Tensor, target: torch.Tensor) -> PairEncoding:
-        """Source-Target Interaction for editing: two images (B, 3, H, W) encoded as a 2-step clip.
+    def encode_pair(self, source: torch.Tensor, target: torch.Tensor, *, layout: str = "sti") -> PairEncoding:
+        """An editing pair of images (B, 3, H, W) encoded as a 2-step clip [source; target].
 
-        The Gen-ViT encodes each image alone (no cross-step attention); the Sem-ViT runs over
-        [z_src; z_tgt] with its causal mask, so the target's s sees the source and not the reverse.
+        The Gen-ViT encodes each image alone. ``layout`` sets the Sem-ViT's attention between the two steps,
+        whatever the model's ``sem_attention``: ``"sti"`` (Source-Target Interaction, the paper's) the tubelet
+        mask, so the target's s sees the source and the source's s never sees the target; ``"independent"``
+        none at all (the paper's ablation without the interaction).
         """
+        if layout not in PAIR_LAYOUTS:
+            raise ValueError(f"layout must be one of {tuple(PAIR_LAYOUTS)}, got {layout!r}")
         src, src_is_image = check_pixels(source, self.config, values=self.validate_inputs)
         tgt, tgt_is_image = check_pixels(target, self.config, values=self.validate_inputs)
         if not (src_is_image and tgt_is_image) or src.shape != tgt.shape:
@@ -388,4 +378,4 @@ class HydraXTokenizer(nn.Module):
         z_tokens = self.bottleneck.posterior(h).mean
         z = self.normalize(self._to_latent(z_tokens, grid))  # (2B, C, 1, h, w)
         z = torch.cat((z[:b], z[b:]), dim=2)  # (B, C, 2, h, w)
-        return PairEncoding(z=z, s=self.semantic(z))
+        return PairEncoding(z=z, s=self.semantic(z, mode=PAIR_LAYOUTS[layout]), layout=layout)

@@ -28,9 +28,16 @@ class TokenizerOutput:
     velocity_target: torch.Tensor | None = None  # x's shape: eps - x, the flow-matching target
 
 
+# encode_pair's layouts -> the Sem-ViT's attention mode over the 2-step clip [source; target]. Fixed here rather
+# than taken from the model's sem_attention: a `full` model would let the source see the target, a `none` model
+# would silently drop the interaction. On two steps `tubelet` is `causal`: the target sees the source.
+PAIR_LAYOUTS = {"sti": "tubelet", "independent": "none"}
+
+
 @dataclass
 class PairEncoding:
-    """Source-Target Interaction: an editing pair encoded as a 2-step clip."""
+    """An editing pair encoded as a 2-step clip (``HydraXTokenizer.encode_pair``)."""
 
-    z: torch.Tensor  # (B, C, 2, h, w): step 0 the source, step 1 the target; Gen-ViT saw each alone
-    s: torch.Tensor  # (B, 2, N, D): the Sem-ViT ran over [z_src; z_tgt] with its causal mask
+    z: torch.Tensor  # (B, C, 2, h, w): step 0 the source, step 1 the target; the Gen-ViT saw each alone
+    s: torch.Tensor  # (B, 2, N, D): the Sem-ViT over [z_src; z_tgt] under `layout`
+    layout: str = "sti"  # sti: the target's s sees the source, never the reverse; independent: no attention across

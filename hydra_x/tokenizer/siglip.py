@@ -3,8 +3,9 @@
 Both halves of the ViT take the tower's layers in order (Gen-ViT layers 0..gen_depth-1, Sem-ViT the
 rest), the Sem-ViT's final norm takes ``post_layernorm``, and the folds are initialised so that an image
 passes them exactly (see hydra_x.tokenizer.folds). RoPE angle scales start at 0 on the spatial axes of
-the pretrained layers (the tower has no RoPE) and the learned absolute position embedding is kept.
-Result: for an image, the Gen-ViT's hidden state after layer k equals the tower's hidden state k.
+the pretrained layers (the tower has no RoPE) and the learned absolute position embedding is kept, resized
+to other grids as transformers resizes it for that family (see ``FAMILY_POS_INTERPOLATION``).
+Result: for an image of any size, the Gen-ViT's hidden state after layer k equals the tower's hidden state k.
 Bottleneck, decoder, Decompressor and heads keep their random initialisation.
 """
 
@@ -23,6 +24,11 @@ from hydra_x.tokenizer.config import TOKENIZER_PRESETS, TokenizerConfig
 log = logging.getLogger(__name__)
 
 _ACTIVATIONS = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu": "gelu"}
+# How transformers resizes each family's learned position embedding to another patch grid: SigLIP (v1, and the
+# fixed-resolution SigLIP 2 checkpoints, which load as v1) bicubically without antialiasing
+# (SiglipVisionEmbeddings.interpolate_pos_encoding), SigLIP 2 NaFlex bilinearly with antialiasing
+# (Siglip2VisionEmbeddings.resize_positional_embeddings). The wrong one changes hidden state 0 by about 1.
+FAMILY_POS_INTERPOLATION = {"siglip_vision_model": "bicubic", "siglip2_vision_model": "bilinear"}
 
 
 def load_vision_tower(name_or_path: str | Path, **hub: Any):
@@ -31,7 +37,7 @@ def load_vision_tower(name_or_path: str | Path, **hub: Any):
 
     config = AutoConfig.from_pretrained(str(name_or_path), **hub)
     vision_config = getattr(config, "vision_config", config)
-    if vision_config.model_type not in ("siglip_vision_model", "siglip2_vision_model"):
+    if vision_config.model_type not in FAMILY_POS_INTERPOLATION:
         raise ValueError(
             f"{name_or_path} is a {config.model_type!r} checkpoint; expected SigLIP or SigLIP 2 "
             "(siglip, siglip2, siglip_vision_model, siglip2_vision_model)"
@@ -98,14 +104,25 @@ TOWER_FIELDS = (
 
 def check_fits_tower(config: TokenizerConfig, tower: TokenizerConfig, source: str | Path) -> None:
     """Refuse a config that a tower's weights cannot start: every field the tower decides must match."""
-    wrong = [f"{f}={getattr(config, f)!r} (the tower's: {getattr(tower, f)!r})" for f in TOWER_FIELDS
-             if getattr(config, f) != getattr(tower, f)]
+    wrong = [
+        f"{f}={getattr(config, f)!r} (the tower's: {getattr(tower, f)!r})"
+        for f in TOWER_FIELDS
+        if getattr(config, f) != getattr(tower, f)
+    ]
     if config.depth > tower.depth:
         wrong.append(f"depth={config.depth} (the tower has {tower.depth} layers)")
     if wrong:
+        # The presets resize positions as SigLIP 2 NaFlex does; a SigLIP v1 (or fixed-resolution SigLIP 2) tower
+        # needs the field set, which no preset does.
+        hint = ""
+        if config.pos_interpolation != tower.pos_interpolation:
+            hint = (
+                f" (model.pos_interpolation={tower.pos_interpolation} in training: transformers resizes this "
+                "tower's position embedding that way)"
+            )
         raise ValueError(
             f"the tokenizer config does not fit the tower {source}: {'; '.join(wrong)}; use the tower's preset "
-            "(so400m for SigLIP 2 So400m/16, hydra-tok for InternViT-300M) or change those fields"
+            f"(so400m for SigLIP 2 So400m/16, hydra-tok for InternViT-300M) or change those fields{hint}"
         )
 
 
@@ -121,6 +138,7 @@ def config_from_siglip(vision_config, preset: str | None = None, **overrides: An
         mlp_act=tower_activation(vision_config, "SigLIP"),
         qkv_bias=True,
         abs_pos_grid=math.isqrt(num_patches),
+        pos_interpolation=FAMILY_POS_INTERPOLATION[vision_config.model_type],
     )
 
 

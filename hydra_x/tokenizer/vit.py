@@ -7,6 +7,8 @@ Token tensors are (B, S, N, D): S time steps of N = h * w spatial tokens (row-ma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -69,7 +71,8 @@ def run_blocks(
 def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     """A learned (g, g, D) embedding resized to ``grid``: (N, D).
 
-    ``bilinear`` as SigLIP 2 does (antialiased); ``bicubic`` as InternViT in transformers (no antialiasing).
+    ``bilinear`` as SigLIP 2 does (antialiased); ``bicubic`` as SigLIP v1 and InternViT in transformers (no
+    antialiasing).
     """
     g_h, g_w, d = pos.shape
     if (g_h, g_w) == tuple(grid):
@@ -79,6 +82,19 @@ def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int], mode: str = "bili
         pos.permute(2, 0, 1)[None].float(), size=grid, mode=mode, align_corners=False, antialias=mode == "bilinear"
     )
     return resized[0].reshape(d, -1).t().to(pos.dtype)
+
+
+def check_feature_layers(config: TokenizerConfig, layers: Sequence[int], semantic: bool) -> tuple[int, ...]:
+    """Hidden-state indices of the whole ViT (0..depth) that a forward may return; Sem-ViT ones need ``semantic``."""
+    layers = tuple(int(k) for k in layers)
+    for k in layers:
+        if not 0 <= k <= config.depth:
+            raise ValueError(f"feature layer {k} out of range: the ViT has hidden states 0..{config.depth}")
+        if k > config.gen_depth and not semantic:
+            raise ValueError(
+                f"feature layer {k} is a Sem-ViT layer (> gen_depth={config.gen_depth}); needs semantic=True"
+            )
+    return layers
 
 
 class GenViT(nn.Module):
@@ -95,6 +111,19 @@ class GenViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(config.width)) if config.cls_token else None
         self.blocks = make_blocks(config, config.gen_depth, config.width, config.heads, config.mlp_dim)
         self.token_fold = TokenFold(config.width, inner_fold) if inner_fold > 1 else None
+
+    @torch.no_grad()
+    def init_from_scratch(self, std: float) -> None:
+        """What a random start needs after the generic linear / norm init: the position embedding and CLS token,
+        and folds that an image passes as a plain patch embedding and the identity, as after the pretrained
+        start (see hydra_x.tokenizer.folds). Draws nothing else: every other weight keeps its seeded value."""
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=std)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=std)
+        self.patch_fold.keep_last_frame_only()
+        if self.token_fold is not None:
+            self.token_fold.init_identity_on_last()
 
     def forward(self, x: torch.Tensor, mode: str, hidden: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Pixels (B, C, 1 + T, H, W) -> h (B, 1 + T / factor, N, D).

@@ -74,15 +74,39 @@ def test_fast_tubelet_model_equals_masked_reference_forward_and_gradients():
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_sti_source_semantics_ignore_the_target_and_target_semantics_see_the_source():
-    model = tiny()
+def _pairs(model, layout=None):
+    """encode_pair of (src, tgt), (src, other) and (other, tgt): what changes when one side changes."""
     src, tgt, other = pixels(2, 3, 32, 32, seed=1), pixels(2, 3, 32, 32, seed=2), pixels(2, 3, 32, 32, seed=3)
-    a = model.encode_pair(src, tgt)
-    b = model.encode_pair(src, other)  # same source, new target
-    c = model.encode_pair(other, tgt)  # new source, same target
-    assert a.z.shape == (2, 64, 2, 2, 2) and a.s.shape == (2, 2, 4, model.config.width)
-    torch.testing.assert_close(a.s[:, 0], b.s[:, 0], rtol=0, atol=0)
-    assert not torch.allclose(a.s[:, 1], c.s[:, 1])
+    kwargs = {} if layout is None else {"layout": layout}
+    return src, tgt, [model.encode_pair(a, b, **kwargs) for a, b in ((src, tgt), (src, other), (other, tgt))]
+
+
+# The model's own sem_attention must not leak into the pair: `full` would let the source see the target,
+# `none` would drop the interaction.
+@pytest.mark.parametrize("sem_attention", ["tubelet", "full", "none", "causal"])
+def test_sti_source_semantics_ignore_the_target_and_target_semantics_see_the_source(sem_attention):
+    model = tiny(sem_attention=sem_attention)
+    src, tgt, (a, b, c) = _pairs(model)
+    assert a.layout == "sti" and a.z.shape == (2, 64, 2, 2, 2) and a.s.shape == (2, 2, 4, model.config.width)
+    torch.testing.assert_close(a.s[:, 0], b.s[:, 0], rtol=0, atol=0)  # new target: the source's s is unchanged
+    assert (a.s[:, 1] - c.s[:, 1]).abs().amax() > 1e-3  # new source: the target's s changes
+    # The source's s is the source alone through the Sem-ViT; the target's is not the target alone.
+    source_alone, target_alone = (model.semantic(a.z[:, :, k : k + 1])[:, 0] for k in (0, 1))
+    torch.testing.assert_close(a.s[:, 0], source_alone, rtol=1e-5, atol=1e-5)
+    assert (a.s[:, 1] - target_alone).abs().amax() > 1e-3
     # The Gen-ViT encodes each image alone: the pair's latents are the images' latents.
     torch.testing.assert_close(a.z[:, :, 1], model.encode(tgt)[:, :, 0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(a.z[:, :, 1], c.z[:, :, 1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sem_attention", ["tubelet", "full"])
+def test_independent_pairs_have_no_attention_between_source_and_target(sem_attention):
+    model = tiny(sem_attention=sem_attention)
+    src, tgt, (a, b, c) = _pairs(model, "independent")
+    assert a.layout == "independent"
+    torch.testing.assert_close(a.s[:, 0], b.s[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(a.s[:, 1], c.s[:, 1], rtol=1e-5, atol=1e-6)  # a new source leaves the target alone
+    # Each step is its image's semantics on its own.
+    torch.testing.assert_close(a.s[:, 1], model.semantic(model.encode(tgt))[:, 0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        model.encode_pair(src, tgt, layout="tubelet")

@@ -15,6 +15,7 @@ from transformers import (
 )
 
 from hydra_x import HydraXTokenizer
+from hydra_x.tokenizer import tokenizer_config
 from tests.helpers import pixels
 
 TOWER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, patch_size=16)
@@ -78,17 +79,43 @@ def test_clips_still_work_after_the_siglip2_start(siglip2_folder):
     assert torch.equal(scale[1:], torch.zeros_like(scale[1:])) and torch.equal(scale[0], torch.ones_like(scale[0]))
 
 
-def test_siglip_v1_and_full_siglip2_checkpoints_load(tmp_path):
+@pytest.fixture(scope="module")
+def siglip_v1_folder(tmp_path_factory):
     torch.manual_seed(0)
-    v1 = SiglipVisionModel(SiglipVisionConfig(**TOWER, image_size=64)).eval()
-    v1.save_pretrained(tmp_path / "v1")
-    model = HydraXTokenizer.from_siglip2(tmp_path / "v1", preset="tiny", gen_depth=2).eval()
-    x = pixels(1, 3, 64, 64)
-    with torch.no_grad():
-        theirs = v1(pixel_values=x, output_hidden_states=True).hidden_states
-    for k, ours in enumerate(gen_vit_hidden_states(model, x)):
-        torch.testing.assert_close(ours, theirs[k], rtol=1e-5, atol=1e-5, msg=f"hidden state {k}")
+    model = SiglipVisionModel(SiglipVisionConfig(**TOWER, image_size=64)).eval()
+    folder = tmp_path_factory.mktemp("siglip_v1")
+    model.save_pretrained(folder)
+    return folder, model
 
+
+# v1 resizes its position embedding bicubically (SigLIP 2: bilinear, antialiased); the wrong one is off by ~1 at
+# hidden state 0. (48, 80) shrinks one axis and grows the other, where the two resizes differ most.
+@pytest.mark.parametrize("size", [(64, 64), (48, 80)])
+def test_gen_vit_hidden_states_equal_siglip_v1_hidden_states(siglip_v1_folder, size):
+    folder, reference = siglip_v1_folder
+    model = HydraXTokenizer.from_siglip2(folder, preset="tiny", gen_depth=3, fold_at=1).eval()
+    assert model.config.pos_interpolation == "bicubic"
+    x = pixels(2, 3, *size)
+    with torch.no_grad():
+        theirs = reference(pixel_values=x, interpolate_pos_encoding=True, output_hidden_states=True).hidden_states
+    ours = gen_vit_hidden_states(model, x)
+    assert len(ours) == model.config.gen_depth + 1
+    for k, (a, b) in enumerate(zip(ours, theirs)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=f"hidden state {k}")
+
+
+def test_a_config_that_resizes_positions_otherwise_than_the_tower_is_refused(siglip_v1_folder, siglip2_folder):
+    v1, _ = siglip_v1_folder
+    config = tokenizer_config("tiny", width=64, heads=4, mlp_dim=128, depth=4, abs_pos_grid=4)
+    with pytest.raises(ValueError, match="model.pos_interpolation=bicubic"):
+        HydraXTokenizer.from_siglip2(v1, config=config)
+    model = HydraXTokenizer.from_siglip2(v1, config=config.replace(pos_interpolation="bicubic"))
+    assert model.config.pos_interpolation == "bicubic"
+    v2, _ = siglip2_folder
+    assert HydraXTokenizer.from_siglip2(v2, config=config).config.pos_interpolation == "bilinear"
+
+
+def test_a_full_siglip2_checkpoint_loads(tmp_path):
     full = Siglip2Model(
         Siglip2Config(
             text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),

@@ -51,7 +51,9 @@ def test_a_few_dozen_steps_lower_the_reconstruction_loss(tmp_path, source):
     cfg.optim.lr = 3e-3
     train(cfg)
     l1 = list(losses(tmp_path, "loss/l1").values())
-    assert len(l1) == 60 and sum(l1[-10:]) < 0.9 * sum(l1[:10])
+    # The folds start as the identity on the last frame of each group (a plain ViT on images), so the first
+    # losses are already lower than with random folds, and the gain over 60 steps smaller (0.91-0.94).
+    assert len(l1) == 60 and sum(l1[-10:]) < 0.96 * sum(l1[:10]), l1
     # On fixed batches of the data (posterior mean, so no sampling noise): the trained weights (the
     # export, raw weights with the EMA off) reconstruct them clearly better than the initial weights.
     batches = [b.pixels for _, b in zip(range(3), TokenizerDataLoader(cfg.data))]
@@ -59,7 +61,7 @@ def test_a_few_dozen_steps_lower_the_reconstruction_loss(tmp_path, source):
     trained = HydraXTokenizer.from_pretrained(tmp_path / "export")
     with torch.no_grad():
         before, after = (sum(F.l1_loss(m(x).x_rec, x).item() for x in batches) for m in (initial, trained))
-    assert after < 0.93 * before, (before, after)
+    assert after < 0.97 * before, (before, after)  # 0.74 (images), 0.95 (clips) here
 
 
 def test_resume_follows_the_uninterrupted_loss_curve(tmp_path):
