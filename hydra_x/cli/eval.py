@@ -34,6 +34,17 @@ PROTOCOL_HELP = (
 )
 
 
+def _diffusers_source(args: argparse.Namespace) -> str | None:
+    """The peer of ``--model diffusers:SOURCE`` (None: HYDRA-X from --ckpt / --preset)."""
+    if not args.model:
+        return None
+    if not args.model.startswith(DIFFUSERS_PREFIX) or len(args.model) == len(DIFFUSERS_PREFIX):
+        raise CliError(f"--model takes diffusers:<repo id or folder>, got {args.model!r}")
+    if args.ckpt or args.preset:
+        raise CliError("give either --model diffusers:... or --ckpt / --preset (HYDRA-X), not both")
+    return args.model[len(DIFFUSERS_PREFIX) :]
+
+
 def _recon(args: argparse.Namespace) -> int:
     import torch
 
@@ -57,13 +68,7 @@ def _recon(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise CliError(str(err)) from err
-    diffusers_source = None
-    if args.model:
-        if not args.model.startswith(DIFFUSERS_PREFIX) or len(args.model) == len(DIFFUSERS_PREFIX):
-            raise CliError(f"--model takes diffusers:<repo id or folder>, got {args.model!r}")
-        if args.ckpt or args.preset:
-            raise CliError("give either --model diffusers:... or --ckpt / --preset (HYDRA-X), not both")
-        diffusers_source = args.model[len(DIFFUSERS_PREFIX) :]
+    diffusers_source = _diffusers_source(args)
     source = None if diffusers_source else resolve_source(args.ckpt, args.preset, args.seed, "tiny")
     weights = args.fid_weights if protocol.media == "image" else args.fvd_weights
     options = ReconOptions(
@@ -87,8 +92,10 @@ def _recon(args: argparse.Namespace) -> int:
                 model = load_diffusers(diffusers_source, device, dtype, subfolder=args.subfolder)
             else:
                 if source.checkpoint is None:
-                    warn(f"no trained weights given (--ckpt); evaluating a randomly initialised '{source.preset}' "
-                         f"tokenizer (seed {source.seed})")
+                    warn(
+                        f"no trained weights given (--ckpt); evaluating a randomly initialised '{source.preset}' "
+                        f"tokenizer (seed {source.seed})"
+                    )
                 model = load_hydra_x(source, device, dtype, decode_steps=args.decode_steps)
             if args.name:
                 model.name = args.name

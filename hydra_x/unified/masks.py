@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from hydra_x.unified.sequence import PackedBatch
+from hydra_x.unified.packing import PackedBatch
 
 VideoAttention = Literal["bidirectional", "causal"]
 

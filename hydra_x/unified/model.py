@@ -28,7 +28,8 @@ from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.unified.config import UnifiedConfig, unified_config
 from hydra_x.unified.heads import FlowHead, Projector
 from hydra_x.unified.masks import additive_mask, attention_mask
-from hydra_x.unified.sequence import IGNORE, PackedBatch, VisualTokenIds
+from hydra_x.unified.packing import PackedBatch
+from hydra_x.unified.sequence import IGNORE, VisualTokenIds
 
 MODEL_TYPE = "hydra-x"
 HEADS_FILE = "heads.safetensors"

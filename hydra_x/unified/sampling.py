@@ -23,14 +23,8 @@ from einops import rearrange
 from hydra_x.errors import InputError
 from hydra_x.nn.flow import guided, resolution_shift, sample
 from hydra_x.unified.masks import additive_mask, attention_mask, query_mask, query_position_ids
-from hydra_x.unified.sequence import (
-    PackedBatch,
-    SampleSequence,
-    VisualSpec,
-    build_sequence,
-    generation_sample,
-    pad_to_batch,
-)
+from hydra_x.unified.packing import PackedBatch, pad_to_batch
+from hydra_x.unified.sequence import SampleSequence, VisualSpec, build_sequence, generation_sample
 
 
 @cache
@@ -101,59 +95,31 @@ def generate_latents(
     prompt, flow head) is captured once as a CUDA graph and replayed, which removes the per-kernel launch cost
     that bounds a plain loop of small steps."""
     spec, grid = visual_spec(model, kind, height, width, frames)
-    tok = model.text_tokenizer
     guide = guidance != 1.0
     captions = list(prompts) + ([""] * len(prompts) if guide else [])
-    full = [generation_sample(tok, spec, c) for c in captions]
-    begin = [s.blocks[0].start for s in full]
-    prompt_batch = pad_to_batch([s.prefix(b) for s, b in zip(full, begin)], tok.pad_token_id)
-    check_context(model, prompt_batch.input_ids.shape[1] + spec.length)
-    prompt_batch = prompt_batch.to(model.device)
+    llm_pass = (PromptCache if use_cache else PromptAgain)(model, spec, captions)
     cfg = model.config
-    if shift is None:
-        shift = (
-            resolution_shift(spec.length, cfg.time_shift_base_tokens, cfg.max_time_shift)
-            if cfg.time_shift_base_tokens
-            else 1.0
-        )
+    if shift is None and cfg.time_shift_base_tokens:
+        shift = resolution_shift(spec.length, cfg.time_shift_base_tokens, cfg.max_time_shift)
     b, c = len(prompts), cfg.latent_channels
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((b, c, spec.steps, *grid), generator=generator).to(model.device)
-    embed = model.llm.get_input_embeddings()
-    if use_cache:
-        from transformers import DynamicCache
-
-        kv = DynamicCache()
-        prefix_embeds = embed(prompt_batch.input_ids)
-        mask = additive_mask(attention_mask(prompt_batch, cfg.video_attention), prefix_embeds.dtype)
-        _decoder_call(model, prefix_embeds, mask, prompt_batch.position_ids, kv)
-        q_mask = additive_mask(
-            query_mask(prompt_batch.valid, spec.steps, spec.tokens_per_step, cfg.video_attention), prefix_embeds.dtype
-        )
-        q_pos = query_position_ids(prompt_batch.valid, spec.length)
-    else:
-        block_batch = pad_to_batch([s.prefix(s.blocks[0].end) for s in full], tok.pad_token_id).to(model.device)
-        rows, cols = block_batch.visual_index()
-    calls = {"n": 0}
+    noise = torch.randn((b, c, spec.steps, *grid), generator=torch.Generator().manual_seed(seed)).to(model.device)
 
     def field(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         """Velocity (B', C, S, h, w) of both halves (conditional, unconditional) at z_t ``zz``, times ``tt``."""
-        visual = model.visual_embeddings(zz.to(model.tokenizer._dtype()), tt)  # (B', S N, D)
-        if use_cache:
-            hidden = _decoder_call(model, visual, q_mask, q_pos, kv)  # (B', S N, D)
-            kv.crop(-spec.length)  # drop the block again (negative: what every transformers accepts)
-        else:
-            embeds = embed(block_batch.input_ids).index_put((rows, cols), visual.flatten(0, 1).to(model.dtype))
-            hidden = model.llm_hidden(block_batch, embeds)[rows, cols].view(visual.shape[0], spec.length, -1)
+        hidden = llm_pass(model.visual_embeddings(zz.to(model.tokenizer._dtype()), tt))  # (B', S N, D)
         tokens = rearrange(zz, "b c s h w -> b (s h w) c")
         v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), tt.repeat_interleave(spec.length))
         return rearrange(v.view(*tokens.shape), "b (s h w) c -> b c s h w", s=spec.steps, h=grid[0])
 
     if cuda_graph and use_cache and model.device.type == "cuda":
-        n = 2 * b if guide else b
+        # The tokenizer's value checks read tensors back to the host, which a graph capture cannot do; the
+        # latents here are the sampler's own.
+        model.tokenizer.validate_inputs = False
+        n = len(captions)
         field = graphed(
             field, torch.zeros((n, c, spec.steps, *grid), device=model.device), torch.zeros(n, device=model.device)
         )
+    calls = {"n": 0}
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         zz, tt = (torch.cat([x, x]), torch.cat([t, t])) if guide else (x, t)
@@ -163,7 +129,51 @@ def generate_latents(
             progress(calls["n"])
         return guided(v[:b], v[b:], guidance) if guide else v
 
-    return sample(velocity, noise, steps, sampler, shift)
+    return sample(velocity, noise, steps, sampler, shift or 1.0)
+
+
+class PromptCache:
+    """The LLM pass of one sampling step with the prompts KV-cached: the prompts (each up to its block's BEGIN,
+    left-padded into one batch) run once; a call runs the visual block against the cache and crops it back."""
+
+    def __init__(self, model, spec: VisualSpec, captions: list[str]) -> None:
+        from transformers import DynamicCache
+
+        tok, cfg = model.text_tokenizer, model.config
+        full = [generation_sample(tok, spec, c) for c in captions]
+        prompts = pad_to_batch([s.prefix(s.blocks[0].start) for s in full], tok.pad_token_id)
+        check_context(model, prompts.input_ids.shape[1] + spec.length)
+        prompts = prompts.to(model.device)
+        self.model, self.length, self.kv = model, spec.length, DynamicCache()
+        embeds = model.llm.get_input_embeddings()(prompts.input_ids)
+        mask = additive_mask(attention_mask(prompts, cfg.video_attention), embeds.dtype)
+        _decoder_call(model, embeds, mask, prompts.position_ids, self.kv)
+        q_mask = query_mask(prompts.valid, spec.steps, spec.tokens_per_step, cfg.video_attention)
+        self.mask = additive_mask(q_mask, embeds.dtype)
+        self.positions = query_position_ids(prompts.valid, spec.length)
+
+    def __call__(self, visual: torch.Tensor) -> torch.Tensor:
+        hidden = _decoder_call(self.model, visual, self.mask, self.positions, self.kv)  # (B', S N, D)
+        self.kv.crop(-self.length)  # drop the block again (negative: what every transformers accepts)
+        return hidden
+
+
+class PromptAgain:
+    """The reference LLM pass: the whole sequence, prompt and visual block, at every step."""
+
+    def __init__(self, model, spec: VisualSpec, captions: list[str]) -> None:
+        tok = model.text_tokenizer
+        full = [generation_sample(tok, spec, c) for c in captions]
+        batch = pad_to_batch([s.prefix(s.blocks[0].end) for s in full], tok.pad_token_id)
+        check_context(model, batch.input_ids.shape[1])
+        self.model, self.length, self.batch = model, spec.length, batch.to(model.device)
+        self.rows, self.cols = self.batch.visual_index()
+
+    def __call__(self, visual: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        embeds = model.llm.get_input_embeddings()(self.batch.input_ids)
+        embeds = embeds.index_put((self.rows, self.cols), visual.flatten(0, 1).to(embeds.dtype))
+        return model.llm_hidden(self.batch, embeds)[self.rows, self.cols].view(visual.shape[0], self.length, -1)
 
 
 def graphed(fn: Callable, *example: torch.Tensor) -> Callable:

@@ -16,7 +16,8 @@ from hydra_x.unified.masks import (
     query_mask,
     query_position_ids,
 )
-from hydra_x.unified.sequence import PackedBatch, VisualSpec, build_sequence, generation_sample, pack, pad_to_batch
+from hydra_x.unified.packing import PackedBatch, pack, pad_to_batch
+from hydra_x.unified.sequence import VisualSpec, build_sequence, generation_sample
 from tests.unified.fixtures import tiny_llama, tiny_tokenizer
 
 MODES = ("bidirectional", "causal")

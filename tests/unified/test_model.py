@@ -8,8 +8,9 @@ import torch
 
 from hydra_x.errors import InputError
 from hydra_x.unified.model import HydraX, VisualInputs
+from hydra_x.unified.packing import pack
 from hydra_x.unified.sampling import generate_latents
-from hydra_x.unified.sequence import VisualSpec, generation_sample, pack, understanding_sample
+from hydra_x.unified.sequence import VisualSpec, generation_sample, understanding_sample
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hydra_x.unified.packing import pack, pad_to_batch
 from hydra_x.unified.sequence import (
     BEGIN_IMAGE,
     END_IMAGE,
@@ -13,8 +14,6 @@ from hydra_x.unified.sequence import (
     VisualTokenIds,
     build_sequence,
     generation_sample,
-    pack,
-    pad_to_batch,
     understanding_sample,
 )
 from tests.unified.fixtures import CHATML, DEFAULT_SYSTEM, LLAMA3, tiny_tokenizer

@@ -13,7 +13,8 @@ from hydra_x.data.examples import Example
 from hydra_x.nn.flow import resolution_shift, shift_time
 from hydra_x.train.seeding import sample_generator, sample_key
 from hydra_x.unified.model import VisualInputs
-from hydra_x.unified.sequence import PackedBatch, VisualSpec, build_sequence, pack
+from hydra_x.unified.packing import PackedBatch, pack
+from hydra_x.unified.sequence import VisualSpec, build_sequence
 
 DROPOUT_STREAM, TIME_STREAM, NOISE_STREAM = 11, 12, 13
 PLACEHOLDER_TEXT = ("<image>", "<video>")

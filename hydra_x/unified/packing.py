@@ -1,0 +1,137 @@
+"""Samples laid in rows: first-fit packing for training, one padded sample per row for inference.
+
+Positions restart at 0 for each sample, so a packed sample sees the same positions as alone; targets are the
+samples' own (shifted per sample), so packing never makes one sample predict another's tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+
+from hydra_x.unified.sequence import IGNORE, SampleSequence, VisualKind, VisualRole
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one visual block landed in a batch: ``row``, positions ``start .. start + steps * tokens_per_step``."""
+
+    row: int
+    start: int
+    steps: int
+    tokens_per_step: int
+    kind: VisualKind
+    role: VisualRole
+    sample: int  # index into the list given to pack / pad_to_batch
+    block: int  # index of the block inside its sample
+
+    @property
+    def length(self) -> int:
+        return self.steps * self.tokens_per_step
+
+
+@dataclass
+class PackedBatch:
+    """Samples laid in rows. Placements are sorted by (row, start), which is also sample order within a row."""
+
+    input_ids: torch.Tensor  # (B, L)
+    targets: torch.Tensor  # (B, L), IGNORE on pads
+    position_ids: torch.Tensor  # (B, L), from 0 in each sample; 0 on pads
+    sample: torch.Tensor  # (B, L), index of the sample, -1 on pads
+    block: torch.Tensor  # (B, L), block index inside the sample, -1 for text and pads
+    step: torch.Tensor  # (B, L), latent step, -1 for text and pads
+    placements: list[Placement]
+    rows: list[list[int]]  # sample indices in each row, in position order
+    offsets: list[tuple[int, int, int]]  # per sample: (row, start, length)
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return self.sample >= 0  # (B, L)
+
+    def visual_index(self, placements: list[Placement] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, columns) of the visual positions of ``placements`` (default: all), concatenated in their order,
+        so ``embeds[rows, cols] = torch.cat(block_embeds)`` scatters blocks in and ``hidden[rows, cols]`` gathers."""
+        placements = self.placements if placements is None else placements
+        device = self.input_ids.device
+        if not placements:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return empty, empty
+        rows = torch.cat([torch.full((p.length,), p.row, dtype=torch.long, device=device) for p in placements])
+        cols = torch.cat([torch.arange(p.start, p.start + p.length, device=device) for p in placements])
+        return rows, cols
+
+    def to(self, device: torch.device | str) -> PackedBatch:
+        names = ("input_ids", "targets", "position_ids", "sample", "block", "step")
+        return replace(self, **{n: getattr(self, n).to(device) for n in names})
+
+
+def _lay_out(
+    samples: list[SampleSequence], rows: list[list[int]], length: int, pad_id: int, left: bool = False
+) -> PackedBatch:
+    b = len(rows)
+    input_ids = torch.full((b, length), pad_id, dtype=torch.long)
+    targets = torch.full((b, length), IGNORE, dtype=torch.long)
+    position_ids = torch.zeros(b, length, dtype=torch.long)
+    sample, block, step = (torch.full((b, length), -1, dtype=torch.long) for _ in range(3))
+    placements: list[Placement] = []
+    offsets: list[tuple[int, int, int]] = [(-1, -1, 0)] * len(samples)
+    for r, members in enumerate(rows):
+        used = sum(len(samples[k]) for k in members)
+        at = length - used if left else 0
+        for k in members:
+            s = samples[k]
+            n = len(s)
+            input_ids[r, at : at + n] = s.input_ids
+            targets[r, at : at + n] = s.targets
+            position_ids[r, at : at + n] = torch.arange(n)
+            sample[r, at : at + n] = k
+            block[r, at : at + n] = s.block
+            step[r, at : at + n] = s.step
+            placements += [
+                Placement(
+                    r, at + blk.start, blk.spec.steps, blk.spec.tokens_per_step, blk.spec.kind, blk.spec.role, k, j
+                )
+                for j, blk in enumerate(s.blocks)
+            ]
+            offsets[k] = (r, at, n)
+            at += n
+    return PackedBatch(input_ids, targets, position_ids, sample, block, step, placements, rows, offsets)
+
+
+def pack(samples: list[SampleSequence], max_length: int, pad_id: int) -> PackedBatch:
+    """First-fit packing, in the given order, into rows of ``max_length`` (every row padded to it: static shapes)."""
+    if not samples:
+        raise ValueError("pack needs at least one sample")
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for k, s in enumerate(samples):
+        n = len(s)
+        if n > max_length:
+            raise ValueError(f"sample {k} has {n} tokens, longer than the context of {max_length}")
+        r = next((i for i, free in enumerate(room) if free >= n), None)
+        if r is None:
+            rows.append([])
+            room.append(max_length)
+            r = len(rows) - 1
+        rows[r].append(k)
+        room[r] -= n
+    return _lay_out(samples, rows, max_length, pad_id)
+
+
+def pad_to_batch(
+    samples: list[SampleSequence], pad_id: int, *, side: Literal["left", "right"] = "left", length: int | None = None
+) -> PackedBatch:
+    """One sample per row, padded to the longest (or ``length``). Left padding (the default, for inference) ends
+    every prompt in the last column, so tokens generated next are appended to all rows at once."""
+    if not samples:
+        raise ValueError("pad_to_batch needs at least one sample")
+    longest = max(len(s) for s in samples)
+    length = longest if length is None else length
+    if longest > length:
+        k = max(range(len(samples)), key=lambda i: len(samples[i]))
+        raise ValueError(f"sample {k} has {longest} tokens, longer than the context of {length}")
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', not {side!r}")
+    return _lay_out(samples, [[k] for k in range(len(samples))], length, pad_id, left=side == "left")
