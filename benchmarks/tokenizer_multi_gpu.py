@@ -74,14 +74,16 @@ def tiny_args(
     ]
 
 
-def run_training(args: list[str], processes: int, timeout: float = 600) -> None:
-    """``python -m hydra_x.train.tokenizer ARGS`` in one process, or under torchrun with `processes`."""
+def run_training(
+    args: list[str], processes: int, timeout: float = 600, module: str = "hydra_x.train.tokenizer"
+) -> None:
+    """``python -m MODULE ARGS`` in one process, or under torchrun with `processes`."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if processes == 1:
-        cmd = [sys.executable, "-m", "hydra_x.train.tokenizer", *args]
+        cmd = [sys.executable, "-m", module, *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
-        cmd += ["-m", "hydra_x.train.tokenizer", *args]
+        cmd += ["-m", module, *args]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr[-4000:]}")

@@ -301,7 +301,24 @@ class HydraX(nn.Module):
             velocity = self.flow_head(hidden[rows, cols], z_t, t)
             flow_sum = (velocity.float() - target.float()).square().sum()
             elements = target.numel()
+        flow_sum = flow_sum + self._untouched(batch, hidden, bool(gen))
         return UnifiedOutput(text_sum, int(predicted.sum()), flow_sum, elements, velocity)
+
+    def _untouched(self, batch: PackedBatch, hidden: torch.Tensor, generated: bool) -> torch.Tensor:
+        """0 x the output of every part this batch did not run (no visual block: the Sem-ViT and projector; no
+        generated block: the time embedding and flow head), so that every parameter gets a gradient (zero) on
+        every process: FSDP2 reduces the gradients of what ran, and processes whose batches ran different
+        parts would otherwise reduce buffers of different sizes."""
+        out = hidden.new_zeros((), dtype=torch.float32)
+        c = self.config.latent_channels
+        if not batch.placements:
+            z = hidden.new_zeros((1, c, 1, 1, 1), dtype=self.tokenizer._dtype())
+            out = out + 0.0 * self.visual_embeddings(z).float().sum()
+        if not generated:
+            t = hidden.new_zeros(1, dtype=torch.float32)
+            v = self.flow_head(hidden[:1, 0], hidden.new_zeros((1, c)), t)
+            out = out + 0.0 * (v.float().sum() + self.time_embed(t).float().sum())
+        return out
 
     # ------------------------------------------------------------------ inference (hydra_x.unified.sampling)
 
