@@ -5,7 +5,7 @@
 
 Equality: the `tiny` recipe on the shapes world (examples of every task, mixed) with the same global batch,
 run once on 1 process (FSDP2 on a one-process group, so both runs share the mixed-precision policy), again on
-1 process (the noise floor), on N processes (FSDP2: the tokenizer's blocks and the LLM's layers sharded), and
+1 process (the noise floor), on N processes (FSDP2: each LLM layer a unit, the tokenizer in the root), and
 the N-process checkpoint of --resume-step resumed on 1 process. Each example's draws depend on its global
 index and the losses are means over every process's tokens, so the N-process step is the 1-process step.
 

@@ -1,7 +1,7 @@
 """The ``hydra-x`` command: a thin dispatcher over the library, one module per command family.
 
     hydra-x info | reconstruct | encode | decode ...    the tokenizer (hydra_x.cli.tokenizer)
-    hydra-x chat | generate | llm ...                   the unified model (hydra_x.cli.unified)
+    hydra-x chat | generate | edit | llm ...            the unified model (hydra_x.cli.unified)
     hydra-x eval recon | table ...                      evaluation (hydra_x.cli.eval; also under torchrun)
     hydra-x train tokenizer | unified ...               training (the family's own command line)
 

@@ -14,6 +14,7 @@ from hydra_x.config import config_from_dict, config_to_dict
 from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
 
 VIDEO_ATTENTION = ("bidirectional", "causal")
+EDIT_LAYOUTS = ("sti", "independent")
 
 
 @dataclass
@@ -29,6 +30,10 @@ class UnifiedConfig:
     # flow time, so each step may use every other, which is what keeps motion coherent across the clip) or
     # causal (step t sees steps <= t, for streaming or frame-by-frame extension). Images are always full.
     video_attention: str = "bidirectional"
+    # Editing (Source-Target Interaction): "sti" runs source and target through the Sem-ViT as one 2-step clip
+    # (the target's tokens see the source's); "independent" encodes each alone (the paper's ablation). In the
+    # LLM the source sits in the user's turn and the target in the assistant's, so the target sees it either way.
+    edit_layout: str = "sti"
     # Resolution-dependent time shift, training and sampling alike: sqrt(tokens / base), clamped to
     # [1, max_time_shift] (SD3's rule). 0 disables it.
     time_shift_base_tokens: int = 256
@@ -42,6 +47,8 @@ class UnifiedConfig:
             self.tokenizer = TokenizerConfig.from_dict(self.tokenizer)
         if self.video_attention not in VIDEO_ATTENTION:
             raise ValueError(f"video_attention must be one of {VIDEO_ATTENTION}, got {self.video_attention!r}")
+        if self.edit_layout not in EDIT_LAYOUTS:
+            raise ValueError(f"edit_layout must be one of {EDIT_LAYOUTS}, got {self.edit_layout!r}")
         if self.projector_depth < 1 or self.head_depth < 1:
             raise ValueError("projector_depth and head_depth must be at least 1")
         if self.time_dim < 2 or self.time_dim % 2:

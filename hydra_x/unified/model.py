@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,9 @@ class VisualInputs:
     z: list[torch.Tensor] | None = None
     t: torch.Tensor | None = None  # (G,) one time per generated block
     noise: list[torch.Tensor] | None = None  # G tensors shaped like their latents
+    # Editing pairs (source block, target block), placement indices: with the config's edit_layout "sti" the
+    # Sem-ViT runs each pair as one 2-step clip (Source-Target Interaction); "independent" runs them apart.
+    pairs: list[tuple[int, int]] = field(default_factory=list)
 
     def latents(self, model: HydraX) -> list[torch.Tensor]:
         if self.z is not None:
@@ -228,6 +231,17 @@ class HydraX(nn.Module):
             h = h + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
         return h
 
+    def pair_embeddings(
+        self, z_src: torch.Tensor, z_tgt: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source-Target Interaction: a clean source and a noisy target latent (B, C, 1, h, w) each through the
+        Sem-ViT as one 2-step clip under the tubelet mask, whatever the tokenizer's own mode: the target's tokens
+        see the source's, the source's see only themselves (so they equal the source's alone). Returns the LLM
+        embeddings (B, N, D) of the source, and of the target with the time embedding of ``t`` (B,)."""
+        s = self.tokenizer.semantic(torch.cat([z_src, z_tgt], dim=2), mode="tubelet")  # (B, 2, N, D_sem)
+        h = self.projector(s.to(self.dtype))  # (B, 2, N, D)
+        return h[:, 0], h[:, 1] + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
+
     @torch.no_grad()
     def encode_each(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
         """Clean latents (C, S, h, w) of several images / clips; those of one shape are encoded together."""
@@ -257,10 +271,14 @@ class HydraX(nn.Module):
                 t = visuals.t[k].to(z_in[i])
                 z_in[i] = (1 - t) * z0[i] + t * visuals.noise[k].to(z_in[i])
                 times[i] = visuals.t[k]
+        pieces: dict[int, torch.Tensor] = {}
+        paired: set[int] = set()
+        if visuals.pairs and self.config.edit_layout == "sti":
+            paired = self._embed_pairs(visuals.pairs, z_in, times, pieces)
         groups: dict[tuple, list[int]] = {}  # one Sem-ViT call per latent shape, clean and noisy apart
         for i, z in enumerate(z_in):
-            groups.setdefault((tuple(z.shape), i in times), []).append(i)
-        pieces: dict[int, torch.Tensor] = {}
+            if i not in paired:
+                groups.setdefault((tuple(z.shape), i in times), []).append(i)
         for (_, noisy), members in groups.items():
             z = torch.stack([z_in[i] for i in members]).to(self.device)
             t = torch.stack([times[i] for i in members]) if noisy else None
@@ -268,6 +286,24 @@ class HydraX(nn.Module):
             for j, i in enumerate(members):
                 pieces[i] = emb[j]
         return torch.cat([pieces[i] for i in range(len(z_in))]), z_in
+
+    def _embed_pairs(self, pairs, z_in: list[torch.Tensor], times: dict, pieces: dict) -> set[int]:
+        """Embed the editing pairs jointly (pairs of one latent shape together) into ``pieces``; returns the
+        placement indices they cover."""
+        groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+        for src, tgt in pairs:
+            if tgt not in times or src in times:
+                raise ValueError(
+                    f"an editing pair needs a clean source and a generated target, got blocks {src}, {tgt}"
+                )
+            groups.setdefault(tuple(z_in[src].shape), []).append((src, tgt))
+        for members in groups.values():
+            z_src = torch.stack([z_in[s] for s, _ in members]).to(self.device)
+            z_tgt = torch.stack([z_in[g] for _, g in members]).to(self.device)
+            src_emb, tgt_emb = self.pair_embeddings(z_src, z_tgt, torch.stack([times[g] for _, g in members]))
+            for j, (s, g) in enumerate(members):
+                pieces[s], pieces[g] = src_emb[j], tgt_emb[j]
+        return {i for pair in pairs for i in pair}
 
     # ------------------------------------------------------------------ forward
 
@@ -331,6 +367,11 @@ class HydraX(nn.Module):
         from hydra_x.unified.sampling import generate_image
 
         return generate_image(self, prompt, **kwargs)
+
+    def edit(self, image: torch.Tensor, instruction: str, **kwargs: Any) -> torch.Tensor:
+        from hydra_x.unified.sampling import edit
+
+        return edit(self, image, instruction, **kwargs)
 
     def generate_video(self, prompt: str, **kwargs: Any) -> torch.Tensor:
         from hydra_x.unified.sampling import generate_video

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cache
 
 import torch
@@ -71,6 +71,21 @@ def check_context(model, length: int) -> None:
 # ---------------------------------------------------------------------------- generation
 
 
+@dataclass
+class BlockSampling:
+    """How to sample: steps, guidance (1: no unconditional branch), Euler or Heun, time shift (None: the model's
+    resolution shift), seed, KV cache, CUDA graph, and a callback after each velocity evaluation."""
+
+    steps: int = 50
+    guidance: float = 4.0
+    sampler: str = "euler"
+    shift: float | None = None
+    seed: int = 0
+    use_cache: bool = True
+    cuda_graph: bool = False
+    progress: Callable[[int], None] | None = None
+
+
 @torch.no_grad()
 def generate_latents(
     model,
@@ -80,72 +95,109 @@ def generate_latents(
     height: int = 256,
     width: int = 256,
     frames: int | None = None,
-    steps: int = 50,
-    guidance: float = 4.0,
-    sampler: str = "euler",
-    shift: float | None = None,
-    seed: int = 0,
-    use_cache: bool = True,
-    cuda_graph: bool = False,
-    progress: Callable[[int], None] | None = None,
+    **options,
 ) -> torch.Tensor:
-    """Normalised latents (B, C, S, h, w) for ``prompts``. ``shift``: None for the model's resolution shift.
+    """Normalised latents (B, C, S, h, w) for ``prompts``; ``options`` are BlockSampling's fields.
 
     ``cuda_graph`` (CUDA, with the cache): one sampling step (Sem-ViT, projector, LLM against the cached
     prompt, flow head) is captured once as a CUDA graph and replayed, which removes the per-kernel launch cost
     that bounds a plain loop of small steps."""
+    how = BlockSampling(**options)
     spec, grid = visual_spec(model, kind, height, width, frames)
-    guide = guidance != 1.0
-    captions = list(prompts) + ([""] * len(prompts) if guide else [])
-    llm_pass = (PromptCache if use_cache else PromptAgain)(model, spec, captions)
+    captions = list(prompts) + ([""] * len(prompts) if how.guidance != 1.0 else [])
+    rows = [generation_sample(model.text_tokenizer, spec, c) for c in captions]
+    return sample_block(model, rows, 0, [[] for _ in rows], model.visual_embeddings, spec, grid, len(prompts), how)
+
+
+@torch.no_grad()
+def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[str], **options) -> torch.Tensor:
+    """Latents (B, C, 1, h, w) of ``images`` (3, H, W) edited as ``instructions`` say. The source sits in the
+    user's turn (clean, part of the cached prompt), the target is generated in the assistant's; with the model's
+    edit_layout "sti" the Sem-ViT sees them as one 2-step clip. The unconditional branch drops the instruction
+    and keeps the source."""
+    how = BlockSampling(**options)
+    height, width = images[0].shape[-2:]
+    if any(x.shape != images[0].shape or x.ndim != 3 for x in images):
+        raise InputError("edit takes images (3, H, W) of one size")
+    spec, grid = visual_spec(model, "image", height, width, None)
+    sources = [model.encode(x[None])[0] for x in images]  # (C, 1, h, w) each
+    texts = list(instructions) + ([""] * len(images) if how.guidance != 1.0 else [])
+    sources = sources + (sources if how.guidance != 1.0 else [])
+    source_spec = VisualSpec.image(spec.tokens_per_step)
+    rows = [
+        build_sequence(
+            model.text_tokenizer,
+            [{"role": "user", "content": f"<image>\n{text}".rstrip()}, {"role": "assistant", "content": "<image>"}],
+            [source_spec, spec],
+        )
+        for text in texts
+    ]
+    z_src = torch.stack(sources).to(model.device)  # (B', C, 1, h, w)
+    if model.config.edit_layout == "sti":
+        target = lambda zz, tt: model.pair_embeddings(z_src.to(zz.dtype), zz, tt)[1]  # noqa: E731
+    else:
+        target = model.visual_embeddings
+    return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how)
+
+
+def sample_block(
+    model, rows, block: int, prompt_latents, embed_target, spec: VisualSpec, grid, b: int, how: BlockSampling
+) -> torch.Tensor:
+    """Sample the ``block``-th visual block of ``rows`` (the conditional rows, then the unconditional ones if
+    guided), the blocks before it given by ``prompt_latents`` (per row, clean latents); ``embed_target(z_t, t)``
+    gives the block's LLM embeddings. Returns latents (b, C, S, h, w)."""
+    guide = how.guidance != 1.0
+    llm_pass = (PromptCache if how.use_cache else PromptAgain)(model, rows, block, prompt_latents)
     cfg = model.config
+    shift = how.shift
     if shift is None and cfg.time_shift_base_tokens:
         shift = resolution_shift(spec.length, cfg.time_shift_base_tokens, cfg.max_time_shift)
-    b, c = len(prompts), cfg.latent_channels
-    noise = torch.randn((b, c, spec.steps, *grid), generator=torch.Generator().manual_seed(seed)).to(model.device)
+    c = cfg.latent_channels
+    generator = torch.Generator().manual_seed(how.seed)
+    noise = torch.randn((b, c, spec.steps, *grid), generator=generator).to(model.device)
 
     def field(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         """Velocity (B', C, S, h, w) of both halves (conditional, unconditional) at z_t ``zz``, times ``tt``."""
-        hidden = llm_pass(model.visual_embeddings(zz.to(model.tokenizer._dtype()), tt))  # (B', S N, D)
+        hidden = llm_pass(embed_target(zz.to(model.tokenizer._dtype()), tt))  # (B', S N, D)
         tokens = rearrange(zz, "b c s h w -> b (s h w) c")
         v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), tt.repeat_interleave(spec.length))
         return rearrange(v.view(*tokens.shape), "b (s h w) c -> b c s h w", s=spec.steps, h=grid[0])
 
-    if cuda_graph and use_cache and model.device.type == "cuda":
+    if how.cuda_graph and how.use_cache and model.device.type == "cuda":
         # The tokenizer's value checks read tensors back to the host, which a graph capture cannot do; the
         # latents here are the sampler's own.
         model.tokenizer.validate_inputs = False
-        n = len(captions)
-        field = graphed(
-            field, torch.zeros((n, c, spec.steps, *grid), device=model.device), torch.zeros(n, device=model.device)
-        )
+        n = len(rows)
+        zeros = torch.zeros((n, c, spec.steps, *grid), device=model.device)
+        field = graphed(field, zeros, torch.zeros(n, device=model.device))
     calls = {"n": 0}
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         zz, tt = (torch.cat([x, x]), torch.cat([t, t])) if guide else (x, t)
         v = field(zz, tt)
         calls["n"] += 1
-        if progress is not None:
-            progress(calls["n"])
-        return guided(v[:b], v[b:], guidance) if guide else v
+        if how.progress is not None:
+            how.progress(calls["n"])
+        return guided(v[:b], v[b:], how.guidance) if guide else v
 
-    return sample(velocity, noise, steps, sampler, shift or 1.0)
+    return sample(velocity, noise, how.steps, how.sampler, shift or 1.0)
 
 
 class PromptCache:
-    """The LLM pass of one sampling step with the prompts KV-cached: the prompts (each up to its block's BEGIN,
-    left-padded into one batch) run once; a call runs the visual block against the cache and crops it back."""
+    """The LLM pass of one sampling step with the prompts KV-cached: the rows up to the sampled block's BEGIN
+    (left-padded into one batch, earlier visual blocks embedded from their latents) run once; a call runs the
+    block's visual tokens against the cache and crops it back."""
 
-    def __init__(self, model, spec: VisualSpec, captions: list[str]) -> None:
+    def __init__(self, model, rows: list[SampleSequence], block: int, prompt_latents) -> None:
         from transformers import DynamicCache
 
         tok, cfg = model.text_tokenizer, model.config
-        full = [generation_sample(tok, spec, c) for c in captions]
-        prompts = pad_to_batch([s.prefix(s.blocks[0].start) for s in full], tok.pad_token_id)
+        spec = rows[0].blocks[block].spec
+        prompts = pad_to_batch([s.prefix(s.blocks[block].start) for s in rows], tok.pad_token_id)
         check_context(model, prompts.input_ids.shape[1] + spec.length)
         prompts = prompts.to(model.device)
         self.model, self.length, self.kv = model, spec.length, DynamicCache()
-        embeds = model.llm.get_input_embeddings()(prompts.input_ids)
+        embeds = prompt_embeds(model, prompts, prompt_latents)
         mask = additive_mask(attention_mask(prompts, cfg.video_attention), embeds.dtype)
         _decoder_call(model, embeds, mask, prompts.position_ids, self.kv)
         q_mask = query_mask(prompts.valid, spec.steps, spec.tokens_per_step, cfg.video_attention)
@@ -161,17 +213,18 @@ class PromptCache:
 class PromptAgain:
     """The reference LLM pass: the whole sequence, prompt and visual block, at every step."""
 
-    def __init__(self, model, spec: VisualSpec, captions: list[str]) -> None:
+    def __init__(self, model, rows: list[SampleSequence], block: int, prompt_latents) -> None:
         tok = model.text_tokenizer
-        full = [generation_sample(tok, spec, c) for c in captions]
-        batch = pad_to_batch([s.prefix(s.blocks[0].end) for s in full], tok.pad_token_id)
+        batch = pad_to_batch([s.prefix(s.blocks[block].end) for s in rows], tok.pad_token_id)
         check_context(model, batch.input_ids.shape[1])
-        self.model, self.length, self.batch = model, spec.length, batch.to(model.device)
-        self.rows, self.cols = self.batch.visual_index()
+        self.model, self.batch, self.latents = model, batch.to(model.device), prompt_latents
+        self.length = rows[0].blocks[block].spec.length
+        target = [p for p in self.batch.placements if p.block == block]
+        self.rows, self.cols = self.batch.visual_index(target)
 
     def __call__(self, visual: torch.Tensor) -> torch.Tensor:
         model = self.model
-        embeds = model.llm.get_input_embeddings()(self.batch.input_ids)
+        embeds = prompt_embeds(model, self.batch, self.latents, skip_block=True)
         embeds = embeds.index_put((self.rows, self.cols), visual.flatten(0, 1).to(embeds.dtype))
         return model.llm_hidden(self.batch, embeds)[self.rows, self.cols].view(visual.shape[0], self.length, -1)
 
@@ -221,6 +274,15 @@ def generate_video(model, prompt: str, *, frames: int = 17, height: int = 256, w
     return render(model, z, seed=kwargs.get("seed", 0))[0]
 
 
+def edit(model, image: torch.Tensor, instruction: str, **kwargs) -> torch.Tensor:
+    """An image (3, H, W) in [-1, 1] edited as ``instruction`` says: (3, H, W) in [-1, 1]. Options as
+    ``edit_latents`` (steps, guidance, sampler, shift, seed)."""
+    if image.ndim != 3:
+        raise InputError(f"edit takes an image (3, H, W); got {tuple(image.shape)}")
+    z = edit_latents(model, [image], [instruction], **kwargs)
+    return render(model, z, seed=kwargs.get("seed", 0))[0]
+
+
 # ---------------------------------------------------------------------------- chat
 
 
@@ -267,10 +329,18 @@ def chat(
     return model.text_tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
-def _prompt_embeds(model, batch: PackedBatch, latents: list[torch.Tensor]) -> torch.Tensor:
+def prompt_embeds(model, batch: PackedBatch, latents, skip_block: bool = False) -> torch.Tensor:
+    """Input embeddings of ``batch``: its tokens', with each visual block's from its clean latent
+    (``latents[sample][block]``, (C, S, h, w)); ``skip_block``: blocks without a latent are left as tokens."""
     embeds = model.llm.get_input_embeddings()(batch.input_ids)
-    for placement, z in zip(batch.placements, latents):
+    for placement in batch.placements:
+        given = latents[placement.sample]
+        if placement.block >= len(given):
+            if skip_block:
+                continue
+            raise ValueError(f"no latent for visual block {placement.block} of sample {placement.sample}")
         rows, cols = batch.visual_index([placement])
+        z = given[placement.block]
         embeds = embeds.index_put((rows, cols), model.visual_embeddings(z[None])[0].to(embeds.dtype))
     return embeds
 
@@ -300,7 +370,7 @@ def decode_tokens(
 
         kv = DynamicCache()
         batch = pad_to_batch([seq], tok.pad_token_id).to(model.device)
-        embeds = _prompt_embeds(model, batch, latents)
+        embeds = prompt_embeds(model, batch, [latents])
         mask = additive_mask(attention_mask(batch, model.config.video_attention), embeds.dtype)
         hidden = _decoder_call(model, embeds, mask, batch.position_ids, kv)[:, -1]
         position = len(seq)
@@ -308,7 +378,7 @@ def decode_tokens(
         if not use_cache:  # the reference path: the whole sequence again for every token
             grown = _extended(seq, out)
             batch = pad_to_batch([grown], tok.pad_token_id).to(model.device)
-            hidden = model.llm_hidden(batch, _prompt_embeds(model, batch, latents))[:, -1]
+            hidden = model.llm_hidden(batch, prompt_embeds(model, batch, [latents]))[:, -1]
         token = _next_token(head(hidden)[0], top_p, temperature, generator)
         if token in stop:
             break

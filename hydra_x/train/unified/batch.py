@@ -85,7 +85,10 @@ def build_batch(
             t = shift_time(t, shift)
         times.append(t)
     t_all = torch.stack(times).to(device) if times else None
-    return packed, VisualInputs(pixels=pixels, t=t_all, noise=noises or None), dropped
+    # Editing pairs (source, target) by placement index, for the Sem-ViT's Source-Target Interaction.
+    where = {(p.sample, p.block): i for i, p in enumerate(packed.placements)}
+    pairs = [(where[(i, 0)], where[(i, 1)]) for i, ex in enumerate(examples) if ex.task == "edit"]
+    return packed, VisualInputs(pixels=pixels, t=t_all, noise=noises or None, pairs=pairs), dropped
 
 
 def tokens_of(packed: PackedBatch) -> int:

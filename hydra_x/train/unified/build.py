@@ -61,15 +61,15 @@ def build_model(cfg: UnifiedTrainConfig) -> HydraX:
 
 
 def model_blocks(model: HydraX) -> list[nn.ModuleList]:
-    """The ModuleLists of transformer blocks: the tokenizer's and the LLM's decoder layers."""
-    tok = model.tokenizer
-    lists = [tok.gen_vit.blocks, tok.sem_vit.blocks, tok.decoder.blocks]
-    if tok.decompressor is not None:
-        lists.append(tok.decompressor.blocks)
+    """The ModuleLists of blocks that become FSDP2 units: the LLM's decoder layers.
+
+    The tokenizer stays in the root unit, gathered once per step: its encoder and Sem-ViT run once per latent
+    shape in the batch (images, clips, editing pairs, clean or noisy), which differs between processes, and
+    as units of their own each call would be an all-gather that the other processes do not make."""
     layers = getattr(model.llm.get_decoder(), "layers", None)
     if not isinstance(layers, nn.ModuleList):
         raise ValueError(f"{type(model.llm).__name__}: no decoder .layers ModuleList to shard")
-    return [*lists, layers]
+    return [layers]
 
 
 def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:

@@ -22,8 +22,9 @@ from hydra_x.train.unified.stages import STAGES
 from hydra_x.unified.config import unified_config
 
 SHAPES = (UnifiedSource("shapes"),)
-# Every task of the shapes world but editing (which joins with the editing work), for the small recipes.
+# Every task of the shapes world, for the small recipes.
 ALL_TASKS = {
+    "edit": 1.0,
     "image_caption": 1.0,
     "image_gen": 2.0,
     "image_sft": 1.0,

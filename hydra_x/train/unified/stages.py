@@ -3,7 +3,7 @@ resolution, and the data ratio of each task (HYDRA-X's recipe).
 
 The paper's ratio columns are text : image caption : image gen : video caption : video SFT : image SFT : edit.
 Its "video caption" pairs are read both ways here, half as captioning (video_caption) and half as text-to-video
-(video_gen), since the model is trained and evaluated on both. Editing joins stage 3 with the editing data.
+(video_gen), since the model is trained and evaluated on both.
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ STAGES: dict[int, UnifiedStage] = {
         512,
         {"image_caption": 2.0, "image_gen": 6.0, "video_caption": 0.5, "video_gen": 0.5, "video_sft": 1.0},
     ),
-    # Instruction tuning (editing, ratio 3, joins with the editing data).
+    # Instruction tuning, editing included.
     3: UnifiedStage(
         "instruct",
         {"heads": 5e-5, "sem_vit": 2e-5, "llm": 2e-5},
         1024,
-        {"text": 1.0, "image_gen": 3.0, "video_caption": 1.5, "video_gen": 1.5, "image_sft": 1.0},
+        {"text": 1.0, "image_gen": 3.0, "video_caption": 1.5, "video_gen": 1.5, "image_sft": 1.0, "edit": 3.0},
     ),
 }
 

@@ -1,0 +1,100 @@
+"""Editing by Source-Target Interaction: what depends on what, sampling with and without the cache, a few steps
+of editing training, and hydra-x edit from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hydra_x.cli import main as hydra_main
+from hydra_x.data.media import write_image
+from hydra_x.unified.model import HydraX
+from hydra_x.unified.sampling import edit_latents
+
+
+@pytest.fixture(scope="module")
+def model() -> HydraX:
+    m = HydraX.from_preset("tiny", seed=0).eval()
+    with torch.no_grad():  # the flow head starts at zero: make it say something
+        for p in m.flow_head.parameters():
+            p.normal_(0, 0.05)
+    return m
+
+
+def latent(seed: int) -> torch.Tensor:
+    return torch.randn(1, 64, 1, 2, 2, generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_target_sees_the_source_and_the_source_never_sees_the_target(model):
+    t = torch.tensor([0.5])
+    src, other_src, tgt, other_tgt = latent(0), latent(1), latent(2), latent(3)
+    s, g = model.pair_embeddings(src, tgt, t)
+    s2, g2 = model.pair_embeddings(src, other_tgt, t)
+    torch.testing.assert_close(s, s2, rtol=0, atol=0)  # the source's tokens ignore the target
+    torch.testing.assert_close(s, model.visual_embeddings(src)[:, :4], rtol=1e-5, atol=1e-5)  # = the source alone
+    _, g3 = model.pair_embeddings(other_src, tgt, t)
+    assert not torch.allclose(g, g3)  # the target's tokens depend on the source
+    assert not torch.allclose(g, model.visual_embeddings(tgt, t))  # not the target alone (the independent layout)
+
+
+@pytest.mark.parametrize("layout", ["sti", "independent"])
+def test_the_layout_decides_whether_the_target_embedding_depends_on_the_source(layout):
+    from hydra_x.data.examples import Example, Visual
+    from hydra_x.train.unified.batch import build_batch
+    from hydra_x.train.unified.recipes import tiny
+
+    m = HydraX.from_preset("tiny", seed=0, edit_layout=layout).eval()
+    cfg = tiny()
+    cfg.loss.cond_dropout = 0.0
+    x = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(k)) * 2 - 1 for k in range(3)]
+    messages = [
+        {"role": "user", "content": "<image>\nMake the red circle blue."},
+        {"role": "assistant", "content": "<image>"},
+    ]
+
+    def target_embedding(source):
+        ex = Example("edit", messages, [Visual(source), Visual(x[2], "generate")], "k")
+        packed, visuals, _ = build_batch(m, [ex], cfg, 0, 0)
+        assert visuals.pairs == [(0, 1)]
+        emb, _ = m._embed_visuals(packed, visuals, visuals.latents(m))
+        return emb[4:]  # the target's 4 tokens after the source's
+
+    a, b = target_embedding(x[0]), target_embedding(x[1])
+    assert torch.allclose(a, b) == (layout == "independent")
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_cached_editing_equals_the_uncached_loop(model, guidance):
+    x = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    kwargs = dict(steps=3, guidance=guidance, seed=1)
+    cached = edit_latents(model, [x], ["make the red circle blue"], use_cache=True, **kwargs)
+    plain = edit_latents(model, [x], ["make the red circle blue"], use_cache=False, **kwargs)
+    assert cached.shape == (1, 64, 1, 2, 3)
+    torch.testing.assert_close(cached, plain, rtol=1e-5, atol=1e-5)
+    other = edit_latents(model, [x.flip(-1)], ["make the red circle blue"], **kwargs)
+    assert not torch.allclose(cached, other)  # the output depends on the source
+
+
+@pytest.mark.slow
+def test_a_few_dozen_editing_steps_lower_the_editing_loss_and_edit_runs_from_the_checkpoint(tmp_path, capsys):
+    from hydra_x.train.unified import train
+    from hydra_x.train.unified.recipes import tiny
+
+    cfg = tiny()
+    cfg.out_dir, cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every = str(tmp_path / "run"), 30, 1, 0, 100
+    cfg.data.image_size, cfg.data.examples_per_step, cfg.data.task_ratios = 32, 4, {"edit": 1.0}
+    cfg.model = cfg.model.replace(image_size=32)
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    flow = [r["loss/flow"] for r in rows if "loss/flow" in r]
+    assert len(flow) == 30 and sum(flow[-6:]) < 0.9 * sum(flow[:6]), flow
+    source = tmp_path / "source.png"
+    write_image(source, torch.rand(3, 32, 32) * 2 - 1)
+    out = tmp_path / "edited.png"
+    ckpt = str(tmp_path / "run" / "export")
+    args = ["edit", str(source), "make the red circle blue", "--ckpt", ckpt, "--out", str(out), "--steps", "2"]
+    assert hydra_main(args) == 0 and out.is_file()
+    assert "sti layout" in capsys.readouterr().out
+    assert hydra_main(["edit", str(tmp_path / "missing.png"), "x", "--ckpt", ckpt, "--out", str(out)]) == 2
