@@ -2,7 +2,7 @@
 
     hydra-x info | reconstruct | encode | decode ...    the tokenizer (hydra_x.cli.tokenizer)
     hydra-x chat | generate | edit | llm ...            the unified model (hydra_x.cli.unified)
-    hydra-x eval recon | table ...                      evaluation (hydra_x.cli.eval; also under torchrun)
+    hydra-x eval recon | table | shapes ...             evaluation (hydra_x.cli.eval; also under torchrun)
     hydra-x train tokenizer | unified ...               training (the family's own command line)
 
 Every command follows one error contract (hydra_x.cli.common): a problem the user can fix prints one line
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "eval",
         help="reconstruction metrics under a pinned protocol (PSNR, SSIM, LPIPS, rFID / rFVD), for HYDRA-X "
-        "and diffusers autoencoders; see 'hydra-x eval --help'",
+        "and diffusers autoencoders, and the shapes-world scores of a unified model (generation, understanding, "
+        "video, editing); see 'hydra-x eval --help'",
         add_help=False,
     )
     sub.add_parser(

@@ -1,8 +1,10 @@
-"""``hydra-x eval``: reconstruction metrics under a pinned protocol, and tables of several reports.
+"""``hydra-x eval``: reconstruction metrics under a pinned protocol, tables of several reports, and the
+shapes-world scorers of the unified model (generation, understanding, video, editing).
 
     hydra-x eval recon --ckpt DIR --data FOLDER|SHARDS|embedded --protocol image256 --out DIR
     hydra-x eval recon --model diffusers:REPO_OR_FOLDER --data ... --protocol video17x256 --out DIR
     hydra-x eval table a/report.json b/report.json [--out table.md]
+    hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --frames 17 --steps 20 --guidance 3 --limit N]
     torchrun --nproc_per_node N -m hydra_x.cli.eval recon ...     (samples split by index across ranks)
 
 Errors a user can fix print one line ``hydra-x eval: error: ...`` and exit with 2, as in hydra_x.cli.
@@ -15,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra_x.cli.common import CliError, Parser, run_guarded, warn
+from hydra_x.cli.common import CliError, Parser, note, run_guarded, warn
 from hydra_x.device import resolve_device
 from hydra_x.distributed import destroy_distributed, init_distributed
 from hydra_x.errors import InputError
@@ -136,8 +138,82 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shapes(args: argparse.Namespace) -> int:
+    from hydra_x.cli.unified import DEFAULT_PRESET, load_unified
+    from hydra_x.eval.prompts import prompt_set
+    from hydra_x.eval.shapes_report import build_report, summary_line, write_outputs
+    from hydra_x.eval.shapes_run import evaluate_shapes, model_info
+
+    for name in ("size", "steps", "limit", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.frames < 1:
+        raise CliError(f"--frames must be at least 1, got {args.frames}")
+    try:
+        items = prompt_set(args.prompt_set)
+    except ValueError as err:
+        raise CliError(str(err)) from err
+    args.seed = 0 if args.seed is None else args.seed
+    model = load_unified(args)  # --ckpt xor --preset; a random preset is warned about
+    result = evaluate_shapes(
+        model,
+        items,
+        size=args.size,
+        frames=args.frames,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        progress=note,
+    )
+    info = model_info(model, checkpoint=args.ckpt, preset=args.preset or DEFAULT_PRESET, seed=args.seed)
+    if args.name:
+        info["name"] = args.name
+    report = build_report(result, info, model.device)
+    paths = write_outputs(Path(args.out), report, result)
+    print(summary_line(report))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _add_shapes(sub) -> None:
+    p = sub.add_parser(
+        "shapes",
+        help="GenEval-style scores of a unified model on the shapes world's held-out prompt set",
+        description="Generate images for the versioned prompt set (held-out combinations of the shapes world; "
+        "GenEval's six categories), answer held-out questions, generate clips of moving objects (video models) "
+        "and edit images (models with an edit method), read every output back into objects and score it. "
+        "Writes OUT/report.json (every figure and item, the prompt-set version and digest, the model, the "
+        "settings), report.md and sample grids (generation.png, video.png, editing.png); prints one summary line.",
+    )
+    p.add_argument("--out", required=True, help="folder for report.json, report.md and the grids")
+    g = p.add_argument_group("model")
+    g.add_argument("--ckpt", metavar="DIR_OR_HUB_ID", help="HydraX weights: a save_pretrained folder or a Hub id")
+    g.add_argument("--preset", metavar="NAME", help="without --ckpt: a HydraX preset with random weights (tests)")
+    g.add_argument("--seed", type=int, help="sampling seed, and the seed of --preset's random weights (default 0)")
+    g.add_argument("--name", help="the model's name in the report")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    g.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto", help="auto: bf16 on cuda")
+    g = p.add_argument_group("sampling")
+    g.add_argument("--size", type=int, default=64, help="image side in pixels, a multiple of the patch (default 64)")
+    g.add_argument("--frames", type=int, default=17, help="frames per generated clip, 1 + 4k (default 17)")
+    g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
+    g = p.add_argument_group("prompt set")
+    g.add_argument("--prompt-set", default="shapes-v1", help="the prompt-set version (default shapes-v1)")
+    g.add_argument("--limit", type=int, help="at most N items per generation category, question kind and edit op")
+    p.set_defaults(func=_shapes)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Evaluate tokenizers: reconstruction metrics under a pinned protocol.")
+    parser = Parser(
+        prog=PROG,
+        description="Evaluate tokenizers (reconstruction metrics under a pinned protocol) and unified models "
+        "(shapes-world scorers).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
         "recon",
@@ -201,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reports", nargs="+", metavar="REPORT_JSON")
     p.add_argument("--out", help="also write the table to this file")
     p.set_defaults(func=_table)
+    _add_shapes(sub)
     return parser
 
 

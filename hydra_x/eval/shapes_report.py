@@ -1,0 +1,164 @@
+"""The outputs of ``hydra-x eval shapes``: report.json (every figure, per item, with the prompt-set version and
+digest, the model and the settings), report.md (tables rendered from it) and sample grids (PNG).
+
+Grids: ``generation.png`` one row per category, each cell the prompt's truth | the generated image;
+``video.png`` truth first | truth last | generated first | generated last frame; ``editing.png`` one row per
+op, source | output | truth. Every cell is labelled with its item id and "ok" / "x".
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from hydra_x.data.media import to_uint8
+from hydra_x.eval.report import device_info, strict_json, versions
+from hydra_x.eval.shapes_run import Picture, ShapesReport
+
+REPORT_FORMAT = "hydra-x-shapes-report"
+LABEL_PX = 14  # height of the text band above each cell
+GAP_PX = 4
+GRIDS = {"generation": "generation.png", "video": "video.png", "editing": "editing.png"}
+
+
+def build_report(result: ShapesReport, model: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """report.json's content: summaries first, then every item's score (what produced each figure)."""
+    summary = result.summary()
+    items = result.prompt_set
+    prompts = {i.id: i.prompt for i in items.generation}
+    generation = [{**asdict(s), "prompt": prompts[s.id]} for s in result.generation]
+    instructions = {i.id: i.sample.instruction for i in items.edits}
+    videos = {i.id: (i.prompt, i.direction) for i in items.videos}
+    return {
+        "format": REPORT_FORMAT,
+        "version": 1,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # the whole set's digest (what the version names); the counts are the items evaluated, after --limit
+        "prompt_set": {"version": items.version, "sha256": result.digest, "seed": items.seed, **items.counts()},
+        "model": model,
+        "settings": result.settings,
+        "summary": summary,
+        "items": {
+            "generation": generation,
+            "understanding": [asdict(r) for r in result.understanding],
+            "video": [{**asdict(s), "prompt": videos[s.id][0], "asked": videos[s.id][1]} for s in (result.video or [])],
+            "editing": [{**asdict(s), "instruction": instructions[s.id]} for s in (result.editing or [])],
+        },
+        "versions": versions(),
+        "device": device_info(device, 1),
+        "files": {"markdown": "report.md", "pictures": [GRIDS[k] for k, rows in result.pictures.items() if rows]},
+    }
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """One line: GenEval overall, understanding accuracy, video motion accuracy, editing success / consistency."""
+    s = report["summary"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    video = fmt(s["video"]["motion_accuracy"]) if s["video"]["available"] else "n/a"
+    e = s["editing"]
+    editing = "n/a"
+    if e["available"]:
+        psnr = "n/a" if e["psnr"] is None else f"{e['psnr']:.2f} dB"
+        editing = f"success {fmt(e['success'])}, PSNR {psnr}, SSIM {fmt(e['ssim'])} outside the edits"
+    return (
+        f"{report['model']['name']} on {report['prompt_set']['version']}: generation {fmt(s['generation']['overall'])} "
+        f"(GenEval overall), understanding {fmt(s['understanding']['accuracy'])}, video motion {video}, "
+        f"editing {editing}"
+    )
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s, p, cfg = report["summary"], report["prompt_set"], report["settings"]
+    g = s["generation"]
+    lines = [
+        f"# Shapes evaluation: {report['model']['name']}\n",
+        f"Prompt set `{p['version']}` (sha256 `{p['sha256'][:16]}`), held-out split. {cfg['size']} px, "
+        f"{cfg['steps']} steps, guidance {cfg['guidance']}, seed {cfg['seed']}"
+        + (f", at most {cfg['limit']} items per category" if cfg["limit"] else "")
+        + ". Figures in percent.\n",
+        "\n## Generation (GenEval categories)\n",
+        "\n| category | n | accuracy | strict (all colours) |\n|---|---:|---:|---:|",
+    ]
+    for name, c in g["categories"].items():
+        lines.append(f"| {name} | {c['n']} | {_pct(c['accuracy'])} | {_pct(c['strict_accuracy'])} |")
+    overall = f"{_pct(g['overall'])} | {_pct(g['strict_overall'])}"
+    lines.append(f"| **overall** (mean of categories) | {g['n']} | {overall} |")
+    u = s["understanding"]
+    lines += ["\n## Understanding (exact match)\n", "\n| kind | accuracy |\n|---|---:|"]
+    lines += [f"| {k} | {_pct(v)} |" for k, v in u["by_kind"].items()]
+    lines.append(f"| **all** ({u['n']}) | {_pct(u['accuracy'])} |")
+    v = s["video"]
+    lines.append("\n## Video\n")
+    if v["available"]:
+        lines.append(
+            f"\n{v['n']} clips of {cfg['frames']} frames: motion accuracy {_pct(v['motion_accuracy'])}, object in "
+            f"every frame {_pct(v['presence'])}.\n"
+        )
+    else:
+        lines.append(f"\nNot available: {v['reason']}.\n")
+    e = s["editing"]
+    lines.append("\n## Editing\n")
+    if e["available"]:
+        lines += ["\n| op | success |\n|---|---:|"] + [f"| {k} | {_pct(x)} |" for k, x in e["by_op"].items()]
+        psnr = "-" if e["psnr"] is None else f"{e['psnr']:.2f} dB"
+        ssim = "-" if e["ssim"] is None else f"{e['ssim']:.4f}"
+        lines.append(f"| **all** ({e['n']}) | {_pct(e['success'])} |")
+        lines.append(f"\nConsistency outside the edited regions: PSNR {psnr}, SSIM {ssim}.\n")
+    else:
+        lines.append(f"\n{e['reason']}.\n")
+    failed = [i for i in report["items"]["generation"] if not i["correct"]][:20]
+    if failed:
+        lines.append("\n## Failed generations (first 20)\n\n" + "".join(_failure(i) for i in failed))
+    v = report["versions"]
+    lines.append(f"\nhydra-x {v['hydra_x']}, torch {v['torch']}; {report['date']}\n")
+    return "\n".join(lines)
+
+
+def _failure(item: dict[str, Any]) -> str:
+    return f'- `{item["id"]}` "{item["prompt"]}": {item["reason"]}\n'
+
+
+def _grid(rows: list[list[Picture]]) -> np.ndarray:
+    """(H, W, 3) uint8: one row of cells per group, each cell its images side by side under its label."""
+    first = rows[0][0]
+    s_h, s_w = first.images[0].shape[-2:]
+    k = len(first.images)
+    cell_w, cell_h = k * s_w + (k - 1) * GAP_PX, s_h + LABEL_PX
+    cols = max(len(r) for r in rows)
+    canvas = np.zeros((len(rows) * (cell_h + GAP_PX), cols * (cell_w + GAP_PX), 3), dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, picture in enumerate(row):
+            top, left = r * (cell_h + GAP_PX), c * (cell_w + GAP_PX)
+            for j, image in enumerate(picture.images):
+                x0 = left + j * (s_w + GAP_PX)
+                canvas[top + LABEL_PX : top + cell_h, x0 : x0 + s_w] = to_uint8(image)
+    im = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(im)
+    for r, row in enumerate(rows):
+        for c, picture in enumerate(row):
+            draw.text((c * (cell_w + GAP_PX) + 1, r * (cell_h + GAP_PX) + 1), picture.label, fill=(255, 255, 255))
+    return np.asarray(im)
+
+
+def write_outputs(out: Path, report: dict[str, Any], result: ShapesReport) -> list[Path]:
+    """report.json, report.md and the grids into ``out``; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "report.json", out / "report.md"]
+    paths[0].write_text(json.dumps(strict_json(report), indent=2, allow_nan=False) + "\n")
+    paths[1].write_text(markdown(report))
+    for section, rows in result.pictures.items():
+        if rows:
+            Image.fromarray(_grid(rows)).save(out / GRIDS[section])
+            paths.append(out / GRIDS[section])
+    return paths

@@ -1,0 +1,234 @@
+"""Running a unified model over the shapes prompt set: generate, answer, animate and edit, then score.
+
+Images and clips are generated in batches of prompts (``hydra_x.unified.sampling.generate_latents`` + ``render``);
+the noise of a batch is drawn from ``seed + 1000 * section + first item`` (rows in order), so the items of a
+prefix of the set (``limit``) start from the same noise as in the whole set. Questions are asked one at a
+time with ``model.chat`` (greedy). Videos only for a model with ``config.video``; editing only for a model
+with an ``edit(image, instruction, *, steps, guidance, seed) -> (3, H, W)`` method, otherwise the report says
+why the section is not available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hydra_x.data.shapes import render_clip, render_image
+from hydra_x.eval.prompts import CATEGORIES, PromptSet
+from hydra_x.eval.shapes import (
+    EditScore,
+    GenerationScore,
+    VideoScore,
+    answer_correct,
+    edit_summary,
+    generation_summary,
+    score_edit,
+    score_generation,
+    score_video,
+    understanding_summary,
+    video_summary,
+)
+from hydra_x.unified.sampling import generate_latents, render, visual_spec
+
+PICTURES_PER_GROUP = 4  # items shown per category / op in the sample grids
+MAX_NEW_TOKENS = 16  # answers are one or two words
+SAMPLER = "euler"  # named, not left to the sampler's default, since the report records it
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One cell of a sample grid: images side by side under a label."""
+
+    label: str
+    images: tuple[torch.Tensor, ...]  # (3, H, W) each
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    id: str
+    kind: str
+    question: str
+    answer: str
+    reply: str
+    correct: bool
+
+
+@dataclass
+class ShapesReport:
+    """Every score of one run; ``None`` sections are not available, with the reason in ``*_reason``."""
+
+    prompt_set: PromptSet  # the items evaluated (after ``limit``)
+    digest: str  # of the whole set (``PromptSet.digest``), which ``limit`` cut
+    settings: dict[str, Any]
+    generation: list[GenerationScore]
+    understanding: list[AnswerRecord]
+    video: list[VideoScore] | None
+    video_reason: str | None
+    editing: list[EditScore] | None
+    editing_reason: str | None
+    pictures: dict[str, list[list[Picture]]] = field(default_factory=dict)  # section -> rows of cells
+
+    def summary(self) -> dict[str, Any]:
+        understanding = understanding_summary([(r.kind, r.correct) for r in self.understanding])
+        return {
+            "generation": {**generation_summary(self.generation), "n": len(self.generation)},
+            "understanding": {**understanding, "n": len(self.understanding)},
+            "video": _section(self.video, self.video_reason, video_summary),
+            "editing": _section(self.editing, self.editing_reason, edit_summary),
+        }
+
+
+def _section(scores: list | None, reason: str | None, summarise: Callable[[list], dict]) -> dict[str, Any]:
+    if scores is None:
+        return {"available": False, "reason": reason}
+    return {"available": True, **summarise(scores), "n": len(scores)}
+
+
+def evaluate_shapes(
+    model,
+    prompt_set: PromptSet,
+    *,
+    size: int = 64,
+    frames: int = 17,
+    steps: int = 20,
+    guidance: float = 3.0,
+    seed: int = 0,
+    limit: int | None = None,
+    batch_size: int = 16,
+    progress: Callable[[str], None] | None = None,
+) -> ShapesReport:
+    """Score ``model`` (a HydraX) on ``prompt_set`` (the first ``limit`` items of each category, kind and op) at
+    ``size`` x ``size`` pixels and ``frames`` frames. Sizes the model cannot take are InputErrors, raised
+    before any work."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    visual_spec(model, "image", size, size, None)
+    video = bool(model.config.video)
+    if video:
+        visual_spec(model, "video", size, size, frames)
+    items = prompt_set.limited(limit)
+    say = progress or (lambda message: None)
+    gen = dict(steps=steps, guidance=guidance)
+    settings = dict(size=size, frames=frames, **gen, seed=seed, limit=limit, batch_size=batch_size, sampler=SAMPLER)
+    settings["max_new_tokens"] = MAX_NEW_TOKENS
+    report = ShapesReport(items, prompt_set.digest(), settings, [], [], None, None, None, None, {})
+    say(f"generation: {len(items.generation)} prompts")
+    report.generation, report.pictures["generation"] = _generation(model, items, size, seed, batch_size, gen)
+    say(f"understanding: {len(items.questions)} questions")
+    report.understanding = _understanding(model, items, size)
+    if not video:
+        report.video_reason = "the model is image-only (config.video is False)"
+    else:
+        say(f"video: {len(items.videos)} prompts")
+        report.video, report.pictures["video"] = _videos(model, items, size, frames, seed, batch_size, gen)
+    edit = getattr(model, "edit", None)
+    if not callable(edit):
+        report.editing_reason = "not available: the model has no edit method"
+    else:
+        say(f"editing: {len(items.edits)} instructions")
+        report.editing, report.pictures["editing"] = _edits(edit, items, size, seed, gen)
+    return report
+
+
+def _batches(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _generation(model, items: PromptSet, size: int, seed: int, batch_size: int, gen: dict):
+    scores: list[GenerationScore] = []
+    rows: list[list[Picture]] = []
+    for section, category in enumerate(CATEGORIES):
+        mine = [i for i in items.generation if i.category == category]
+        row: list[Picture] = []
+        for batch in _batches(len(mine), batch_size):
+            s = seed + 1000 * section + batch.start
+            prompts = [mine[j].prompt for j in batch]
+            z = generate_latents(model, prompts, "image", height=size, width=size, seed=s, sampler=SAMPLER, **gen)
+            for j, image in zip(batch, render(model, z, seed=s)):
+                score = score_generation(mine[j], image)
+                scores.append(score)
+                if len(row) < PICTURES_PER_GROUP:
+                    truth = render_image(mine[j].scene, size, size)
+                    row.append(Picture(f"{score.id} {_mark(score.correct)}", (truth, image)))
+        if row:
+            rows.append(row)
+    return scores, rows
+
+
+def _understanding(model, items: PromptSet, size: int) -> list[AnswerRecord]:
+    records = []
+    for item in items.questions:
+        image = render_image(item.scene, size, size)
+        reply = model.chat(item.question.text, image=image, max_new_tokens=MAX_NEW_TOKENS)
+        q = item.question
+        records.append(AnswerRecord(item.id, item.kind, q.text, q.answer, reply, answer_correct(reply, q.answer)))
+    return records
+
+
+def _videos(model, items: PromptSet, size: int, frames: int, seed: int, batch_size: int, gen: dict):
+    scores: list[VideoScore] = []
+    row: list[Picture] = []
+    section = len(CATEGORIES)
+    videos = items.videos
+    for batch in _batches(len(videos), batch_size):
+        s = seed + 1000 * section + batch.start
+        prompts = [videos[j].prompt for j in batch]
+        z = generate_latents(
+            model, prompts, "video", height=size, width=size, frames=frames, seed=s, sampler=SAMPLER, **gen
+        )
+        for j, clip in zip(batch, render(model, z, seed=s)):  # (3, F, H, W) each
+            score = score_video(videos[j], clip)
+            scores.append(score)
+            if len(row) < PICTURES_PER_GROUP:
+                truth = render_clip(videos[j].clip, frames, size, size)
+                ends = (truth[:, 0], truth[:, -1], clip[:, 0], clip[:, -1])
+                row.append(Picture(f"{score.id} {_mark(score.correct)}", ends))
+    return scores, [row] if row else []
+
+
+def _edits(edit: Callable, items: PromptSet, size: int, seed: int, gen: dict):
+    scores: list[EditScore] = []
+    rows: dict[str, list[Picture]] = {}
+    for k, item in enumerate(items.edits):
+        source = render_image(item.sample.source, size, size)
+        out = edit(source, item.sample.instruction, seed=seed + k, **gen)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(source.shape):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"model.edit returned {got}, expected a {tuple(source.shape)} image")
+        out = out.detach().float().cpu().clamp(-1, 1)
+        score = score_edit(item, out)
+        scores.append(score)
+        row = rows.setdefault(item.sample.op, [])
+        if len(row) < PICTURES_PER_GROUP:
+            truth = render_image(item.sample.target, size, size)
+            row.append(Picture(f"{score.id} {_mark(score.success)}", (source, out, truth)))
+    return scores, list(rows.values())
+
+
+def _mark(ok: bool) -> str:
+    return "ok" if ok else "x"
+
+
+# ---------------------------------------------------------------------------- what the report says of the model
+
+
+def model_info(model, *, checkpoint: str | None, preset: str | None, seed: int | None) -> dict[str, Any]:
+    """The model in the report: checkpoint with the SHA-256 of its weight files, or preset + seed (random)."""
+    from hydra_x.hub import file_sha256
+
+    info: dict[str, Any] = {"dtype": str(model.dtype).removeprefix("torch."), "config": model.config.to_dict()}
+    if checkpoint:
+        folder = Path(checkpoint)
+        info["checkpoint"] = str(folder.resolve()) if folder.is_dir() else checkpoint
+        if folder.is_dir():
+            files = sorted(folder.rglob("*.safetensors"))
+            info["sha256"] = {str(f.relative_to(folder)): file_sha256(f) for f in files}
+        info["name"] = f"HYDRA-X {folder.name or checkpoint}"
+    else:
+        info.update(preset=preset, seed=seed, random_weights=True)
+        info["name"] = f"HYDRA-X {preset} (random, seed {seed})"
+    return info

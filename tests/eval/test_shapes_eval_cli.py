@@ -1,0 +1,179 @@
+"""`hydra-x eval shapes` and evaluate_shapes end to end on the tiny preset (random weights: the scores are near 0,
+so only files, keys and ranges are checked), the editing path with editors that are perfect or do nothing, and
+the one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from hydra_x.cli import main as hydra_main
+from hydra_x.cli.eval import main
+from hydra_x.data.shapes import render_image
+from hydra_x.errors import InputError
+from hydra_x.eval.prompts import prompt_set
+from hydra_x.eval.shapes_report import build_report, markdown, summary_line
+from hydra_x.eval.shapes_run import evaluate_shapes
+from hydra_x.unified.model import HydraX
+
+FAST = dict(size=64, frames=5, steps=2, guidance=3.0, seed=0, limit=1)
+
+
+@pytest.fixture(scope="module")
+def model() -> HydraX:
+    return HydraX.from_preset("tiny", seed=0).eval()
+
+
+class View:
+    """The tiny model with its ``edit`` replaced (or hidden: None) and its config overridden; the rest forwarded."""
+
+    def __init__(self, model: HydraX, edit=None, **config) -> None:
+        self._model, self._edit, self.config = model, edit, model.config.replace(**config)
+
+    def __getattr__(self, name: str):
+        if name == "edit":
+            if self._edit is None:
+                raise AttributeError(name)
+            return self._edit
+        return getattr(self._model, name)
+
+
+class Editor:
+    """An editor that returns the truth (``perfect``) or its input unchanged, and records how it was called."""
+
+    def __init__(self, size: int, perfect: bool) -> None:
+        self.perfect, self.calls = perfect, []
+        self.targets = {
+            (e.sample.instruction, render_image(e.sample.source, size, size).numpy().tobytes()): e.sample.target
+            for e in prompt_set().edits
+        }
+
+    def __call__(self, image: torch.Tensor, instruction: str, *, steps: int, guidance: float, seed: int):
+        self.calls.append((instruction, steps, guidance, seed))
+        target = self.targets[(instruction, image.numpy().tobytes())]  # the source it was given, exactly
+        return render_image(target, *image.shape[-2:]) if self.perfect else image.clone()
+
+
+def _in_unit(value) -> bool:
+    return value is None or 0.0 <= value <= 1.0
+
+
+def test_evaluate_scores_perfect_and_idle_editors_and_says_what_is_missing(model):
+    perfect = Editor(64, perfect=True)
+    result = evaluate_shapes(View(model, perfect), prompt_set(), **FAST)
+    s = result.summary()
+    assert s["editing"] == {
+        "available": True,
+        "success": 1.0,
+        "by_op": dict.fromkeys(("recolour", "remove", "add", "move", "resize"), 1.0),
+        "psnr": 100.0,
+        "ssim": 1.0,
+        "n": 5,
+    }
+    assert [c[1:] for c in perfect.calls] == [(2, 3.0, k) for k in range(5)]  # steps, guidance, a seed per item
+    assert all(e.psnr == math.inf for e in result.editing)
+    assert len(result.generation) == 6 and len(result.understanding) == 3 and len(result.video) == 1
+    assert [len(row) for row in result.pictures["editing"]] == [1] * 5
+    assert all(len(p.images) == 3 for row in result.pictures["editing"] for p in row)  # source | output | truth
+    idle = evaluate_shapes(View(model, Editor(64, perfect=False), video=False), prompt_set(), **FAST).summary()
+    assert idle["editing"]["success"] == 0.0 and idle["editing"]["psnr"] == 100.0  # consistent, but not edited
+    assert idle["video"] == {"available": False, "reason": "the model is image-only (config.video is False)"}
+    none = evaluate_shapes(View(model, None), prompt_set(), **FAST)
+    assert none.summary()["editing"] == {"available": False, "reason": "not available: the model has no edit method"}
+    report = build_report(none, {"name": "tiny"}, torch.device("cpu"))
+    assert "editing n/a" in summary_line(report) and "not available: the model has no edit method" in markdown(report)
+
+
+def test_sizes_the_model_cannot_take_are_refused_before_any_work(model):
+    with pytest.raises(InputError, match="multiples of the patch size 16"):
+        evaluate_shapes(model, prompt_set(), **{**FAST, "size": 40})
+    with pytest.raises(InputError, match="1 \\+ k \\* 4 frames"):
+        evaluate_shapes(model, prompt_set(), **{**FAST, "frames": 6})
+    bad = View(model, lambda image, instruction, **kw: image[:, :32])
+    with pytest.raises(ValueError, match=r"model.edit returned \(3, 32, 64\), expected a \(3, 64, 64\) image"):
+        evaluate_shapes(bad, prompt_set(), **FAST)
+
+
+def _check_outputs(out, report: dict) -> None:
+    names = ["report.json", "report.md", "generation.png", "video.png"]
+    names += ["editing.png"] if report["summary"]["editing"]["available"] else []
+    assert all((out / name).is_file() for name in names)
+    items = prompt_set()
+    assert report["format"] == "hydra-x-shapes-report" and report["prompt_set"]["version"] == "shapes-v1"
+    assert report["prompt_set"]["sha256"] == items.digest() and report["prompt_set"]["generation"] == 6
+    assert report["settings"] == {
+        "size": 64,
+        "frames": 5,
+        "steps": 2,
+        "guidance": 3.0,
+        "seed": 0,
+        "limit": 1,
+        "batch_size": 16,
+        "sampler": "euler",
+        "max_new_tokens": 16,
+    }
+    s = report["summary"]
+    g = s["generation"]
+    assert set(g["categories"]) == {"single_object", "two_object", "counting", "colors", "position", "color_attr"}
+    assert all(_in_unit(c["accuracy"]) and _in_unit(c["strict_accuracy"]) for c in g["categories"].values())
+    assert _in_unit(g["overall"]) and _in_unit(s["understanding"]["accuracy"]) and s["video"]["available"]
+    assert _in_unit(s["video"]["motion_accuracy"]) and _in_unit(s["video"]["presence"])
+    assert [i["id"] for i in report["items"]["generation"]] == [f"{c}-000" for c in g["categories"]]
+    assert all(isinstance(i["reply"], str) for i in report["items"]["understanding"])
+    e = s["editing"]
+    assert e["available"] == hasattr(HydraX, "edit")  # the model's own edit, once it has one
+    if e["available"]:
+        assert _in_unit(e["success"]) and (e["psnr"] is None or e["psnr"] <= 100) and _in_unit(e["ssim"])
+    assert "| **overall** (mean of categories) | 6 |" in (out / "report.md").read_text()
+
+
+def test_the_command_on_a_random_preset_writes_the_report_and_the_grids(tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["eval", "shapes", "--preset", "tiny", "--out", str(out), "--limit", "1", "--steps", "2", "--frames", "5"]
+    assert hydra_main(args) == 0
+    stdout, stderr = capsys.readouterr()
+    line, wrote = stdout.splitlines()
+    assert line.startswith("HYDRA-X tiny (random, seed 0) on shapes-v1: generation ")
+    assert "(GenEval overall), understanding " in line and ", video motion " in line and ", editing " in line
+    assert wrote.startswith(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'generation.png'}")
+    assert "warning: no trained weights given" in stderr
+    report = json.loads((out / "report.json").read_text())
+    _check_outputs(out, report)
+    assert report["model"]["preset"] == "tiny" and report["model"]["random_weights"]
+
+
+def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
+    ckpt = model.save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "eval"
+    args = ["shapes", "--ckpt", str(ckpt), "--out", str(out), "--limit", "1", "--steps", "2", "--frames", "5"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("HYDRA-X ckpt on shapes-v1: generation ")
+    report = json.loads((out / "report.json").read_text())
+    _check_outputs(out, report)
+    m = report["model"]
+    assert m["checkpoint"] == str(ckpt.resolve()) and "preset" not in m
+    assert "heads.safetensors" in m["sha256"] and all(len(h) == 64 for h in m["sha256"].values())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--limit", "0"], "--limit must be at least 1, got 0"),
+        (["--steps", "0"], "--steps must be at least 1, got 0"),
+        (["--prompt-set", "shapes-v0"], "unknown prompt-set version 'shapes-v0'"),
+        (["--ckpt", "missing_ckpt", "--preset", "tiny"], "give either --ckpt or --preset, not both"),
+        (["--ckpt", "missing_ckpt"], "cannot load the HydraX checkpoint missing_ckpt"),
+        (["--preset", "tiny", "--size", "40"], "multiples of the patch size 16"),
+        (["--preset", "tiny", "--frames", "6"], "a video has 1 + k * 4 frames"),
+        (["--preset", "huge"], "unknown"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["shapes", "--out", "o", *args]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hydra-x eval:")]
+    assert len(err) == 1 and err[0].startswith("hydra-x eval: error: ") and message in err[0], err
+    assert not (tmp_path / "o").exists()  # nothing written
