@@ -32,9 +32,7 @@ workers import the main script, which therefore needs the usual ``if __name__ ==
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing as mp
 import os
 import warnings
 from collections import Counter
@@ -42,7 +40,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from hydra_x.data.buckets import Bucket, make_buckets
 from hydra_x.data.config import DataConfig, DataSourceError, SourceConfig
@@ -52,6 +49,7 @@ from hydra_x.data.folder_source import open_folder
 from hydra_x.data.media import MediaError
 from hydra_x.data.plan import StepPlan, step_kinds, step_sources  # noqa: F401 - step_kinds, step_sources: re-exported
 from hydra_x.data.shards import ShardStream, epoch_of, expand_shards
+from hydra_x.data.workers import one_thread, step_stream
 
 log = logging.getLogger("hydra_x.data")
 
@@ -145,7 +143,7 @@ def _batches(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tup
         if (step - start) % workers != worker:
             continue
         sc: SourceConfig = cfg.sources[s]
-        with _one_thread():
+        with one_thread():
             if sc.is_shards:
                 if s not in streams:
                     streams[s] = ShardStream(
@@ -158,35 +156,6 @@ def _batches(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tup
             pixels = torch.stack(xs)
         state = {**saved, **{str(k): v.state() for k, v in streams.items()}}
         yield step, Batch(pixels, sc.media, keys, skipped, step, sc.name), slot, state
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Build batches with one torch thread, as DataLoader workers do: the tensors are small, and extra
-    threads only contend with the training step's (badly, on a shared CPU) when num_workers is 0."""
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-class _StepStream(IterableDataset):
-    def __init__(self, spec: _Spec, start: int):
-        self.spec, self.start = spec, start
-
-    def __iter__(self):
-        info = get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        return _produce(self.spec, self.start, worker, workers)
-
-
-def _identity(x):
-    return x
 
 
 # ---------------------------------------------------------------------------- the loader
@@ -327,23 +296,17 @@ class TokenizerDataLoader:
     def __iter__(self) -> Iterator[Batch]:
         self._spec.slot_states = {k: dict(v) for k, v in self._slot_states.items()}
         start = self._step
-        if self.config.num_workers == 0:
-            stream = _produce(self._spec, start, 0, 1)
-        else:
-            ctx = mp.get_context(self.config.mp_context)
-            if self.config.mp_context == "forkserver":
-                ctx.set_forkserver_preload(["hydra_x.data.loader"])
-            stream = iter(
-                DataLoader(
-                    _StepStream(self._spec, start),
-                    batch_size=None,
-                    num_workers=self.config.num_workers,
-                    multiprocessing_context=ctx,
-                    collate_fn=_identity,
-                    prefetch_factor=self.config.prefetch_factor,
-                    pin_memory=self.pin_memory,
-                )
-            )
+        cfg = self.config
+        stream = step_stream(
+            _produce,
+            self._spec,
+            start,
+            num_workers=cfg.num_workers,
+            mp_context=cfg.mp_context,
+            preload="hydra_x.data.loader",
+            prefetch_factor=cfg.prefetch_factor,
+            pin_memory=self.pin_memory,
+        )
         for step, batch, slot, slot_state in stream:
             if isinstance(batch, _Unusable):
                 raise DataSourceError(batch.message)

@@ -20,17 +20,13 @@ with the first step. A source that cannot be used at all is a DataSourceError.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing as mp
 import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from hydra_x.data.buckets import hash_uniform
 from hydra_x.data.caption_shards import CaptionShardSource, CaptionStream
@@ -41,6 +37,7 @@ from hydra_x.data.failures import first_seen, skip_entry
 from hydra_x.data.media import MediaError
 from hydra_x.data.mixture_config import UnifiedDataConfig, UnifiedSource, check_ratios, no_source_message
 from hydra_x.data.shapes_tasks import ShapesTasks
+from hydra_x.data.workers import one_thread, step_stream
 
 __all__ = ["StepExamples", "UnifiedDataConfig", "UnifiedDataLoader", "UnifiedSource", "step_plan", "step_tasks"]
 
@@ -171,38 +168,12 @@ def _produce(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tup
     step = start + worker
     try:
         while True:
-            with _one_thread():  # not around the yield: the caller's code runs there
+            with one_thread():  # not around the yield: the caller's code runs there
                 out = _build_step(spec, streams, step)
             yield out
             step += workers
     except DataSourceError as err:
         yield _Unusable(str(err)), {}
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """One torch thread while building (as in DataLoader workers): resizes are small, and more threads only
-    contend with the training step's when num_workers is 0."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-class _StepStream(IterableDataset):
-    def __init__(self, spec: _Spec, start: int):
-        self.spec, self.start = spec, start
-
-    def __iter__(self):
-        info = get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        return _produce(self.spec, self.start, worker, workers)
-
-
-def _identity(x):
-    return x
 
 
 def build_source(sid: int, sc: UnifiedSource, config: UnifiedDataConfig):
@@ -347,21 +318,15 @@ class UnifiedDataLoader:
 
     def __iter__(self) -> Iterator[StepExamples]:
         spec, start, cfg = self._spec, self._step, self.config
-        if cfg.num_workers == 0:
-            stream = _produce(spec, start, 0, 1)
-        else:
-            ctx = mp.get_context(cfg.mp_context)
-            if cfg.mp_context == "forkserver":
-                ctx.set_forkserver_preload(["hydra_x.data.mixture"])
-            loader = DataLoader(
-                _StepStream(spec, start),
-                batch_size=None,
-                num_workers=cfg.num_workers,
-                multiprocessing_context=ctx,
-                collate_fn=_identity,
-                prefetch_factor=cfg.prefetch_factor,
-            )
-            stream = iter(loader)
+        stream = step_stream(
+            _produce,
+            spec,
+            start,
+            num_workers=cfg.num_workers,
+            mp_context=cfg.mp_context,
+            preload="hydra_x.data.mixture",
+            prefetch_factor=cfg.prefetch_factor,
+        )
         for out, stream_state in stream:
             if isinstance(out, _Unusable):
                 raise DataSourceError(out.message)
