@@ -34,6 +34,10 @@ class UnifiedConfig:
     # (the target's tokens see the source's); "independent" encodes each alone (the paper's ablation). In the
     # LLM the source sits in the user's turn and the target in the assistant's, so the target sees it either way.
     edit_layout: str = "sti"
+    # The LLM's attention in training: "sdpa" with the dense additive 4D mask (any device), or "flex":
+    # FlexAttention with a BlockMask of the same rule, which skips fully masked blocks and keeps fused kernels
+    # (GPU only: FlexAttention has no CPU backward). Inference always runs SDPA (its KV-cached query masks).
+    attention: str = "sdpa"
     # Resolution-dependent time shift, training and sampling alike: sqrt(tokens / base), clamped to
     # [1, max_time_shift] (SD3's rule). 0 disables it.
     time_shift_base_tokens: int = 256
@@ -47,6 +51,8 @@ class UnifiedConfig:
             self.tokenizer = TokenizerConfig.from_dict(self.tokenizer)
         if self.video_attention not in VIDEO_ATTENTION:
             raise ValueError(f"video_attention must be one of {VIDEO_ATTENTION}, got {self.video_attention!r}")
+        if self.attention not in ("sdpa", "flex"):
+            raise ValueError(f"attention must be 'sdpa' or 'flex', got {self.attention!r}")
         if self.edit_layout not in EDIT_LAYOUTS:
             raise ValueError(f"edit_layout must be one of {EDIT_LAYOUTS}, got {self.edit_layout!r}")
         if self.projector_depth < 1 or self.head_depth < 1:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,46 +26,14 @@ from einops import rearrange
 from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.unified.config import UnifiedConfig, unified_config
 from hydra_x.unified.heads import FlowHead, Projector
-from hydra_x.unified.masks import additive_mask, attention_mask
+from hydra_x.unified.inputs import UnifiedOutput, VisualInputs
+from hydra_x.unified.masks import additive_mask, attention_mask, flex_block_mask
 from hydra_x.unified.packing import PackedBatch
 from hydra_x.unified.sequence import IGNORE, VisualTokenIds
 
 MODEL_TYPE = "hydra-x"
 HEADS_FILE = "heads.safetensors"
 HEAD_PREFIXES = ("projector.", "time_embed.", "flow_head.")
-
-
-@dataclass
-class VisualInputs:
-    """The visual blocks of a batch, in placement order: pixels (3, H, W) / (3, F, H, W) in [-1, 1], encoded by
-    the forward pass (so that a sharded model encodes inside its own forward), or clean latents z (C, S, h, w);
-    and for the generated blocks (role "generate", in the same order) their flow time and noise (z's shape)."""
-
-    pixels: list[torch.Tensor] | None = None
-    z: list[torch.Tensor] | None = None
-    t: torch.Tensor | None = None  # (G,) one time per generated block
-    noise: list[torch.Tensor] | None = None  # G tensors shaped like their latents
-    # Editing pairs (source block, target block), placement indices: with the config's edit_layout "sti" the
-    # Sem-ViT runs each pair as one 2-step clip (Source-Target Interaction); "independent" runs them apart.
-    pairs: list[tuple[int, int]] = field(default_factory=list)
-
-    def latents(self, model: HydraX) -> list[torch.Tensor]:
-        if self.z is not None:
-            return self.z
-        if self.pixels is None:
-            raise ValueError("VisualInputs needs pixels or z")
-        return model.encode_each(self.pixels)
-
-
-@dataclass
-class UnifiedOutput:
-    """Sums and counts, so that losses can be averaged over every rank's tokens (see the training objective)."""
-
-    text_loss_sum: torch.Tensor  # cross-entropy summed over predicted text tokens
-    text_tokens: int
-    flow_loss_sum: torch.Tensor  # squared velocity error summed over generated latent elements
-    flow_elements: int
-    velocity: torch.Tensor | None = None  # (G_tokens, C) predictions, in placement order
 
 
 class HydraX(nn.Module):
@@ -143,7 +110,7 @@ class HydraX(nn.Module):
 
         tok = _load_tokenizer(tokenizer, config, seed)
         config = config.replace(tokenizer=tok.config)
-        llm, text_tokenizer = load_llm(config.llm, dtype=torch.float32)
+        llm, text_tokenizer = load_llm(config.llm, dtype=torch.float32, attn_implementation=_attn(config))
         model = cls.from_parts(config, tok, llm, text_tokenizer, seed=seed)
         return model.to(device=device or "cpu", dtype=dtype)
 
@@ -196,7 +163,7 @@ class HydraX(nn.Module):
         raw["llm"] = str(folder / raw.get("llm", "llm"))
         config = UnifiedConfig.from_dict(raw)
         tok = HydraXTokenizer.from_pretrained(folder / "tokenizer")
-        llm, text_tokenizer = load_llm(config.llm, dtype=torch.float32)
+        llm, text_tokenizer = load_llm(config.llm, dtype=torch.float32, attn_implementation=_attn(config))
         model = cls(config, tok, llm, text_tokenizer)
         state = load_file(str(folder / HEADS_FILE))
         missing = sorted(k for k in model.state_dict() if k.startswith(HEAD_PREFIXES) and k not in state)
@@ -308,8 +275,12 @@ class HydraX(nn.Module):
     # ------------------------------------------------------------------ forward
 
     def llm_hidden(self, batch: PackedBatch, embeds: torch.Tensor) -> torch.Tensor:
-        """The LLM's last hidden states (B, L, D) for input embeddings with the batch's 4D mask and positions."""
-        mask = additive_mask(attention_mask(batch, self.config.video_attention), embeds.dtype)
+        """The LLM's last hidden states (B, L, D) for input embeddings with the batch's mask and positions: a
+        FlexAttention BlockMask when the LLM runs FlexAttention, else the dense additive 4D mask."""
+        if getattr(self.llm.config, "_attn_implementation", None) == "flex_attention":
+            mask = flex_block_mask(batch, self.config.video_attention)
+        else:
+            mask = additive_mask(attention_mask(batch, self.config.video_attention), embeds.dtype)
         out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=batch.position_ids)
         return out.last_hidden_state
 
@@ -359,7 +330,7 @@ class HydraX(nn.Module):
     # ------------------------------------------------------------------ inference (hydra_x.unified.sampling)
 
     def chat(self, prompt: str | Sequence[dict[str, str]], **kwargs: Any) -> str:
-        from hydra_x.unified.sampling import chat
+        from hydra_x.unified.chat import chat
 
         return chat(self, prompt, **kwargs)
 
@@ -377,6 +348,10 @@ class HydraX(nn.Module):
         from hydra_x.unified.sampling import generate_video
 
         return generate_video(self, prompt, **kwargs)
+
+
+def _attn(config: UnifiedConfig) -> str:
+    return "flex_attention" if config.attention == "flex" else "sdpa"
 
 
 def _time_embedding(dim: int, freq_dim: int) -> nn.Module:

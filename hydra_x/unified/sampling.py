@@ -6,15 +6,15 @@ each sampling step then runs only the block's visual tokens against the cache (`
 cache back. Guidance mixes the two velocities; Euler or Heun on a (resolution-)shifted time grid; the tokenizer's
 pixel decoder renders the latent. ``use_cache=False`` recomputes the prompt at every step (the reference path).
 
-Chat: the prompt, images and videos included, is computed once; tokens are then decoded one at a time against
-the KV cache, greedily or by top-p sampling from a seeded generator.
+Chat (hydra_x.unified.chat) shares the prompt embedding and the decoder call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 import torch
@@ -25,6 +25,21 @@ from hydra_x.nn.flow import guided, resolution_shift, sample
 from hydra_x.unified.masks import additive_mask, attention_mask, query_mask, query_position_ids
 from hydra_x.unified.packing import PackedBatch, pad_to_batch
 from hydra_x.unified.sequence import SampleSequence, VisualSpec, build_sequence, generation_sample
+
+
+@contextlib.contextmanager
+def sdpa_attention(model) -> Iterator[None]:
+    """Inference runs the LLM with SDPA whatever it trains with: its masks are dense (KV-cached queries)."""
+    llm = model.llm
+    current = getattr(llm.config, "_attn_implementation", "sdpa")
+    if current == "sdpa":
+        yield
+        return
+    llm.set_attn_implementation("sdpa")
+    try:
+        yield
+    finally:
+        llm.set_attn_implementation(current)
 
 
 @cache
@@ -69,6 +84,22 @@ def check_context(model, length: int) -> None:
 
 
 # ---------------------------------------------------------------------------- generation
+
+
+def prompt_embeds(model, batch: PackedBatch, latents, skip_block: bool = False) -> torch.Tensor:
+    """Input embeddings of ``batch``: its tokens', with each visual block's from its clean latent
+    (``latents[sample][block]``, (C, S, h, w)); ``skip_block``: blocks without a latent are left as tokens."""
+    embeds = model.llm.get_input_embeddings()(batch.input_ids)
+    for placement in batch.placements:
+        given = latents[placement.sample]
+        if placement.block >= len(given):
+            if skip_block:
+                continue
+            raise ValueError(f"no latent for visual block {placement.block} of sample {placement.sample}")
+        rows, cols = batch.visual_index([placement])
+        z = given[placement.block]
+        embeds = embeds.index_put((rows, cols), model.visual_embeddings(z[None])[0].to(embeds.dtype))
+    return embeds
 
 
 @dataclass
@@ -146,6 +177,11 @@ def sample_block(
     """Sample the ``block``-th visual block of ``rows`` (the conditional rows, then the unconditional ones if
     guided), the blocks before it given by ``prompt_latents`` (per row, clean latents); ``embed_target(z_t, t)``
     gives the block's LLM embeddings. Returns latents (b, C, S, h, w)."""
+    with sdpa_attention(model):
+        return _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how)
+
+
+def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how) -> torch.Tensor:
     guide = how.guidance != 1.0
     llm_pass = (PromptCache if how.use_cache else PromptAgain)(model, rows, block, prompt_latents)
     cfg = model.config
@@ -281,126 +317,3 @@ def edit(model, image: torch.Tensor, instruction: str, **kwargs) -> torch.Tensor
         raise InputError(f"edit takes an image (3, H, W); got {tuple(image.shape)}")
     z = edit_latents(model, [image], [instruction], **kwargs)
     return render(model, z, seed=kwargs.get("seed", 0))[0]
-
-
-# ---------------------------------------------------------------------------- chat
-
-
-def _messages(prompt: str | Sequence[dict[str, str]], image, video) -> tuple[list[dict[str, str]], list]:
-    if isinstance(prompt, str):
-        place = "<image>\n" if image is not None else "<video>\n" if video is not None else ""
-        return [{"role": "user", "content": place + prompt}], [v for v in (image, video) if v is not None]
-    return list(prompt), [v for v in (image, video) if v is not None]
-
-
-@torch.no_grad()
-def chat(
-    model,
-    prompt: str | Sequence[dict[str, str]],
-    *,
-    image: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    max_new_tokens: int = 64,
-    top_p: float | None = None,
-    temperature: float = 1.0,
-    seed: int = 0,
-    use_cache: bool = True,
-) -> str:
-    """The assistant's reply to ``prompt`` (a question, or a list of chat messages with ``<image>`` /
-    ``<video>`` placeholders) about ``image`` (3, H, W) or ``video`` (3, F, H, W) pixels in [-1, 1]. Greedy
-    unless ``top_p`` is given (then nucleus sampling at ``temperature`` from ``seed``)."""
-    if image is not None and video is not None:
-        raise InputError("give an image or a video, not both")
-    if image is not None and image.ndim != 3:
-        raise InputError(f"an image is (3, H, W); got {tuple(image.shape)} (use video= for frames)")
-    if video is not None and video.ndim != 4:
-        raise InputError(f"a video is (3, F, H, W) frames; got {tuple(video.shape)}")
-    if video is not None and not model.config.video:
-        raise InputError("this model is image-only (video=False): it cannot read videos")
-    messages, media = _messages(prompt, image, video)
-    kind = "image" if image is not None else "video"
-    for m in media:
-        visual_spec(model, kind, m.shape[-2], m.shape[-1], m.shape[1] if kind == "video" else None)
-    latents = [model.encode(m.unsqueeze(0))[0] for m in media]  # (C, S, h, w) each
-    specs = [VisualSpec(kind, z.shape[1], z.shape[2] * z.shape[3]) for z in latents]
-    seq = build_sequence(model.text_tokenizer, messages, specs, add_generation_prompt=True)
-    check_context(model, len(seq) + max_new_tokens)
-    ids = decode_tokens(model, seq, latents, max_new_tokens, top_p, temperature, seed, use_cache)
-    return model.text_tokenizer.decode(ids, skip_special_tokens=True).strip()
-
-
-def prompt_embeds(model, batch: PackedBatch, latents, skip_block: bool = False) -> torch.Tensor:
-    """Input embeddings of ``batch``: its tokens', with each visual block's from its clean latent
-    (``latents[sample][block]``, (C, S, h, w)); ``skip_block``: blocks without a latent are left as tokens."""
-    embeds = model.llm.get_input_embeddings()(batch.input_ids)
-    for placement in batch.placements:
-        given = latents[placement.sample]
-        if placement.block >= len(given):
-            if skip_block:
-                continue
-            raise ValueError(f"no latent for visual block {placement.block} of sample {placement.sample}")
-        rows, cols = batch.visual_index([placement])
-        z = given[placement.block]
-        embeds = embeds.index_put((rows, cols), model.visual_embeddings(z[None])[0].to(embeds.dtype))
-    return embeds
-
-
-def _next_token(logits: torch.Tensor, top_p: float | None, temperature: float, generator) -> int:
-    if top_p is None:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / max(temperature, 1e-6), -1)
-    sorted_p, order = probs.sort(descending=True)
-    keep = sorted_p.cumsum(-1) - sorted_p < top_p  # the smallest set whose mass reaches top_p
-    sorted_p = torch.where(keep, sorted_p, 0)
-    return int(order[torch.multinomial(sorted_p.cpu() / sorted_p.sum(), 1, generator=generator)])
-
-
-def decode_tokens(
-    model, seq: SampleSequence, latents, max_new_tokens, top_p, temperature, seed, use_cache
-) -> list[int]:
-    """Token ids the assistant writes after ``seq`` (an inference prompt), up to its end-of-turn token."""
-    tok = model.text_tokenizer
-    stop = {i for i in (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")) if isinstance(i, int) and i >= 0}
-    generator = torch.Generator().manual_seed(seed)
-    head = model.llm.get_output_embeddings()
-    embed = model.llm.get_input_embeddings()
-    out: list[int] = []
-    if use_cache:
-        from transformers import DynamicCache
-
-        kv = DynamicCache()
-        batch = pad_to_batch([seq], tok.pad_token_id).to(model.device)
-        embeds = prompt_embeds(model, batch, [latents])
-        mask = additive_mask(attention_mask(batch, model.config.video_attention), embeds.dtype)
-        hidden = _decoder_call(model, embeds, mask, batch.position_ids, kv)[:, -1]
-        position = len(seq)
-    for _ in range(max_new_tokens):
-        if not use_cache:  # the reference path: the whole sequence again for every token
-            grown = _extended(seq, out)
-            batch = pad_to_batch([grown], tok.pad_token_id).to(model.device)
-            hidden = model.llm_hidden(batch, prompt_embeds(model, batch, [latents]))[:, -1]
-        token = _next_token(head(hidden)[0], top_p, temperature, generator)
-        if token in stop:
-            break
-        out.append(token)
-        if use_cache:
-            ids = torch.tensor([[token]], device=model.device)
-            visible = torch.zeros(1, 1, 1, position + 1, dtype=embeds.dtype, device=model.device)
-            hidden = _decoder_call(model, embed(ids), visible, torch.tensor([[position]], device=model.device), kv)[
-                :, -1
-            ]
-            position += 1
-    return out
-
-
-def _extended(seq: SampleSequence, tokens: list[int]) -> SampleSequence:
-    """``seq`` with ``tokens`` appended as text."""
-    extra = torch.tensor(tokens, dtype=torch.long)
-    minus = torch.full_like(extra, -1)
-    return replace(
-        seq,
-        input_ids=torch.cat([seq.input_ids, extra]),
-        targets=torch.cat([seq.targets, torch.full_like(extra, -100)]),
-        block=torch.cat([seq.block, minus]),
-        step=torch.cat([seq.step, minus]),
-    )

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from hydra_x.errors import InputError
-from hydra_x.unified.model import HydraX, VisualInputs
+from hydra_x.unified.inputs import VisualInputs
+from hydra_x.unified.model import HydraX
 from hydra_x.unified.packing import pack
 from hydra_x.unified.sampling import generate_latents
 from hydra_x.unified.sequence import VisualSpec, generation_sample, understanding_sample

@@ -12,7 +12,7 @@ import torch
 from hydra_x.data.examples import Example
 from hydra_x.nn.flow import resolution_shift, shift_time
 from hydra_x.train.seeding import sample_generator, sample_key
-from hydra_x.unified.model import VisualInputs
+from hydra_x.unified.inputs import VisualInputs
 from hydra_x.unified.packing import PackedBatch, pack
 from hydra_x.unified.sequence import VisualSpec, build_sequence
 

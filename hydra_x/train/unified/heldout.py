@@ -13,7 +13,8 @@ import torch
 from hydra_x.data.media import write_image
 from hydra_x.data.shapes import render_image
 from hydra_x.data.shapes_text import ShapesWorld
-from hydra_x.unified.sampling import chat, generate_latents, render
+from hydra_x.unified.chat import chat
+from hydra_x.unified.sampling import generate_latents, render
 
 HELDOUT_SEED = 20261202  # held-out prompts and questions do not depend on the training seed
 

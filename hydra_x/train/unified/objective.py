@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from hydra_x.train.engine import LossTerms
-from hydra_x.unified.model import UnifiedOutput
+from hydra_x.unified.inputs import UnifiedOutput
 
 
 def global_counts(out: UnifiedOutput, device: torch.device) -> tuple[float, float, int]:

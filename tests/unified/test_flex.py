@@ -1,0 +1,56 @@
+"""attention="flex": the LLM trains with FlexAttention and a BlockMask of the same rule as the dense mask; inference
+switches it to SDPA (its KV-cached query masks are dense). FlexAttention has no CPU backward, so the CPU checks
+the forward pass."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from hydra_x.unified.inputs import VisualInputs
+from hydra_x.unified.model import HydraX
+from hydra_x.unified.packing import pack
+from hydra_x.unified.sampling import generate_latents
+from hydra_x.unified.sequence import VisualSpec, generation_sample, understanding_sample
+
+
+@pytest.fixture(scope="module")
+def models():
+    sdpa = HydraX.from_preset("tiny", seed=0).eval()
+    flex = HydraX.from_preset("tiny", seed=0, attention="flex").eval()
+    with torch.no_grad():
+        for a, b in zip(sdpa.flow_head.parameters(), flex.flow_head.parameters()):
+            a.normal_(0, 0.05)
+            b.copy_(a)
+    return sdpa, flex
+
+
+def test_the_flex_forward_equals_the_dense_mask_forward(models):
+    sdpa, flex = models
+    assert flex.llm.config._attn_implementation == "flex_attention"
+    tok = sdpa.text_tokenizer
+    z = sdpa.encode(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1)[0]
+    spec = VisualSpec.image(4)
+    samples = [understanding_sample(tok, spec, "What colour?", "red"), generation_sample(tok, spec, "a red circle")]
+    batch = pack(samples, 128, tok.pad_token_id)
+    visuals = VisualInputs(z=[z, z], t=torch.tensor([0.5]), noise=[torch.randn(z.shape)])
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # flex_attention without torch.compile on the CPU
+        a, b = sdpa(batch, visuals), flex(batch, visuals)
+    torch.testing.assert_close(b.text_loss_sum, a.text_loss_sum, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b.velocity, a.velocity, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_runs_sdpa_and_gives_the_same_samples(models):
+    sdpa, flex = models
+    kwargs = dict(height=32, width=32, steps=2, seed=3)
+    torch.testing.assert_close(
+        generate_latents(flex, ["a red circle"], **kwargs), generate_latents(sdpa, ["a red circle"], **kwargs)
+    )
+    assert flex.llm.config._attn_implementation == "flex_attention"  # restored after sampling
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert flex.chat("What colour?", image=image, max_new_tokens=4) == sdpa.chat(
+        "What colour?", image=image, max_new_tokens=4
+    )
