@@ -107,7 +107,7 @@ def training(args, llm: Path, root: Path) -> dict:
     from hydra_x.unified.config import unified_config
 
     cfg = tiny()
-    cfg.model = unified_config("hydra-x-1.5b", llm=str(llm), image_size=args.size).replace(
+    cfg.model = unified_config("hydra-x-1.5b", llm=str(llm), image_size=args.size, attention=args.attention).replace(
         tokenizer=_tokenizer_config(args.tokenizer)
     )
     cfg.stage, cfg.lr_scale = 2, 1.0  # everything trains
@@ -147,7 +147,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=24, help="examples per training step")
     parser.add_argument("--max-length", type=int, default=2048, help="tokens per packed row")
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="compile the LLM's layers")
+    parser.add_argument("--attention", choices=("sdpa", "flex"), default="sdpa", help="the LLM's attention in training")
     parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--tokenizer", default="so400m", help="tokenizer preset (so400m: the paper's)")
     parser.add_argument("--llm-layers", type=int, help="fewer LLM layers (CPU smoke runs)")
