@@ -37,6 +37,7 @@ from hydra_x.distributed import DistInfo, all_reduce_max, all_reduce_mean, destr
 from hydra_x.train.checkpoint import CheckpointManager
 from hydra_x.train.config import EngineConfig
 from hydra_x.train.mfu import forget_compiled_code, measure_peak_tflops
+from hydra_x.train.parallel import parallelize
 from hydra_x.train.run_log import RunLogger
 
 
@@ -172,6 +173,18 @@ class Engine:
         are plain fp32 modules and always run under autocast in bf16 runs."""
         losses = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.bf16 else nullcontext
         return (losses if not self.fsdp else nullcontext), losses
+
+    def parallelize(self, model: nn.Module, block_lists: list[nn.ModuleList]) -> None:
+        """Apply the run's FSDP2, mixed precision, activation checkpointing and compile choices to ``model``."""
+        parallelize(
+            model,
+            block_lists,
+            fsdp=self.fsdp,
+            param_dtype=torch.bfloat16 if self.bf16 else None,
+            activation_checkpointing=self.cfg.activation_checkpointing,
+            compile_blocks=self.cfg.compile,
+            compile_mode=self.cfg.compile_mode,
+        )
 
     def start(self, config_record: dict[str, Any], describe: str) -> RunLogger:
         """Open the run log, write config.json and measure the MFU denominator; call once the model is built."""

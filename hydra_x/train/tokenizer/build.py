@@ -19,7 +19,6 @@ from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.train.ema import EMA
 from hydra_x.train.engine import Engine, set_trainable
 from hydra_x.train.optim import build_optimizer, build_scheduler, init_optimizer_state
-from hydra_x.train.parallel import parallelize
 from hydra_x.train.tokenizer.config import TokenizerTrainConfig
 from hydra_x.train.tokenizer.objective import TokenizerObjective, build_discriminator, load_lpips_for
 
@@ -170,15 +169,7 @@ def build_run(cfg: TokenizerTrainConfig, engine: Engine) -> TokenizerRun:
         model.set_latent_stats(*measure_latent_stats(model, stats_loader, cfg.stage3_stat_batches, device))
         del stats_loader
     trainable = set_trainable(model, stage.trains)
-    parallelize(
-        model,
-        tokenizer_blocks(model),
-        fsdp=engine.fsdp,
-        param_dtype=torch.bfloat16 if engine.bf16 else None,
-        activation_checkpointing=cfg.activation_checkpointing,
-        compile_blocks=cfg.compile,
-        compile_mode=cfg.compile_mode,
-    )
+    engine.parallelize(model, tokenizer_blocks(model))
     autocast, loss_autocast = engine.autocasts()
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, lambda: engine.planned_steps)

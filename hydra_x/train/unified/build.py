@@ -16,7 +16,6 @@ from hydra_x.data.mixture import UnifiedDataLoader
 from hydra_x.train.ema import EMA
 from hydra_x.train.engine import Engine, set_trainable
 from hydra_x.train.optim import build_optimizer, build_scheduler
-from hydra_x.train.parallel import parallelize
 from hydra_x.train.unified.config import UnifiedTrainConfig
 from hydra_x.unified.model import HydraX
 
@@ -78,15 +77,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
     model.tokenizer.validate_inputs = False  # the data pipeline checks its samples
     model.to(engine.device)
     trainable = set_trainable(model, stage.trains)
-    parallelize(
-        model,
-        model_blocks(model),
-        fsdp=engine.fsdp,
-        param_dtype=torch.bfloat16 if engine.bf16 else None,
-        activation_checkpointing=cfg.activation_checkpointing,
-        compile_blocks=cfg.compile,
-        compile_mode=cfg.compile_mode,
-    )
+    engine.parallelize(model, model_blocks(model))
     autocast, _ = engine.autocasts()
     optimizer = build_optimizer(model, cfg.optim, stage.param_lrs(cfg.lr_scale))
     scheduler = build_scheduler(optimizer, cfg.optim, lambda: engine.planned_steps)
