@@ -110,7 +110,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     cfg = model.config
     height = args.height or cfg.image_size
     width = args.width or cfg.image_size
-    with progress(2 * args.steps - 1 if args.sampler == "heun" else args.steps, "generate") as bar:
+    with progress(_model_calls(args), "generate") as bar:
         z = generate_latents(
             model,
             [args.prompt],
@@ -118,11 +118,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             height=height,
             width=width,
             frames=args.frames,
-            steps=args.steps,
-            guidance=args.guidance,
-            sampler=args.sampler,
-            shift=args.shift,
-            seed=args.seed,
+            **_sampling_kwargs(args),
             progress=lambda n: bar.update(1),
         )
     x = render(model, z, seed=args.seed)[0]
@@ -149,16 +145,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     model = load_unified(args)
     cfg = model.config
     image = fit(read_image(src), args.size or cfg.image_size, cfg.tokenizer.patch_size)
-    total = 2 * args.steps - 1 if args.sampler == "heun" else args.steps
-    with progress(total, "edit") as bar:
+    with progress(_model_calls(args), "edit") as bar:
         y = model.edit(
             image,
             args.instruction,
-            steps=args.steps,
-            guidance=args.guidance,
-            sampler=args.sampler,
-            shift=args.shift,
-            seed=args.seed,
+            **_sampling_kwargs(args),
             progress=lambda n: bar.update(1),
         )
     write_image(out, y)
@@ -175,6 +166,28 @@ def cmd_llm(args: argparse.Namespace) -> int:
         raise InputError(str(err)) from err
     print(folder)
     return 0
+
+
+def _sampling_options(p: argparse.ArgumentParser, guidance_help: str) -> None:
+    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+    p.add_argument("--guidance", type=float, default=4.0, help=f"{guidance_help}; 1 disables (default 4)")
+    p.add_argument("--sampler", choices=("euler", "heun"), default="euler", help="default euler")
+    p.add_argument("--shift", type=float, help="time shift (default: the model's resolution-dependent shift)")
+
+
+def _sampling_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "sampler": args.sampler,
+        "shift": args.shift,
+        "seed": args.seed,
+    }
+
+
+def _model_calls(args: argparse.Namespace) -> int:
+    """Velocity evaluations the sampler makes (Heun's last step is a plain Euler one), for the progress bar."""
+    return 2 * args.steps - 1 if args.sampler == "heun" else args.steps
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -224,10 +237,7 @@ def add_commands(sub) -> None:
     p.add_argument("--frames", type=int, help="generate a video of this many frames, 1 + 4k (e.g. 17)")
     p.add_argument("--height", type=int, help="pixels, a multiple of the patch size (default: the model's image_size)")
     p.add_argument("--width", type=int, help="pixels, a multiple of the patch size (default: the model's image_size)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
-    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale; 1 disables (default 4)")
-    p.add_argument("--sampler", choices=("euler", "heun"), default="euler", help="default euler")
-    p.add_argument("--shift", type=float, help="time shift (default: the model's resolution-dependent shift)")
+    _sampling_options(p, "classifier-free guidance scale")
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of a generated video (default 8)")
     _model_options(p)
     p.set_defaults(func=cmd_generate)
@@ -243,10 +253,7 @@ def add_commands(sub) -> None:
     p.add_argument("instruction", metavar="INSTRUCTION")
     p.add_argument("--out", "-o", default="edited.png", help="the edited image (.png, .jpg, ...)")
     p.add_argument("--size", type=int, help="short side the input is resized to (default: the model's image_size)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
-    p.add_argument("--guidance", type=float, default=4.0, help="guidance on the instruction; 1 disables (default 4)")
-    p.add_argument("--sampler", choices=("euler", "heun"), default="euler", help="default euler")
-    p.add_argument("--shift", type=float, help="time shift (default: the model's resolution-dependent shift)")
+    _sampling_options(p, "guidance on the instruction")
     _model_options(p)
     p.set_defaults(func=cmd_edit)
 
