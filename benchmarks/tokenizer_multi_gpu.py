@@ -41,15 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_IMAGES, GLOBAL_CLIPS = 8, 2
 
 
-def tiny_args(
-    out: Path, device: str, steps: int, ckpt_every: int, precision: str, processes: int, lr: float | None = None
-) -> list[str]:
-    """Command-line overrides of the tiny run for one process of `processes` (the per-rank batch share).
-
-    `lr`: the peak learning rate; None keeps the tiny preset's.
-    """
-    if GLOBAL_IMAGES % processes or GLOBAL_CLIPS % processes:
-        raise ValueError(f"the global batch ({GLOBAL_IMAGES} images, {GLOBAL_CLIPS} clips) must split into {processes}")
+def tiny_run_args(out: Path, device: str, steps: int, ckpt_every: int, precision: str) -> list[str]:
+    """The engine overrides both model families' tiny comparisons share: every step logged and kept, no evals."""
     return [
         "--config",
         "tiny",
@@ -61,6 +54,20 @@ def tiny_args(
         "keep_last=1000",
         "log_every=1",
         "eval_every=0",
+    ]
+
+
+def tiny_args(
+    out: Path, device: str, steps: int, ckpt_every: int, precision: str, processes: int, lr: float | None = None
+) -> list[str]:
+    """Command-line overrides of the tiny run for one process of `processes` (the per-rank batch share).
+
+    `lr`: the peak learning rate; None keeps the tiny preset's.
+    """
+    if GLOBAL_IMAGES % processes or GLOBAL_CLIPS % processes:
+        raise ValueError(f"the global batch ({GLOBAL_IMAGES} images, {GLOBAL_CLIPS} clips) must split into {processes}")
+    return [
+        *tiny_run_args(out, device, steps, ckpt_every, precision),
         "heldout_images=0",
         "heldout_clips=0",
         "data.image_size=32",

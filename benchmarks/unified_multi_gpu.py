@@ -21,7 +21,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from tokenizer_multi_gpu import losses, relative, resume_elsewhere, run_training
+from tokenizer_multi_gpu import losses, relative, resume_elsewhere, run_training, tiny_run_args
 
 MODULE = "hydra_x.train.unified"
 GLOBAL_EXAMPLES = 8
@@ -32,16 +32,7 @@ def tiny_args(out: Path, device: str, steps: int, ckpt_every: int, precision: st
     if GLOBAL_EXAMPLES % processes:
         raise ValueError(f"{GLOBAL_EXAMPLES} examples per step must split into {processes} processes")
     return [
-        "--config",
-        "tiny",
-        f"out_dir={out}",
-        f"device={device}",
-        f"precision={precision}",
-        f"steps={steps}",
-        f"ckpt_every={ckpt_every}",
-        "keep_last=1000",
-        "log_every=1",
-        "eval_every=0",
+        *tiny_run_args(out, device, steps, ckpt_every, precision),
         "model.image_size=32",
         "data.image_size=32",
         "data.clip_frames=5",
