@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from hydra_x.errors import InputError  # noqa: E402
 from hydra_x.hub import check_reachable, file_sha256  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,12 @@ ENV_VAR = "HYDRA_X_LPIPS_WEIGHTS"  # a converted weights file (or a folder holdi
 CONVERTED_FILENAME = "lpips_vgg.safetensors"
 
 
-class LPIPSWeightsError(FileNotFoundError):
-    """No LPIPS weights where they were asked for or looked for; the message says how to supply them."""
+class LPIPSWeightsError(FileNotFoundError, InputError):
+    """No LPIPS weights where they were asked for or looked for; the message says how to supply them (an
+    InputError: the command line reports it in one line, exit status 2)."""
 
 
-class WeightsHashError(ValueError):
+class WeightsHashError(InputError):
     """A file under an official name that is not the published file (truncated, corrupt, or another one)."""
 
 

@@ -104,3 +104,13 @@ def test_a_missing_folder_is_refused_before_the_run_is_built(tmp_path, monkeypat
     shards = source("video_shards", tmp_path / "none-*.tar")
     assert main([shards]) == 2
     assert the_error(capsys.readouterr().err, MODULE).endswith("none-*.tar: no shard file (.tar) matches")
+
+
+def test_missing_lpips_weights_are_the_users_to_supply(tmp_path, monkeypatch, capsys):
+    """The perceptual loss asked for and its weights absent (offline): one line naming the fix, exit 2, not 'a bug'."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HYDRA_X_LPIPS_WEIGHTS", str(tmp_path / "lpips_vgg.safetensors"))
+    args = ["--config", "tiny", "loss.lpips=1.0", "loss.lpips_required=true", "steps=1", f"out_dir={tmp_path / 'run'}"]
+    assert main(args) == 2
+    error = the_error(capsys.readouterr().err, MODULE)
+    assert "LPIPS" in error and "loss.lpips=0" in error and "this is a bug" not in error

@@ -1,0 +1,231 @@
+"""The shapes world end to end on one GPU: the `small` tokenizer, then the `small` unified model (SmolLM2-135M) with
+Source-Target Interaction and with the independent edit layout side by side, each scored on the held-out prompt set.
+
+    python benchmarks/shapes_world_run.py --tokenizer-minutes 4.5 --unified-minutes 11 --out runs/shapes-world
+    python benchmarks/shapes_world_run.py --smoke --out /tmp/shapes-smoke     # CPU: a few steps each, to check it
+
+Phases, each through the real command line and each skipped when its output exists (so a run cut short by a job
+limit goes on where it stopped):
+
+1. tokenizer: ``hydra-x train tokenizer --config small`` under a wall-clock budget -> OUT/tokenizer
+2. unified: ``hydra-x train unified --config small`` twice at once on the same GPU (``model.edit_layout=sti`` and
+   ``independent``), the same budget, seed and data order, from OUT/tokenizer -> OUT/unified-sti, -independent
+3. eval: ``hydra-x eval shapes`` of each export at the training size -> OUT/eval-sti, OUT/eval-independent
+
+Then one table: the steps each run reached, its last logged losses, and the scores side by side
+(OUT/summary.json). The budgets include start-up (data workers, compile, the LLM's load); the two unified runs
+share the GPU, so each reaches fewer steps than it would alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+LAYOUTS = ("sti", "independent")
+# Figures of `hydra-x eval shapes` shown side by side: (label, path in report.json).
+SCORES = (
+    ("generation overall (GenEval)", ("summary", "generation", "overall")),
+    ("understanding accuracy", ("summary", "understanding", "accuracy")),
+    ("video: motion accuracy", ("summary", "video", "motion_accuracy")),
+    ("video: objects in every frame", ("summary", "video", "presence")),
+    ("editing success", ("summary", "editing", "success")),
+    ("editing PSNR outside the edit (dB)", ("summary", "editing", "psnr")),
+    ("editing SSIM outside the edit", ("summary", "editing", "ssim")),
+)
+
+
+def run(command: list[str], log: Path) -> subprocess.Popen:
+    """Start one phase's command, its output teed into ``log`` (and ours)."""
+    print("$", " ".join(command), flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ})
+
+
+def wait(procs: dict[str, subprocess.Popen], logs: dict[str, Path]) -> None:
+    for name, proc in procs.items():
+        if proc.wait() != 0:
+            tail = logs[name].read_text(errors="replace")[-4000:]
+            raise SystemExit(f"{name} failed (exit {proc.returncode}); the end of {logs[name]}:\n{tail}")
+
+
+def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
+    folder = out / "tokenizer"
+    if (folder / "export").is_dir():
+        print(f"tokenizer: {folder}/export exists, kept")
+        return folder
+    cli = [
+        sys.executable,
+        "-m",
+        "hydra_x.cli",
+        "train",
+        "tokenizer",
+        "--config",
+        "small",
+        f"out_dir={folder}",
+        "loss.lpips=0",
+    ]  # no LPIPS-VGG weights offline
+    if args.smoke:
+        cli += [
+            "steps=2",
+            "device=cpu",
+            "compile=false",
+            "data.num_workers=0",
+            "data.image_size=32",
+            "data.clip_frames=5",
+            "data.image_batch_size=2",
+            "data.video_batch_size=1",
+            "eval_every=0",
+            "heldout_images=0",
+            "heldout_clips=0",
+            "model.depth=2",
+        ]
+    else:
+        cli += [f"time_budget_minutes={args.tokenizer_minutes}", "steps=100000", "eval_every=0", "ckpt_every=100000"]
+    wait({"tokenizer": run(cli, out / "logs" / "tokenizer.log")}, {"tokenizer": out / "logs" / "tokenizer.log"})
+    return folder
+
+
+def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
+    procs, logs = {}, {}
+    for layout in LAYOUTS:
+        folder = out / f"unified-{layout}"
+        if (folder / "export").is_dir():
+            print(f"unified ({layout}): {folder}/export exists, kept")
+            continue
+        cli = [
+            sys.executable,
+            "-m",
+            "hydra_x.cli",
+            "train",
+            "unified",
+            "--config",
+            "small",
+            f"tokenizer_init={tokenizer}",
+            f"model.edit_layout={layout}",
+            f"out_dir={folder}",
+        ]
+        if args.smoke:
+            cli += [
+                "steps=2",
+                "device=cpu",
+                "data.num_workers=0",
+                "data.image_size=32",
+                "data.clip_frames=5",
+                "data.examples_per_step=4",
+                "max_length=512",
+                "eval_every=0",
+            ]
+        else:
+            cli += [
+                f"time_budget_minutes={args.unified_minutes}",
+                "steps=100000",
+                "ckpt_every=100000",
+                f"data.num_workers={args.workers}",
+            ]
+        logs[layout] = out / "logs" / f"unified-{layout}.log"
+        procs[layout] = run(cli, logs[layout])
+    wait(procs, logs)
+
+
+def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, dict]:
+    reports = {}
+    for layout in LAYOUTS:
+        folder = out / f"eval-{layout}"
+        if not (folder / "report.json").is_file():
+            cli = [
+                sys.executable,
+                "-m",
+                "hydra_x.cli",
+                "eval",
+                "shapes",
+                "--ckpt",
+                str(out / f"unified-{layout}" / "export"),
+                "--out",
+                str(folder),
+                "--name",
+                f"small, {layout}",
+                "--size",
+                str(32 if args.smoke else args.size),
+                "--steps",
+                str(args.sample_steps),
+                "--frames",
+                str(5 if args.smoke else 17),
+            ]
+            if args.smoke:
+                cli += ["--limit", "2", "--device", "cpu"]
+            log = out / "logs" / f"eval-{layout}.log"
+            wait({layout: run(cli, log)}, {layout: log})
+        reports[layout] = json.loads((folder / "report.json").read_text())
+    return reports
+
+
+def last_losses(run_dir: Path) -> dict[str, Any]:
+    """The run's last logged row: its step and loss terms."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if any(k.startswith("loss") for k in r)]
+    if not rows:
+        return {}
+    return {k: v for k, v in rows[-1].items() if k == "step" or k.startswith("loss")}
+
+
+def dig(report: dict, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(report, dict) or key not in report:
+            return None
+        report = report[key]
+    return report
+
+
+def table(out: Path, reports: dict[str, dict]) -> dict[str, Any]:
+    losses = {layout: last_losses(out / f"unified-{layout}") for layout in LAYOUTS}
+    print("\n| measure | " + " | ".join(LAYOUTS) + " |\n|---|" + "---:|" * len(LAYOUTS))
+    for key in sorted({k for row in losses.values() for k in row}):
+        print(f"| {key} | " + " | ".join(_fmt(losses[layout].get(key)) for layout in LAYOUTS) + " |")
+    for label, path in SCORES:
+        print(f"| {label} | " + " | ".join(_fmt(dig(reports[layout], path)) for layout in LAYOUTS) + " |")
+    summary = {"losses": losses, "scores": {label: {la: dig(reports[la], p) for la in LAYOUTS} for label, p in SCORES}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/shapes-world")
+    parser.add_argument("--tokenizer-minutes", type=float, default=4.5)
+    parser.add_argument("--unified-minutes", type=float, default=11.0)
+    parser.add_argument("--workers", type=int, default=6, help="data workers of each unified run")
+    parser.add_argument("--size", type=int, default=128, help="image side for the evaluation (the recipe's)")
+    parser.add_argument("--sample-steps", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help="CPU, a few steps each: checks the script")
+    parser.add_argument("--phases", default="tokenizer,unified,eval")
+    args = parser.parse_args()
+    out = Path(args.out)
+    phases = set(args.phases.split(","))
+    start = time.perf_counter()
+    tokenizer = out / "tokenizer"
+    if "tokenizer" in phases:
+        tokenizer = tokenizer_phase(args, out)
+        print(f"[{time.perf_counter() - start:.0f} s] tokenizer done", flush=True)
+    if "unified" in phases:
+        unified_phase(args, out, tokenizer)
+        print(f"[{time.perf_counter() - start:.0f} s] unified done", flush=True)
+    if "eval" in phases:
+        table(out, eval_phase(args, out))
+        print(f"[{time.perf_counter() - start:.0f} s] eval done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
