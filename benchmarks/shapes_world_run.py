@@ -127,6 +127,7 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
                 f"time_budget_minutes={args.unified_minutes}",
                 "steps=100000",
                 "ckpt_every=100000",
+                "eval_every=0",
                 f"data.num_workers={args.workers}",
             ]
         logs[layout] = out / "logs" / f"unified-{layout}.log"
