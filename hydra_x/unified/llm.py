@@ -38,7 +38,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, 
 from hydra_x.hf import hub_kwargs, quiet_loading
 from hydra_x.unified.sequence import VISUAL_SPECIAL_TOKENS
 from hydra_x.unified.smollm2 import convert_smollm2, hydra_x_home, is_complete, not_converted_message, smollm2_folder
-from hydra_x.unified.text_tokenizer import build_tiny_tokenizer
+from hydra_x.unified.text_tokenizer import build_tiny_tokenizer, ensure_pad_token
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def load_llm(
     hub = hub_kwargs(revision, cache_dir, token, local_files_only)
     config = AutoConfig.from_pretrained(name, **hub)
     check_causal_lm_config(config, name)
-    tokenizer = AutoTokenizer.from_pretrained(name, **hub)
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(name, **hub), name)
     # Not eager by default: it would add a boolean 4D mask to the scores (see the docstring).
     with quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(

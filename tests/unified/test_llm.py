@@ -146,6 +146,24 @@ def _save_bert(folder: Path) -> None:
     BertModel(config).save_pretrained(folder)
 
 
+def test_a_tokenizer_without_a_pad_token_pads_with_its_end_of_sequence_token(tmp_path: Path):
+    """Llama-family tokenizers (and SmolLM2 read from GGUF by transformers 5.17) name no pad token; packing fills
+    rows with the pad id, so load_llm gives them one, and a HydraX built on the LLM packs and trains."""
+    from hydra_x.unified.config import unified_config
+    from hydra_x.unified.model import HydraX
+
+    model, tokenizer = build_tiny_llm(0)
+    tokenizer.pad_token = None
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    _, loaded = load_llm(tmp_path)
+    assert loaded.pad_token_id == loaded.eos_token_id == tokenizer.eos_token_id
+    hydra = HydraX.from_config(unified_config("tiny", llm=str(tmp_path)), seed=0)
+    assert hydra.text_tokenizer.pad_token_id == tokenizer.eos_token_id
+    reply = hydra.chat("hello", max_new_tokens=2)
+    assert isinstance(reply, str)
+
+
 @pytest.mark.parametrize(
     "make, error",
     [
