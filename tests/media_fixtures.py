@@ -210,3 +210,22 @@ def bad_image_shards(tmp_path_factory, image_dir) -> Path:
     (out / "bad-empty.tar").write_bytes(b"")
     (out / "bad-notatar.tar").write_bytes(b"plain text, not a tar archive\n" * 50)
     return out
+
+
+def write_unknown_codec_mkv(path: Path) -> None:
+    """A Matroska file whose video track names a codec no FFmpeg knows (PyAV then gives it no codec context)."""
+    plain = path.with_name(path.stem + ".plain.mkv")
+    with av.open(str(plain), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    raw = plain.read_bytes()
+    assert raw.count(b"V_MPEG4/ISO/ASP") == 1
+    path.write_bytes(raw.replace(b"V_MPEG4/ISO/ASP", b"V_ZZZZZ/ISO/ASP"))  # same length: the file stays valid
+    plain.unlink()

@@ -17,6 +17,7 @@ from skimage import data, transform
 from hydra_x.data.media import MediaError, image_to_tensor, is_image_path, read_image, resize_short_side, write_image
 from hydra_x.data.video import VideoWriter, iter_video_frames, read_video, video_info, write_video
 from hydra_x.eval import video_psnr
+from tests.media_fixtures import write_unknown_codec_mkv
 
 
 def photo_uint8(name: str, height: int, width: int) -> np.ndarray:
@@ -324,3 +325,10 @@ def test_file_without_video_stream(tmp_path: Path) -> None:
         for packet in stream.encode(None):
             container.mux(packet)
     assert_media_error(path, video_info, "no video stream")
+
+
+def test_a_codec_ffmpeg_does_not_know_is_a_media_error(tmp_path: Path) -> None:
+    path = tmp_path / "unknown.mkv"
+    write_unknown_codec_mkv(path)
+    for reader in (video_info, read_video):
+        assert_media_error(path, reader, "codec is unknown")

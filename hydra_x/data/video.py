@@ -92,6 +92,9 @@ def _open_video(path: PathLike) -> tuple[av.container.InputContainer, av.video.s
         container.close()
         raise MediaError(path, "has no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # PyAV gives no codec context for a codec this FFmpeg does not know
+        container.close()
+        raise MediaError(path, "the video stream's codec is unknown to this FFmpeg build (unsupported codec)")
     if not stream.codec_context.width or not stream.codec_context.height:
         container.close()
         raise MediaError(path, "the video stream has no frame size (corrupt header or unsupported codec)")
