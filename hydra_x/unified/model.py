@@ -25,6 +25,7 @@ from einops import rearrange
 
 from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.unified.config import UnifiedConfig, unified_config
+from hydra_x.unified.flex import NAME as FLEX
 from hydra_x.unified.heads import FlowHead, Projector
 from hydra_x.unified.inputs import UnifiedOutput, VisualInputs
 from hydra_x.unified.masks import additive_mask, attention_mask, flex_block_mask
@@ -277,7 +278,7 @@ class HydraX(nn.Module):
     def llm_hidden(self, batch: PackedBatch, embeds: torch.Tensor) -> torch.Tensor:
         """The LLM's last hidden states (B, L, D) for input embeddings with the batch's mask and positions: a
         FlexAttention BlockMask when the LLM runs FlexAttention, else the dense additive 4D mask."""
-        if getattr(self.llm.config, "_attn_implementation", None) == "flex_attention":
+        if getattr(self.llm.config, "_attn_implementation", None) == FLEX:
             mask = flex_block_mask(batch, self.config.video_attention)
         else:
             mask = additive_mask(attention_mask(batch, self.config.video_attention), embeds.dtype)
@@ -351,7 +352,7 @@ class HydraX(nn.Module):
 
 
 def _attn(config: UnifiedConfig) -> str:
-    return "flex_attention" if config.attention == "flex" else "sdpa"
+    return FLEX if config.attention == "flex" else "sdpa"
 
 
 def _time_embedding(dim: int, freq_dim: int) -> nn.Module:

@@ -27,9 +27,14 @@ def models():
     return sdpa, flex
 
 
-def test_the_flex_forward_equals_the_dense_mask_forward(models):
+def test_the_flex_forward_equals_the_dense_mask_forward(models, monkeypatch):
     sdpa, flex = models
-    assert flex.llm.config._attn_implementation == "flex_attention"
+    import hydra_x.unified.flex as flex_module
+
+    calls = []
+    eager = flex_module.flex_attention
+    monkeypatch.setattr(flex_module, "flex_attention", lambda *a, **k: calls.append(k["block_mask"]) or eager(*a, **k))
+    assert flex.llm.config._attn_implementation == "hydra_flex"
     tok = sdpa.text_tokenizer
     z = sdpa.encode(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1)[0]
     spec = VisualSpec.image(4)
@@ -41,6 +46,7 @@ def test_the_flex_forward_equals_the_dense_mask_forward(models):
         a, b = sdpa(batch, visuals), flex(batch, visuals)
     torch.testing.assert_close(b.text_loss_sum, a.text_loss_sum, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(b.velocity, a.velocity, rtol=1e-5, atol=1e-5)
+    assert len(calls) == flex.llm.config.num_hidden_layers  # every layer ran FlexAttention with the BlockMask
 
 
 def test_inference_runs_sdpa_and_gives_the_same_samples(models):
@@ -49,7 +55,7 @@ def test_inference_runs_sdpa_and_gives_the_same_samples(models):
     torch.testing.assert_close(
         generate_latents(flex, ["a red circle"], **kwargs), generate_latents(sdpa, ["a red circle"], **kwargs)
     )
-    assert flex.llm.config._attn_implementation == "flex_attention"  # restored after sampling
+    assert flex.llm.config._attn_implementation == "hydra_flex"  # restored after sampling
     image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     assert flex.chat("What colour?", image=image, max_new_tokens=4) == sdpa.chat(
         "What colour?", image=image, max_new_tokens=4
