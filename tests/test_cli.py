@@ -399,7 +399,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(
     def broken(*args, **kwargs):
         raise RuntimeError("an internal bug")
 
-    monkeypatch.setattr("hydra_x.cli.tokenizer.encode_pixels", broken)
+    monkeypatch.setattr("hydra_x.tokenizer.io.encode_pixels", broken)  # what reconstruct runs
     monkeypatch.delenv("HYDRA_X_DEBUG", raising=False)
     code, _, err = run(capsys, "reconstruct", files["image"], tmp_path / "o.png")
     assert code == 1 and "Traceback" not in err

@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "hydra_x"
 MODEL_UNITS = ("nn", "tokenizer", "unified")  # model code
-ABOVE_MODELS = ("train", "eval", "teachers", "cli")  # what model code must never import
+ABOVE_MODELS = ("train", "eval", "teachers", "cli", "web")  # what model code must never import
+BELOW_WEB = ("nn", "tokenizer", "unified", "data", "train", "eval")  # what must never import the web app (web)
 
 
 def module_name(path: Path) -> str:
@@ -119,6 +120,17 @@ def test_model_code_imports_neither_training_nor_evaluation_nor_teachers_nor_the
         if unit(source) == model_unit
         for target in targets
         if unit(target) in ABOVE_MODELS
+    )
+    assert bad == []
+
+
+def test_models_data_training_and_evaluation_never_import_the_web_app():
+    bad = sorted(
+        f"{source} -> {target}"
+        for source, targets in graph().items()
+        if unit(source) in BELOW_WEB
+        for target in targets
+        if unit(target) == "web"
     )
     assert bad == []
 

@@ -26,6 +26,7 @@ from hydra_x.device import resolve_device
 from hydra_x.eval.metrics import FrameMetrics
 from hydra_x.tokenizer import TOKENIZER_PRESETS, HydraXTokenizer
 from hydra_x.tokenizer.io import (
+    DEFAULT_CLIP_FRAMES,
     TokenizerSource,
     check_clip_frames,
     chunked,
@@ -36,6 +37,8 @@ from hydra_x.tokenizer.io import (
     n_chunks,
     padded_size,
     read_latent_file,
+    reconstruct_chunks,
+    reconstruct_image,
     resolve_source,
     write_latent_file,
 )
@@ -118,7 +121,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         x = media.pixels  # (3, H, W)
         h, w = x.shape[-2:]
         note_padding(h, w, patch)
-        y = decode_latent(model, encode_pixels(model, x, None), None, h, w, **sampler)  # (3, H, W)
+        y = reconstruct_image(model, x, **sampler)  # (3, H, W)
         write_image(out, y)
         if metrics:
             metrics.add(x[:, None], y[:, None])
@@ -130,12 +133,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         VideoWriter(out, media.fps, crf=args.crf) as writer,
         progress(n_chunks(media.frames_hint, args.clip_frames), "reconstruct") as bar,
     ):
-        for chunk in chunked(media.frames(), args.clip_frames):  # (3, n, H, W)
-            n = chunk.shape[1]
-            z = encode_pixels(model, chunk, args.clip_frames)
-            y = decode_latent(model, z, n, media.height, media.width, **sampler)  # (3, n, H, W)
+        chunks = reconstruct_chunks(model, media.frames(), args.clip_frames, media.height, media.width, **sampler)
+        for chunk, y in chunks:  # (3, n, H, W) each
             writer.write(y)
-            frames += n
+            frames += chunk.shape[1]
             if metrics:
                 metrics.add(chunk, y)
             bar.update(1)
@@ -278,11 +279,11 @@ def _add_media_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--clip-frames",
         type=int,
-        default=17,
+        default=DEFAULT_CLIP_FRAMES,
         metavar="N",
         help="videos: frames per chunk; each chunk is tokenized as an independent clip and must have "
         "1 + k * temporal_factor frames (1, 5, 9, 13, 17, ... for the default factor 4); the last, shorter "
-        "chunk is padded by repeating its last frame and trimmed after decoding (default: 17)",
+        f"chunk is padded by repeating its last frame and trimmed after decoding (default: {DEFAULT_CLIP_FRAMES})",
     )
     g.add_argument("--max-frames", type=int, metavar="N", help="videos: use only the first N frames")
     g.add_argument(

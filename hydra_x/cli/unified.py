@@ -15,11 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from hydra_x.cli.common import CliError, warn
-from hydra_x.data.inputs import check_output, media_kind
-from hydra_x.data.media import read_image, resize_short_side
+from hydra_x.data.inputs import check_output, fit_to_patches, media_kind, read_clip
+from hydra_x.data.media import read_image
 from hydra_x.data.video import write_video
 from hydra_x.device import resolve_device
 from hydra_x.errors import InputError
@@ -54,18 +52,7 @@ def load_unified(args: argparse.Namespace):
         raise InputError(str(err)) from err
 
 
-def fit(x: torch.Tensor, size: int, patch: int) -> torch.Tensor:
-    """Resize (3, H, W) / (3, F, H, W) so that the short side is ``size``, then centre-crop both sides to a
-    multiple of the patch."""
-    x = resize_short_side(x, size)
-    h, w = (s - s % patch for s in x.shape[-2:])
-    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-    return x[..., top : top + h, left : left + w]
-
-
 def cmd_chat(args: argparse.Namespace) -> int:
-    from hydra_x.data.video import read_video
-
     if args.image and args.video:
         raise CliError("give --image or --video, not both")
     for path in (args.image, args.video):
@@ -78,15 +65,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     size = args.size or cfg.image_size
     image = video = None
     if args.image:
-        image = fit(read_image(args.image), size, cfg.tokenizer.patch_size)
+        image = fit_to_patches(read_image(args.image), size, cfg.tokenizer.patch_size)
     if args.video:
-        frames = args.frames or cfg.clip_frames
-        clip, _ = read_video(args.video, max_frames=frames)
-        if clip.shape[1] < frames:
-            raise InputError(
-                f"{args.video}: {clip.shape[1]} frames, fewer than the {frames} the model reads (--frames)"
-            )
-        video = fit(clip, size, cfg.tokenizer.patch_size)
+        video = fit_to_patches(read_clip(args.video, args.frames or cfg.clip_frames), size, cfg.tokenizer.patch_size)
     reply = model.chat(
         args.prompt,
         image=image,
@@ -144,7 +125,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     check_output(out, "image", what="edit")
     model = load_unified(args)
     cfg = model.config
-    image = fit(read_image(src), args.size or cfg.image_size, cfg.tokenizer.patch_size)
+    image = fit_to_patches(read_image(src), args.size or cfg.image_size, cfg.tokenizer.patch_size)
     with progress(_model_calls(args), "edit") as bar:
         y = model.edit(
             image,
@@ -186,8 +167,10 @@ def _sampling_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _model_calls(args: argparse.Namespace) -> int:
-    """Velocity evaluations the sampler makes (Heun's last step is a plain Euler one), for the progress bar."""
-    return 2 * args.steps - 1 if args.sampler == "heun" else args.steps
+    """Velocity evaluations the sampler makes, for the progress bar."""
+    from hydra_x.nn.flow import velocity_calls
+
+    return velocity_calls(args.steps, args.sampler)
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from hydra_x.data.media import IMAGE_WRITE_FORMATS, image_pixel_limit, is_image_path, read_image, resize_short_side
-from hydra_x.data.video import VIDEO_WRITE_EXTENSIONS, iter_video_frames, video_info
+from hydra_x.data.video import VIDEO_WRITE_EXTENSIONS, iter_video_frames, read_video, video_info
 from hydra_x.errors import InputError
 
 IMAGE_OUTPUTS = tuple(IMAGE_WRITE_FORMATS)
@@ -85,3 +85,20 @@ def open_input(
         height, width = resize_short_side(torch.zeros(1, height, width), resize).shape[-2:]
     hint = min(info.frames, max_frames) if info.frames and max_frames else (info.frames or max_frames)
     return VideoInput(path, info.fps, hint, height, width, max_frames, resize)
+
+
+def fit_to_patches(x: torch.Tensor, size: int, patch: int) -> torch.Tensor:
+    """Resize (3, H, W) / (3, F, H, W) so that the short side is ``size``, then centre-crop both sides to a
+    multiple of the patch: what a unified model reads (chat, edit), whatever the file's size."""
+    x = resize_short_side(x, size)
+    h, w = (s - s % patch for s in x.shape[-2:])
+    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    return x[..., top : top + h, left : left + w]
+
+
+def read_clip(path: Path, frames: int) -> torch.Tensor:
+    """A video's first ``frames`` frames (3, frames, H, W); a shorter video is an InputError, not a short clip."""
+    clip, _ = read_video(path, max_frames=frames)
+    if clip.shape[1] < frames:
+        raise InputError(f"{path}: {clip.shape[1]} frames, fewer than the {frames} the model reads")
+    return clip

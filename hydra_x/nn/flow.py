@@ -137,6 +137,11 @@ def euler_sample(velocity: VelocityFn, noise: torch.Tensor, steps: int, shift: f
     return sample(velocity, noise, steps, "euler", shift)
 
 
+def velocity_calls(steps: int, method: str = "euler") -> int:
+    """How many times :func:`sample` calls ``velocity`` (Heun's last step is a plain Euler one): a progress total."""
+    return 2 * steps - 1 if method == "heun" else steps
+
+
 @torch.no_grad()
 def sample(velocity: VelocityFn, noise: torch.Tensor, steps: int, method: str = "euler", shift: float = 1.0):
     """Integrate from ``noise`` (t = 1) to t = 0 on ``time_grid(steps, shift=shift)`` with ``method``.

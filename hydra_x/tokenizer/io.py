@@ -7,6 +7,8 @@ caller can fix raise :class:`~hydra_x.errors.InputError` with a one-line message
   random weights, resolved to its config before any weight is read.
 - ``encode_pixels`` / ``decode_latent``: one image or one chunk of video frames, padded to the patch grid (edge
   replicate) and to a valid clip length (last frame repeated), cropped and trimmed back after decoding.
+- ``reconstruct_image`` / ``reconstruct_chunks``: encode and decode back, an image at once or a video chunk by
+  chunk (what ``hydra-x reconstruct`` and the web app's reconstruction tab both run).
 - ``chunked``: frames -> chunks of a fixed length, so a video of any length streams through in constant memory.
 - ``write_latent_file`` / ``read_latent_file``: a latent with what is needed to decode it exactly.
 """
@@ -28,6 +30,7 @@ from hydra_x.tokenizer.model import HydraXTokenizer
 LATENT_KEY = "latent"
 LATENT_FORMAT = "hydra-x-latent"
 LATENT_METADATA = ("kind", "height", "width", "frames", "clip_frames", "checkpoint", "preset", "seed")
+DEFAULT_CLIP_FRAMES = 17  # frames per video chunk: one clip of the tokenizer's default 1 + 4 * 4
 
 
 # ---------------------------------------------------------------------------- which weights
@@ -144,6 +147,25 @@ def decode_latent(
     if x.ndim == 3:
         x = x.unsqueeze(1)
     return x[:, :frames, :height, :width].cpu().contiguous()
+
+
+def reconstruct_image(model: HydraXTokenizer, x: torch.Tensor, **sampler) -> torch.Tensor:
+    """An image (3, H, W) in [-1, 1] -> its reconstruction (3, H, W), float32 on the CPU, clamped to [-1, 1]."""
+    height, width = x.shape[-2:]
+    return decode_latent(model, encode_pixels(model, x, None), None, height, width, **sampler)
+
+
+def reconstruct_chunks(
+    model: HydraXTokenizer, frames: Iterable[torch.Tensor], clip_frames: int, height: int, width: int, **sampler
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(3, H, W) frames -> (original, reconstruction) pairs of (3, n, H, W) chunks of ``clip_frames`` frames.
+
+    Each chunk is tokenized as an independent clip (the last, shorter one padded and trimmed back), so a video
+    of any length streams through in constant memory; ``sampler`` as for ``decode_latent``.
+    """
+    for chunk in chunked(frames, clip_frames):
+        z = encode_pixels(model, chunk, clip_frames)
+        yield chunk, decode_latent(model, z, chunk.shape[1], height, width, **sampler)
 
 
 def flow_sampler(steps: int | None, source: TokenizerSource) -> dict:
