@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "hydra_x"
 MODEL_UNITS = ("nn", "tokenizer", "unified")  # model code
-ABOVE_MODELS = ("train", "eval", "teachers", "cli", "web")  # what model code must never import
+ABOVE_MODELS = ("train", "eval", "teachers", "cli", "web", "demo")  # what model code must never import
 BELOW_WEB = ("nn", "tokenizer", "unified", "data", "train", "eval")  # what must never import the web app (web)
 
 

@@ -5,6 +5,7 @@
     hydra-x eval recon | table | shapes ...             evaluation (hydra_x.cli.eval; also under torchrun)
     hydra-x train tokenizer | unified ...               training (the family's own command line)
     hydra-x serve ...                                   the web app (hydra_x.cli.serve; pip install 'hydra-x[web]')
+    hydra-x demo ...                                    train, evaluate and report, no download (hydra_x.cli.demo)
 
 Every command follows one error contract (hydra_x.cli.common): a problem the user can fix prints one line
 ``hydra-x: error: ...`` and exits with 2; a bug prints one line and exits with 1 (``HYDRA_X_DEBUG=1``: the
@@ -22,7 +23,7 @@ from hydra_x.cli.common import PROG, Parser, run_guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hydra_x.cli import serve, tokenizer, unified
+    from hydra_x.cli import demo, serve, tokenizer, unified
 
     parser = Parser(
         prog=PROG,
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer.add_commands(sub)
     unified.add_commands(sub)
     serve.add_commands(sub)
+    demo.add_commands(sub)
     return parser
 
 

@@ -2,6 +2,9 @@
 
 - tiny: the CPU demo on the embedded data set; a few minutes on a laptop, no download, no teacher, and no
   LPIPS (lpips=0: its VGG weights are a download).
+- demo-warmup, demo (2 CPU cores), demo-small-warmup, demo-small (one GPU): `hydra-x demo`'s tokenizer
+  (hydra_x.demo), trained in two runs within time budgets: the shapes world's images first, then the photographs,
+  clips and shapes together. They read the shapes-world renders the demo writes (DEMO_SHAPES).
 - small: one GPU, the `small` tokenizer from scratch at 128 px on the embedded data (about 10 minutes).
 - so400m-stage1/2/3: the paper's three stages at So400m size, from SigLIP 2, with SigLIP 2 (image) and
   V-JEPA 2 (video) teachers. Point `data.sources` at your data; the global batch is per-rank batch x ranks.
@@ -55,6 +58,64 @@ def tiny() -> TokenizerTrainConfig:
         ckpt_every=100,
         out_dir="runs/tiny",
     )
+
+
+# Shapes-world renders that `hydra-x demo` writes before training its tokenizer (hydra_x.demo.data), as PNG files.
+DEMO_SHAPES = "runs/demo/shapes-images"
+
+
+def demo_warmup() -> TokenizerTrainConfig:
+    """The first of `hydra-x demo`'s two tokenizer runs (2 CPU cores, about a minute): the shapes world's images
+    alone, at patch 8. Trained on the photographs and the shapes together from the start, a tokenizer this small and
+    this briefly trained keeps only the photographs' dominant colours (green comes back teal, yellow orange, purple
+    grey), which no generation can undo; learnt first on the shapes, the colours survive the mixed run (`demo`)."""
+    cfg = tiny()
+    cfg.model = tokenizer_config("tiny", patch_size=8)  # 8 x 8 px tokens: 64 per 64 px image
+    cfg.data.sources = (SourceConfig("image_folder", path=DEMO_SHAPES),)
+    cfg.optim = OptimConfig(lr=3e-4, warmup_steps=50, weight_decay=0.0)
+    cfg.steps, cfg.eval_every, cfg.ckpt_every, cfg.heldout_clips = 800, 0, 400, 0
+    cfg.time_budget_minutes, cfg.budget_probe_steps, cfg.budget_reserve_s = 1.0, 60, 5.0
+    cfg.out_dir = "runs/demo/tokenizer-warmup"
+    return cfg
+
+
+def demo() -> TokenizerTrainConfig:
+    """`hydra-x demo`'s tokenizer (2 CPU cores, about 2 minutes): from `demo-warmup`, on the photographs, the clips
+    and the shapes world together. The time budget shortens the run on a slower or busier machine."""
+    cfg = demo_warmup()
+    cfg.init = "runs/demo/tokenizer-warmup"
+    cfg.data.sources = (
+        SourceConfig("embedded_images", weight=1.0),
+        SourceConfig("embedded_videos", weight=0.5),
+        SourceConfig("image_folder", path=DEMO_SHAPES, weight=2.0),
+    )
+    cfg.steps, cfg.ckpt_every, cfg.heldout_clips = 2000, 500, 2  # held-out figures: the export's, at the end
+    cfg.time_budget_minutes = 2.0
+    cfg.out_dir = "runs/demo/tokenizer"
+    return cfg
+
+
+def demo_small_warmup() -> TokenizerTrainConfig:
+    """`demo-warmup` for one GPU: the `small` tokenizer (patch 16) on 128 px shapes-world images."""
+    cfg = small()
+    cfg.loss = LossConfig(lpips=0.0, kl=1e-6)  # LPIPS needs a download; the demo switches it on where it is local
+    cfg.data.sources = (SourceConfig("image_folder", path=DEMO_SHAPES),)
+    cfg.data.num_workers, cfg.compile, cfg.heldout_clips = 8, False, 0
+    cfg.steps, cfg.eval_every, cfg.ckpt_every = 1000, 0, 500
+    cfg.time_budget_minutes, cfg.budget_reserve_s = 2.0, 20.0
+    cfg.out_dir = "runs/demo/tokenizer-warmup"
+    return cfg
+
+
+def demo_small() -> TokenizerTrainConfig:
+    """`demo` for one GPU: the `small` recipe from `demo-small-warmup`, within a time budget."""
+    cfg = demo_small_warmup()
+    cfg.init = "runs/demo/tokenizer-warmup"
+    cfg.data.sources = EMBEDDED + (SourceConfig("image_folder", path=DEMO_SHAPES, weight=2.0),)
+    cfg.steps, cfg.eval_every, cfg.ckpt_every, cfg.heldout_clips = 4000, 1000, 1000, 4
+    cfg.time_budget_minutes = 6.0
+    cfg.out_dir = "runs/demo/tokenizer"
+    return cfg
 
 
 def small() -> TokenizerTrainConfig:
@@ -201,6 +262,10 @@ def hydra_tok_small() -> TokenizerTrainConfig:
 RECIPES: dict[str, Callable[[], TokenizerTrainConfig]] = {
     "tiny": tiny,
     "small": small,
+    "demo-warmup": demo_warmup,
+    "demo": demo,
+    "demo-small-warmup": demo_small_warmup,
+    "demo-small": demo_small,
     "so400m-stage1": so400m_stage1,
     "so400m-stage2": so400m_stage2,
     "so400m-stage3": so400m_stage3,

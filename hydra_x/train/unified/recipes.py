@@ -1,6 +1,9 @@
 """Unified-model training recipes as Python functions (each returns a fresh UnifiedTrainConfig).
 
 - tiny: the CPU demo on the shapes world: the random tiny tokenizer and LLM, every task, about a minute.
+- demo, demo-small: the unified models of `hydra-x demo` (hydra_x.demo), each within a time budget, starting
+  from the demo's tokenizer run: on 2 CPU cores with a config-built LLM (the demo swaps its own, larger one in for
+  the `tiny` LLM named here), and on one GPU with SmolLM2-135M-Instruct.
 - small: one GPU, offline: the `small` tokenizer (a trained one: `tokenizer_init`, e.g. the run folder of
   `python -m hydra_x.train.tokenizer --config small`) and the real SmolLM2-135M-Instruct, all parts trained, on
   the shapes world at 128^2 with 17-frame clips.
@@ -90,6 +93,38 @@ def small() -> UnifiedTrainConfig:
     )
 
 
+# The demo's task mix: what `hydra-x eval shapes` scores (generation, questions about images, clips, edits), and
+# captions, which tie the words to the pictures both ways. On 2 CPU cores every task shares a few hundred steps,
+# so the ones nothing scores (text, video captions and questions) are left out.
+DEMO_TASKS = {"image_gen": 3.0, "image_sft": 3.0, "edit": 2.0, "video_gen": 1.0, "image_caption": 1.0}
+
+
+def demo() -> UnifiedTrainConfig:
+    """`hydra-x demo` on 2 CPU cores: 64 px, 5-frame clips, a time budget that keeps the demo within 10 minutes."""
+    cfg = tiny()
+    cfg.model = unified_config("tiny")
+    cfg.tokenizer_init = "runs/demo/tokenizer"
+    cfg.data.task_ratios = dict(DEMO_TASKS)
+    cfg.optim = OptimConfig(weight_decay=0.0, warmup_steps=30)
+    cfg.lr_scale = 20.0
+    cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every = 1000, 10, 0, 250
+    cfg.time_budget_minutes, cfg.budget_probe_steps, cfg.budget_reserve_s = 4.5, 40, 15.0
+    cfg.out_dir = "runs/demo/unified"
+    return cfg
+
+
+def demo_small() -> UnifiedTrainConfig:
+    """`hydra-x demo --preset small` on one GPU: the `small` recipe (SmolLM2-135M, 128 px) within a time budget."""
+    cfg = small()
+    cfg.tokenizer_init = "runs/demo/tokenizer"
+    cfg.data.task_ratios = dict(DEMO_TASKS)
+    cfg.data.clip_frames = 9
+    cfg.eval_every = 0
+    cfg.time_budget_minutes, cfg.budget_reserve_s = 12.0, 60.0
+    cfg.out_dir = "runs/demo/unified"
+    return cfg
+
+
 def paper(size: str, number: int) -> Callable[[], UnifiedTrainConfig]:
     """Stage ``number`` of the paper's recipe with Qwen2.5-``size``."""
     steps = {1: 50_000, 2: 200_000, 3: 20_000}[number]
@@ -136,6 +171,8 @@ def hydra(number: int) -> Callable[[], UnifiedTrainConfig]:
 RECIPES: dict[str, Callable[[], UnifiedTrainConfig]] = {
     "tiny": tiny,
     "small": small,
+    "demo": demo,
+    "demo-small": demo_small,
     **{f"hydra-x-{size}-stage{n}": paper(size, n) for size in ("1.5b", "7b") for n in (1, 2, 3)},
     "hydra-1.5b-stage1": hydra(1),
     "hydra-1.5b-stage2": hydra(2),
