@@ -13,18 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hydra_x.cli.common import CliError
-
-DEFAULT_EXPORT = "runs/demo/unified/export"  # what `hydra-x serve` loads without --ckpt
+from hydra_x.demo.names import DEFAULT_OUT
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from hydra_x.demo.config import LLM_CHOICES, demo_config, resolve
+    from hydra_x.demo.config import demo_config, resolve
     from hydra_x.demo.run import run_demo
     from hydra_x.demo.training import DemoStopped
 
-    if args.llm not in LLM_CHOICES:  # argparse checks choices; kept for callers that build the namespace
-        raise CliError(f"--llm must be one of {', '.join(LLM_CHOICES)}, got {args.llm!r}")
     cfg = resolve(demo_config(args.preset), out_dir=args.out, device=args.device, minutes=args.minutes)
     cfg.llm = args.llm
     try:
@@ -49,7 +45,7 @@ def summary_text(result) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
     export = result.trainings["unified"].run_dir / "export"
-    ckpt = "" if export == Path(DEFAULT_EXPORT) else f" --ckpt {export}"  # serve loads the default demo's export
+    ckpt = "" if export == Path(DEFAULT_OUT, "unified", "export") else f" --ckpt {export}"  # serve's default
     times = ", ".join(f"{name} {int(sec // 60)}:{int(round(sec % 60)):02d}" for name, sec, _ in result.phases)
     total = sum(sec for _, sec, _ in result.phases)
     return "\n".join(
@@ -67,7 +63,7 @@ def summary_text(result) -> str:
 
 
 def add_commands(sub) -> None:
-    from hydra_x.demo.config import DEFAULT_PRESET, LLM_CHOICES, PRESETS
+    from hydra_x.demo.names import DEFAULT_OUT, DEFAULT_PRESET, LLM_CHOICES, PRESET_NAMES, RETRAIN
 
     p = sub.add_parser(
         "demo",
@@ -80,11 +76,11 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=tuple(PRESETS),
+        choices=PRESET_NAMES,
         default=DEFAULT_PRESET,
         help=f"cpu: about 10 min on 2 CPU cores; small: one GPU; smoke: seconds (default {DEFAULT_PRESET})",
     )
-    p.add_argument("--out", default=None, help="the demo's folder (default runs/demo)")
+    p.add_argument("--out", default=None, help=f"the demo's folder (default {DEFAULT_OUT})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
     p.add_argument(
         "--llm",
@@ -97,7 +93,7 @@ def add_commands(sub) -> None:
         "--retrain",
         nargs="?",
         const="all",
-        choices=("all", "unified"),
+        choices=RETRAIN,
         help="train again instead of reusing: all (default) or only the unified model",
     )
     p.add_argument(

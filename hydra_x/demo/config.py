@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hydra_x.data.config import SourceConfig
+from hydra_x.demo.names import DEFAULT_OUT, DEFAULT_PRESET, PRESET_NAMES
 from hydra_x.errors import InputError
 from hydra_x.train.tokenizer.config import TokenizerTrainConfig
 from hydra_x.train.tokenizer.recipes import DEMO_SHAPES
@@ -25,8 +26,6 @@ from hydra_x.train.unified.config import UnifiedTrainConfig
 from hydra_x.train.unified.recipes import RECIPES as UNIFIED_RECIPES
 from hydra_x.unified.llm import TinyLLMConfig
 
-LLM_CHOICES = ("auto", "smollm2-135m", "config")
-SMOLLM2 = "smollm2-135m"
 NORMALISED = "shapes-normalised"  # the tokenizer with shapes-world latent statistics (hydra_x.demo.latents)
 
 
@@ -46,7 +45,7 @@ class DemoEvalConfig:
     shapes_frames: int = 5  # generated clips (1 + 4k)
     steps: int = 20  # flow sampling steps
     guidance: float = 3.0
-    limit: int | None = 8  # items per generation category, question kind and edit op (None: the whole set)
+    limit: int | None = 12  # items per generation category, question kind and edit op (None: the whole set)
     batch_size: int = 16
     seed: int = 0
 
@@ -93,9 +92,12 @@ class DemoConfig:
     # Whether `--llm auto` takes SmolLM2-135M-Instruct when its converted folder exists. False for the CPU preset:
     # there it trains about 30 times slower per step than the config-built LLM (docs/demo.md).
     prefer_smollm2: bool = False
+    # Whether the tokenizer's main run adds LPIPS (weight 1) when its weights are already on the machine (never
+    # downloaded): the GPU preset; on a CPU its VGG16 would cost more than the rest of the step.
+    lpips_if_local: bool = False
     eval: DemoEvalConfig = field(default_factory=DemoEvalConfig)
     showcase: ShowcaseConfig = field(default_factory=ShowcaseConfig)
-    out_dir: str = "runs/demo"
+    out_dir: str = DEFAULT_OUT
     device: str = "auto"
     llm: str = "auto"  # auto | smollm2-135m | config (resolved by hydra_x.demo.llm.choose_llm)
 
@@ -155,6 +157,7 @@ def small() -> DemoConfig:
         unified=UNIFIED_RECIPES["demo-small"](),
         llm_config=TinyLLMConfig(hidden_size=512, intermediate_size=1536, num_layers=8, num_heads=8, num_kv_heads=4),
         prefer_smollm2=True,
+        lpips_if_local=True,
         eval=DemoEvalConfig(recon_size=128, shapes_size=128, shapes_frames=9, steps=25, limit=None, batch_size=32),
     )
     cfg.showcase.display_px = 256
@@ -185,7 +188,7 @@ def smoke() -> DemoConfig:
 
 
 PRESETS: dict[str, Callable[[], DemoConfig]] = {"cpu": cpu, "small": small, "smoke": smoke}
-DEFAULT_PRESET = "cpu"
+assert tuple(PRESETS) == PRESET_NAMES, "hydra_x.demo.names lists the presets for the command line"
 
 
 def demo_config(name: str = DEFAULT_PRESET) -> DemoConfig:

@@ -11,7 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra_x.demo.config import SMOLLM2, DemoConfig, DemoError
+from hydra_x.demo.config import DemoConfig, DemoError
+from hydra_x.demo.names import SMOLLM2
 from hydra_x.unified.llm import save_tiny_llm
 from hydra_x.unified.smollm2 import DISTRIBUTION, INSTALL_COMMAND, find_smollm2_gguf, is_complete, smollm2_folder
 

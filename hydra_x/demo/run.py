@@ -27,12 +27,12 @@ from hydra_x.demo.config import DemoConfig, DemoError
 from hydra_x.demo.data import write_shapes_images
 from hydra_x.demo.latents import normalised_tokenizer
 from hydra_x.demo.llm import LLMChoice, choose_llm, prepare_llm
+from hydra_x.demo.names import RETRAIN
 from hydra_x.demo.phases import PHASE_COUNT, evaluate_models, report_phase
 from hydra_x.demo.training import TrainingOutcome, is_finished, remove_run, train_or_reuse
 from hydra_x.device import resolve_device
 
 MARKER = "demo.json"
-RETRAIN = ("all", "unified")
 
 
 @dataclass
@@ -122,6 +122,8 @@ def train_models(
     """Phases 1 and 2: the tokenizer (two runs, on rendered shapes-world images and the embedded photographs), then
     the unified model from it. A run trained again makes the runs that started from it train again too."""
     log(f"[1/{PHASE_COUNT}] tokenizer")
+    if cfg.lpips_if_local and not is_finished(cfg.tokenizer_dir):
+        _lpips_if_local(cfg, log)
     size = cfg.tokenizer_warmup.data.image_size
     write_shapes_images(cfg.shapes_dir, size, cfg.shapes_images)
     outcomes: dict[str, TrainingOutcome] = {}
@@ -141,6 +143,15 @@ def train_models(
                     remove_run(later)
                     log(f"{name} was trained again: deleted {later}, which started from the previous one")
     return outcomes
+
+
+def _lpips_if_local(cfg: DemoConfig, log: Callable[[str], None]) -> None:
+    from hydra_x.demo.evaluate import local_lpips_weights
+
+    weights = local_lpips_weights()
+    if weights:
+        cfg.tokenizer.loss.lpips, cfg.tokenizer.loss.lpips_weights = 1.0, weights
+        log(f"tokenizer: LPIPS on, with the weights found at {weights}")
 
 
 def _record(cfg: DemoConfig, marker: dict, phases: list, outcome: TrainingOutcome) -> None:

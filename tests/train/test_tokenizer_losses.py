@@ -76,7 +76,8 @@ def test_frames_for_lpips_picks_evenly_spaced_frames():
 # ---------------------------------------------------------------------------------- LPIPS is never off silently
 
 lpips_home = lpips_fixtures.lpips_home  # the fixture: a hermetic torch.hub cache, no lpips package, no network
-WITHOUT_LPIPS = {"tiny"}  # the README's offline main job: lpips=0, and its docstring says so
+# The offline recipes (the tokenizer alone, and `hydra-x demo`'s): lpips=0, and their docstrings say so.
+WITHOUT_LPIPS = {"tiny", "demo-warmup", "demo", "demo-small-warmup", "demo-small"}
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

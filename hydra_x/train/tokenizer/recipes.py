@@ -68,7 +68,8 @@ def demo_warmup() -> TokenizerTrainConfig:
     """The first of `hydra-x demo`'s two tokenizer runs (2 CPU cores, about a minute): the shapes world's images
     alone, at patch 8. Trained on the photographs and the shapes together from the start, a tokenizer this small and
     this briefly trained keeps only the photographs' dominant colours (green comes back teal, yellow orange, purple
-    grey), which no generation can undo; learnt first on the shapes, the colours survive the mixed run (`demo`)."""
+    grey), which no generation can undo; learnt first on the shapes, the colours survive the mixed run (`demo`).
+    LPIPS is off (lpips=0, as in `tiny`): the demo downloads nothing."""
     cfg = tiny()
     cfg.model = tokenizer_config("tiny", patch_size=8)  # 8 x 8 px tokens: 64 per 64 px image
     cfg.data.sources = (SourceConfig("image_folder", path=DEMO_SHAPES),)
@@ -81,7 +82,7 @@ def demo_warmup() -> TokenizerTrainConfig:
 
 def demo() -> TokenizerTrainConfig:
     """`hydra-x demo`'s tokenizer (2 CPU cores, about 2 minutes): from `demo-warmup`, on the photographs, the clips
-    and the shapes world together. The time budget shortens the run on a slower or busier machine."""
+    and the shapes world together. The time budget shortens the run on a slower or busier machine. LPIPS is off."""
     cfg = demo_warmup()
     cfg.init = "runs/demo/tokenizer-warmup"
     cfg.data.sources = (
@@ -96,7 +97,7 @@ def demo() -> TokenizerTrainConfig:
 
 
 def demo_small_warmup() -> TokenizerTrainConfig:
-    """`demo-warmup` for one GPU: the `small` tokenizer (patch 16) on 128 px shapes-world images."""
+    """`demo-warmup` for one GPU: the `small` tokenizer (patch 16) on 128 px shapes-world images. LPIPS is off."""
     cfg = small()
     cfg.loss = LossConfig(lpips=0.0, kl=1e-6)  # LPIPS needs a download; the demo switches it on where it is local
     cfg.data.sources = (SourceConfig("image_folder", path=DEMO_SHAPES),)
@@ -108,7 +109,7 @@ def demo_small_warmup() -> TokenizerTrainConfig:
 
 
 def demo_small() -> TokenizerTrainConfig:
-    """`demo` for one GPU: the `small` recipe from `demo-small-warmup`, within a time budget."""
+    """`demo` for one GPU: the `small` recipe from `demo-small-warmup`, within a time budget. LPIPS is off."""
     cfg = demo_small_warmup()
     cfg.init = "runs/demo/tokenizer-warmup"
     cfg.data.sources = EMBEDDED + (SourceConfig("image_folder", path=DEMO_SHAPES, weight=2.0),)
