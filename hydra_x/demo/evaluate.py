@@ -9,7 +9,6 @@ reason in the report) instead of starting a download.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,6 @@ from hydra_x.tokenizer.io import resolve_source
 RECON_FOLDERS = {"images": "recon-images", "clips": "recon-clips"}
 SHAPES_FOLDER = "shapes"
 SHAPES_SECTIONS = 4  # generation, understanding, video, editing: the steps of its progress bar
-
-
-@dataclass
-class Evaluation:
-    recon: dict[str, dict[str, Any]]  # "images" / "clips" -> the report.json content of eval recon
-    shapes: dict[str, Any]  # the report.json content of eval shapes
-    shapes_result: ShapesReport  # with the sample grids' pictures
-    folders: dict[str, Path]  # "images" / "clips" / "shapes" -> the folder its report files are in
 
 
 def recon_protocols(cfg: DemoConfig) -> dict[str, Protocol]:

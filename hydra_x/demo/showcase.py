@@ -45,8 +45,9 @@ class Gallery:
 
 
 def enlarge(x: torch.Tensor, display_px: int) -> torch.Tensor:
-    """(3, [F,] H, W) -> nearest-neighbour enlarged by the integer factor that brings W closest to display_px."""
-    k = max(1, round(display_px / x.shape[-1]))
+    """(3, [F,] H, W) -> nearest-neighbour enlarged by the integer factor that brings H closest to display_px (the
+    height: pictures shown side by side keep one picture's height)."""
+    k = max(1, round(display_px / x.shape[-2]))
     return x.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1) if k > 1 else x
 
 

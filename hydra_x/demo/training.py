@@ -8,12 +8,14 @@ from its latest checkpoint. ``--retrain`` deletes a run folder first, but only o
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,36 @@ def signal_handlers_kept() -> Iterator[None]:
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
+class Deadline:
+    """SIGTERM to this process once ``seconds`` have passed (None: never); the training engine then checkpoints and
+    stops at the end of its step. The engine fits a time budget once, from the speed of the first steps, so a
+    machine that gets busier afterwards would make the run overrun it; the demo holds each run to its budget plus
+    a margin instead, and exports the checkpoint it stopped at."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds, self.fired, self.timer = seconds, False, None
+
+    def _fire(self) -> None:
+        self.fired = True
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, by the engine's stop flag
+
+    def __enter__(self) -> Deadline:
+        if self.seconds is not None:
+            self.timer = threading.Timer(self.seconds, self._fire)
+            self.timer.daemon = True
+            self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def deadline_seconds(cfg) -> float | None:
+    """A run's budget plus 10 % and 10 s (None without a budget)."""
+    return cfg.time_budget_minutes * 66 + 10 if cfg.time_budget_minutes else None
+
+
 def train_or_reuse(name: str, cfg, train: Callable[[Any], dict], log: Callable[[str], None]) -> TrainingOutcome:
     """Reuse the finished run of ``cfg.out_dir``, or train it with ``train(cfg)`` (resuming its checkpoints)."""
     run_dir = Path(cfg.out_dir)
@@ -75,8 +107,12 @@ def train_or_reuse(name: str, cfg, train: Callable[[Any], dict], log: Callable[[
     resuming = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
     budget = f", time budget {cfg.time_budget_minutes:g} min" if cfg.time_budget_minutes else ""
     log(f"{name}: {'resuming' if resuming else 'training'} {run_dir} (at most {cfg.steps} steps{budget})")
-    with signal_handlers_kept():
+    with signal_handlers_kept(), Deadline(deadline_seconds(cfg)) as deadline:
         summary = train(cfg)
+    if summary.get("exit_code") and deadline.fired and summary.get("step", 0) > 0:
+        log(f"{name}: past its time budget (the machine got slower): exporting step {summary['step']} as it is")
+        with signal_handlers_kept():  # resumed at its last step, the run exports at once
+            summary = train(replace(cfg, steps=summary["step"], time_budget_minutes=None))
     if summary.get("exit_code"):
         raise DemoStopped(name, int(summary["exit_code"]))
     if not is_finished(run_dir):

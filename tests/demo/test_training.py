@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from hydra_x.demo import training
 from hydra_x.demo.config import DemoError
 from hydra_x.demo.training import DemoStopped, is_finished, remove_run, train_or_reuse
 
@@ -61,6 +63,35 @@ def test_a_training_stopped_by_a_signal_stops_the_demo_with_its_exit_code(tmp_pa
     with pytest.raises(DemoStopped, match="rerun the demo to resume") as stop:
         train_or_reuse("unified", Cfg(str(tmp_path / "run")), fake_train(exit_code=130, export=False), print)
     assert stop.value.exit_code == 130
+
+
+def test_a_run_past_its_deadline_is_stopped_and_exported_where_it_stopped(tmp_path, monkeypatch):
+    """The engine fits its budget to the first steps' speed; the demo's deadline catches a machine that slows."""
+    monkeypatch.setattr(training, "deadline_seconds", lambda cfg: 0.3 if cfg.time_budget_minutes else None)
+    calls = []
+
+    def train(cfg: Cfg) -> dict:  # resumes from its saved step and stops on SIGTERM at the end of a step
+        calls.append((cfg.steps, cfg.time_budget_minutes))
+        run, stop = Path(cfg.out_dir), []
+        signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+        step = int((run / "step").read_text()) if (run / "step").exists() else 0
+        while step < cfg.steps and not stop:
+            time.sleep(0.02)
+            step += 1
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "step").write_text(str(step))
+        if step == cfg.steps:
+            (run / "export").mkdir()
+            (run / "export" / "config.json").write_text("{}")
+        return {"step": step, "exit_code": 143 if stop else 0}
+
+    log = []
+    cfg = Cfg(str(tmp_path / "run"), steps=10_000, time_budget_minutes=1.0)
+    outcome = train_or_reuse("unified", cfg, train, log.append)
+    (first, budget), (second, none) = calls  # stopped by the deadline, then resumed to export where it stopped
+    stopped = int((tmp_path / "run" / "step").read_text())
+    assert first == 10_000 and budget == 1.0 and 0 < second == stopped < 10_000 and none is None
+    assert not outcome.reused and is_finished(tmp_path / "run") and "past its time budget" in log[-1]
 
 
 def test_retrain_deletes_only_what_looks_like_a_run(tmp_path):
