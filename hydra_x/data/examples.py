@@ -49,6 +49,8 @@ _TASK_VISUALS: dict[str, tuple[tuple[str, str], ...] | None] = {
     "image_sft": None,
     "video_sft": None,
 }
+# The tasks whose examples hold a visual the model learns to generate.
+GENERATION_TASKS = tuple(t for t, visuals in _TASK_VISUALS.items() if any(r == "generate" for _, r in visuals or ()))
 
 
 class ExampleError(ValueError):

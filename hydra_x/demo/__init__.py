@@ -9,7 +9,6 @@ the command line can read the presets without loading training and evaluation.
     run.py        run_demo: the phases in order, reuse and --retrain of the trained runs
     training.py   train_or_reuse: one training run, reused while its export exists, resumed otherwise
     data.py       the shapes-world renders the tokenizer trains on
-    latents.py    the tokenizer's latent statistics on shapes-world images, for the unified model
     llm.py        which LLM the unified model starts from (SmolLM2 or a config-built one)
     evaluate.py   the evaluations (as hydra-x eval recon and eval shapes) and the headline figures
     showcase.py   the pictures: reconstructions, generations for fixed prompts, answers, edits

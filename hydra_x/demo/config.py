@@ -26,8 +26,6 @@ from hydra_x.train.unified.config import UnifiedTrainConfig
 from hydra_x.train.unified.recipes import RECIPES as UNIFIED_RECIPES
 from hydra_x.unified.llm import TinyLLMConfig
 
-NORMALISED = "shapes-normalised"  # the tokenizer with shapes-world latent statistics (hydra_x.demo.latents)
-
 
 class DemoError(InputError):
     """A demo option or folder the user can fix: one line, exit status 2."""
@@ -212,7 +210,7 @@ def resolve(cfg: DemoConfig, *, out_dir: str | None = None, device: str | None =
     warm, tok, uni = cfg.tokenizer_warmup, cfg.tokenizer, cfg.unified
     warm.out_dir, tok.out_dir, uni.out_dir = str(cfg.warmup_dir), str(cfg.tokenizer_dir), str(cfg.unified_dir)
     tok.init = str(cfg.warmup_dir)
-    uni.tokenizer_init = str(cfg.tokenizer_dir / NORMALISED)
+    uni.tokenizer_init = str(cfg.tokenizer_dir)  # its export; the unified run sets its latent statistics
     for run in (warm, tok):
         run.data.sources = tuple(_relocated(source, cfg) for source in run.data.sources)
     warm.device = tok.device = uni.device = cfg.device

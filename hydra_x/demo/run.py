@@ -2,8 +2,8 @@
 
     [1/6] tokenizer     hydra_x.train.tokenizer.loop.train: on rendered shapes-world images (tokenizer-warmup), then
                         from it on the embedded photographs, clips and the shapes together (tokenizer)
-    [2/6] unified       hydra_x.train.unified.loop.train on the shapes world, from the demo's tokenizer with
-                        shapes-world latent statistics (hydra_x.demo.latents)
+    [2/6] unified       hydra_x.train.unified.loop.train on the shapes world, from the demo's tokenizer (whose
+                        latent statistics the run measures on its generation targets first)
     [3/6] eval recon    hydra_x.eval.recon.evaluate: held-out photographs and clips (as ``hydra-x eval recon``)
     [4/6] eval shapes   hydra_x.eval.shapes_run.evaluate_shapes (as ``hydra-x eval shapes``)
     [5/6] showcase      reconstructions, generations for fixed prompts, answers, edits (pictures)
@@ -25,7 +25,6 @@ from typing import Any
 
 from hydra_x.demo.config import DemoConfig, DemoError
 from hydra_x.demo.data import write_shapes_images
-from hydra_x.demo.latents import normalised_tokenizer
 from hydra_x.demo.llm import LLMChoice, choose_llm, prepare_llm
 from hydra_x.demo.names import RETRAIN
 from hydra_x.demo.phases import PHASE_COUNT, evaluate_models, report_phase
@@ -130,7 +129,6 @@ def train_models(
     chain = [("tokenizer-warmup", cfg.tokenizer_warmup), ("tokenizer", cfg.tokenizer), ("unified", cfg.unified)]
     for k, (name, run_cfg) in enumerate(chain):
         if name == "unified":
-            normalised_tokenizer(cfg.tokenizer_dir, cfg.unified.data.image_size)
             log(f"[2/{PHASE_COUNT}] unified model: LLM {llm.why}")
             if not is_finished(cfg.unified_dir):
                 cfg.unified.model = cfg.unified.model.replace(llm=prepare_llm(cfg, llm))

@@ -159,6 +159,11 @@ class HydraXTokenizer(nn.Module):
 
     # ------------------------------------------------------------------ latent normalisation
 
+    @property
+    def has_latent_stats(self) -> bool:
+        """Whether statistics were set (stage 3, or a unified run's start); else latents are raw (mean 0, std 1)."""
+        return not (bool((self.latent_mean == 0).all()) and bool((self.latent_std == 1).all()))
+
     @torch.no_grad()
     def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store per-channel statistics of the raw latent (training stage 3).

@@ -5,8 +5,9 @@ The unified model's mask (causal text, bidirectional visual blocks, packed sampl
 untouched. transformers' own ``flex_attention`` implementation decides itself whether to compile FlexAttention
 and, with torch 2.11 and transformers 5.17 on CUDA, ran it uncompiled under autocast, which fails
 ("no implementation found for 'torch.ops.higher_order.flex_attention'"). This function always calls a compiled
-FlexAttention on CUDA, the fused kernel that is the point of using it; on the CPU it runs eagerly (the forward
-only: PyTorch has no CPU backward for it), which the tests compare with the dense mask.
+FlexAttention on CUDA, the fused kernel that is the point of using it, and calls it with autocast off (a compiled
+call failed under autocast too); on the CPU it runs eagerly (the forward only: PyTorch has no CPU backward for
+it), which the tests compare with the dense mask, under autocast as in training.
 """
 
 from __future__ import annotations
@@ -42,7 +43,18 @@ def hydra_flex_attention(
     if dropout:
         raise ValueError(f"{NAME} attention has no dropout (got {dropout})")
     run = _compiled_flex() if query.is_cuda else flex_attention
-    out = run(query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=query.shape[1] != key.shape[1])
+    # Autocast off around the call: q, k and v already come in the compute dtype, and the FlexAttention operator
+    # has no autocast rule (torch 2.11 on CUDA: "no implementation found for 'torch.ops.higher_order.flex_attention'"
+    # under autocast, with transformers' implementation and with a compiled call alike).
+    with torch.autocast(query.device.type, enabled=False):
+        out = run(
+            query,
+            key.to(query.dtype),
+            value.to(query.dtype),
+            block_mask=attention_mask,
+            scale=scaling,
+            enable_gqa=query.shape[1] != key.shape[1],
+        )
     return out.transpose(1, 2).contiguous(), None
 
 

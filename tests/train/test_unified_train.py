@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from hydra_x.cli import main as hydra_main
+from hydra_x.data.shapes_tasks import ShapesTasks
+from hydra_x.tokenizer import HydraXTokenizer
 from hydra_x.train.unified import train
 from hydra_x.train.unified.recipes import tiny
 from hydra_x.train.unified.stages import PARAM_GROUPS
@@ -22,6 +24,7 @@ def config(out: Path, **changes):
     cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every = 4, 1, 0, 100
     cfg.data.image_size, cfg.data.clip_frames, cfg.data.examples_per_step = 32, 5, 4
     cfg.model = cfg.model.replace(image_size=32)
+    cfg.latent_stats_samples = 16
     for key, value in changes.items():
         target = cfg
         *parents, leaf = key.split("__")
@@ -52,7 +55,7 @@ def snapshot(model: HydraX) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("stage", [1, 2])
 def test_each_stage_trains_exactly_the_parts_it_names(tmp_path, stage):
-    cfg = config(tmp_path, steps=2, stage=stage, ckpt_every=2)
+    cfg = config(tmp_path, steps=2, stage=stage, ckpt_every=2, latent_stats_samples=0)  # stats re-parameterise
     initial = HydraX.from_config(cfg.model, seed=cfg.seed)
     before = snapshot(initial)
     train(cfg)
@@ -67,6 +70,23 @@ def test_each_stage_trains_exactly_the_parts_it_names(tmp_path, stage):
     assert not any(k.startswith("tokenizer.gen_vit.") for k in changed)
     if stage == 1:
         assert not any(k.startswith("llm.") for k in changed)
+
+
+def test_a_fresh_run_sets_latent_statistics_measured_on_its_generation_targets(tmp_path):
+    HydraXTokenizer.from_preset("tiny", seed=0).save_pretrained(tmp_path / "tokenizer")  # stage 1-2: no statistics
+    train(config(tmp_path / "run", steps=1, tokenizer_init=str(tmp_path / "tokenizer"), latent_stats_samples=64))
+    before = HydraXTokenizer.from_pretrained(tmp_path / "tokenizer").eval()
+    after = HydraX.from_pretrained(tmp_path / "run" / "export").tokenizer.eval()
+    assert not before.has_latent_stats and after.has_latent_stats
+    assert torch.all(after.latent_std == after.latent_std[0])  # one std: channels keep their relative scale
+    tasks = ShapesTasks(1, "train", 32, 5)  # other pictures than those measured
+    x = torch.stack([tasks.example("image_gen", k).visuals[0].pixels for k in range(32)])
+    with torch.no_grad():
+        raw, z = before.encode(x), after.encode(x)
+        # The unified stages never train the pixel decoder: it renders the normalised latents as before.
+        torch.testing.assert_close(after.decode(z), before.decode(raw), atol=1e-4, rtol=1e-4)
+    assert abs(float(z.std()) - 1) < 0.15 and float(z.mean(dim=(0, 2, 3, 4)).abs().max()) < 0.3
+    assert float(raw.std()) < 0.5  # what the statistics fix: raw latents far below the flow's unit noise
 
 
 def test_a_resumed_run_follows_the_uninterrupted_one(tmp_path):

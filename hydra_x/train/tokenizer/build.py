@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from hydra_x.data import TokenizerDataLoader
 from hydra_x.losses import LPIPS
 from hydra_x.teachers import FrozenTeacher, load_teacher
+from hydra_x.tokenizer.latent_stats import measure_latent_stats
 from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.train.ema import EMA
 from hydra_x.train.engine import Engine, set_trainable
@@ -112,24 +112,6 @@ def tokenizer_blocks(model: HydraXTokenizer) -> list[nn.ModuleList]:
 
 
 @torch.no_grad()
-def measure_latent_stats(model: HydraXTokenizer, loader: TokenizerDataLoader, batches: int, device: torch.device):
-    """Per-channel mean and std of the raw latent (posterior mean) over ``batches`` batches of every rank."""
-    c = model.config.latent_channels
-    sums = torch.zeros(3, c, dtype=torch.float64, device=device)  # count, sum, sum of squares
-    for _, batch in zip(range(batches), loader):
-        _, posterior = model.encode(batch.pixels.to(device), return_posterior=True)
-        z = posterior.mean.double().movedim(1, -1).reshape(-1, c)  # (B * S * h * w, C)
-        sums += torch.stack(
-            (torch.full((c,), float(z.shape[0]), device=device, dtype=torch.float64), z.sum(0), z.square().sum(0))
-        )
-    if dist.is_initialized():
-        dist.all_reduce(sums)
-    count, total, squares = sums
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
-    return mean.float(), std.float()
-
-
 def compile_frozen(lpips: nn.Module | None, *teachers: FrozenTeacher | None) -> None:
     """With compile=true, also compile the frozen modules of the step.
 
@@ -166,7 +148,8 @@ def build_run(cfg: TokenizerTrainConfig, engine: Engine) -> TokenizerRun:
     if stage.measures_latent_stats and engine.resume_from is None:
         # Measured once; they then live in the model (and its checkpoints).
         stats_loader = TokenizerDataLoader(cfg.data, rank=info.rank, world_size=info.world_size)
-        model.set_latent_stats(*measure_latent_stats(model, stats_loader, cfg.stage3_stat_batches, device))
+        pixels = (batch.pixels for _, batch in zip(range(cfg.stage3_stat_batches), stats_loader))
+        model.set_latent_stats(*measure_latent_stats(model, pixels, device))
         del stats_loader
     trainable = set_trainable(model, stage.trains)
     engine.parallelize(model, tokenizer_blocks(model))

@@ -4,20 +4,26 @@ EMA and the data, placed and resumed. ``UnifiedRun`` holds them for the loop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from hydra_x.data.mixture import UnifiedDataLoader
+from hydra_x.data.examples import GENERATION_TASKS
+from hydra_x.data.mixture import UnifiedDataConfig, UnifiedDataLoader
+from hydra_x.tokenizer.latent_stats import measure_latent_stats
 from hydra_x.train.ema import EMA
 from hydra_x.train.engine import Engine, set_trainable
 from hydra_x.train.optim import build_optimizer, build_scheduler
 from hydra_x.train.unified.config import UnifiedTrainConfig
 from hydra_x.unified.model import HydraX
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,6 +65,43 @@ def build_model(cfg: UnifiedTrainConfig) -> HydraX:
     return HydraX.from_config(cfg.model, tokenizer=cfg.tokenizer_init, seed=cfg.seed).train()
 
 
+def generation_targets(data: UnifiedDataConfig, samples: int, rank: int, world_size: int) -> Iterator[torch.Tensor]:
+    """Pixels (1, 3, [F,] H, W) of the visuals the model learns to generate (role "generate": images, clips,
+    edit targets), from this rank's share of ``samples`` examples of the generation tasks of ``data``'s mixture
+    (a loader of its own, in the main process: the training stream is untouched)."""
+    ratios = {t: w for t, w in (data.task_ratios or {}).items() if t in GENERATION_TASKS and w > 0}
+    if not ratios:
+        return
+    share = -(-samples // world_size)
+    per_step = min(share, 64)
+    config = replace(data, task_ratios=ratios, num_workers=0, examples_per_step=per_step)
+    loader = UnifiedDataLoader(config, rank=rank, world_size=world_size)
+    for _, step in zip(range(-(-share // per_step)), loader):
+        for example in step.examples:
+            for visual in example.visuals:
+                if visual.role == "generate":
+                    yield visual.pixels.unsqueeze(0)
+
+
+def set_generation_latent_stats(model: HydraX, cfg: UnifiedTrainConfig, data: UnifiedDataConfig, engine: Engine):
+    """Measure and store the tokenizer's latent statistics on the run's generation targets (see
+    ``latent_stats_samples``); every process measures its share and all take the summed statistics."""
+    info = engine.info
+    targets = generation_targets(data, cfg.latent_stats_samples, info.rank, info.world_size)
+    first = next(targets, None)
+    if first is None:
+        log.info("latent statistics: no generation task in the mixture, latents kept raw")
+        return
+    tokenizer = model.tokenizer.eval()
+    mean, std = measure_latent_stats(tokenizer, itertools.chain([first], targets), engine.device, shared_std=True)
+    tokenizer.set_latent_stats(mean, std)
+    tokenizer.train()
+    log.info(
+        "latent statistics of %d generation targets set in the tokenizer: std %.4g, |mean| up to %.4g",
+        cfg.latent_stats_samples, float(std[0]), float(mean.abs().max()),
+    )  # fmt: skip
+
+
 def model_blocks(model: HydraX) -> list[nn.ModuleList]:
     """The ModuleLists of blocks that become FSDP2 units: the LLM's decoder layers.
 
@@ -76,15 +119,18 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
     model = build_model(cfg)
     model.tokenizer.validate_inputs = False  # the data pipeline checks its samples
     model.to(engine.device)
+    data = cfg.data
+    if data.task_ratios is None:  # the stage's mixture unless the config sets one
+        data = replace(data, task_ratios=dict(stage.ratios))
+    fresh = cfg.init is None and engine.resume_from is None  # a resumed run has them in its checkpoint
+    if fresh and cfg.latent_stats_samples > 0 and not model.tokenizer.has_latent_stats:
+        set_generation_latent_stats(model, cfg, data, engine)
     trainable = set_trainable(model, stage.trains)
     engine.parallelize(model, model_blocks(model))
     autocast, _ = engine.autocasts()
     optimizer = build_optimizer(model, cfg.optim, stage.param_lrs(cfg.lr_scale))
     scheduler = build_scheduler(optimizer, cfg.optim, lambda: engine.planned_steps)
     info = engine.info
-    data = cfg.data
-    if data.task_ratios is None:  # the stage's mixture unless the config sets one
-        data = type(data)(**{**data.__dict__, "task_ratios": dict(stage.ratios)})
     loader = UnifiedDataLoader(
         data,
         rank=info.rank,

@@ -59,6 +59,11 @@ class UnifiedTrainConfig(EngineConfig):
     sample_steps: int = 20
     sample_guidance: float = 3.0
     ema_decay: float = 0.0  # the engine's EMA; 0 (off) by default: an EMA of the LLM doubles its memory
+    # A fresh run (no init) from a tokenizer without latent statistics (stages 1-2 only) first measures them on
+    # this many generation targets of its data (per-channel mean, one std over all channels) and stores them in
+    # the tokenizer, so the latents the flow must reach have the scale of its unit noise (reconstructions are
+    # unchanged; see hydra_x.tokenizer.latent_stats). 0: keep the raw latents.
+    latent_stats_samples: int = 256
     out_dir: str = "runs/unified"
 
     def __post_init__(self) -> None:
@@ -66,6 +71,8 @@ class UnifiedTrainConfig(EngineConfig):
         self.stage_spec  # noqa: B018 - validates the stage number
         if self.max_length < 16:
             raise ValueError(f"max_length must be at least 16, got {self.max_length}")
+        if self.latent_stats_samples < 0:
+            raise ValueError(f"latent_stats_samples must be >= 0, got {self.latent_stats_samples}")
         if self.lr_scale <= 0:
             raise ValueError(f"lr_scale must be positive, got {self.lr_scale}")
 

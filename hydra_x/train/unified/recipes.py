@@ -103,8 +103,8 @@ DEMO_TASKS = {"image_caption": 3.0, "image_gen": 3.0, "image_sft": 2.0, "edit": 
 
 def demo() -> UnifiedTrainConfig:
     """`hydra-x demo` on 2 CPU cores: 64 px, 5-frame clips, a time budget that keeps the demo within 10 minutes. The
-    demo swaps in its config-built LLM (4 layers, width 256) and its tokenizer with shapes-world latent statistics;
-    run on its own, this recipe takes the `tiny` LLM and the tokenizer run's export."""
+    demo swaps in its config-built LLM (4 layers, width 256); run on its own, this recipe takes the `tiny` LLM.
+    Both start from the tokenizer run's export, whose latent statistics the run measures first."""
     cfg = tiny()
     cfg.model = unified_config("tiny")
     cfg.tokenizer_init = "runs/demo/tokenizer"
