@@ -27,10 +27,12 @@ def measure_latent_stats(
     device: torch.device,
     *,
     shared_std: bool = False,
+    all_processes: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean (C,), std (C,)) of the raw latent (the posterior mean) over ``batches`` of pixels (B, 3, H, W) or
-    (B, 3, F, H, W), summed over every process when torch.distributed is initialised. Measure before statistics
-    are set (``HydraXTokenizer.has_latent_stats`` false): the encoder then returns raw latents."""
+    (B, 3, F, H, W); with ``all_processes``, over the batches of every process when torch.distributed is
+    initialised. Measure before statistics are set (``HydraXTokenizer.has_latent_stats`` false): the encoder then
+    returns raw latents."""
     c = model.config.latent_channels
     sums = torch.zeros(3, c, dtype=torch.float64, device=device)  # count, sum, sum of squares per channel
     for pixels in batches:
@@ -39,7 +41,7 @@ def measure_latent_stats(
         sums += torch.stack(
             (torch.full((c,), float(z.shape[0]), device=device, dtype=torch.float64), z.sum(0), z.square().sum(0))
         )
-    if dist.is_initialized():
+    if all_processes and dist.is_initialized():
         dist.all_reduce(sums)
     count, total, squares = sums
     if not bool((count > 0).all()):

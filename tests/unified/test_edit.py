@@ -83,13 +83,15 @@ def test_a_few_dozen_editing_steps_lower_the_editing_loss_and_edit_runs_from_the
     from hydra_x.train.unified.recipes import tiny
 
     cfg = tiny()
-    cfg.out_dir, cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every = str(tmp_path / "run"), 30, 1, 0, 100
+    # 80 steps: the tokenizer's latents are normalised to unit scale (latent statistics measured at the start), so
+    # the flow must learn the edit itself; windows of 10 steps average out the random flow times (0.73-0.76 here).
+    cfg.out_dir, cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every = str(tmp_path / "run"), 80, 1, 0, 100
     cfg.data.image_size, cfg.data.examples_per_step, cfg.data.task_ratios = 32, 4, {"edit": 1.0}
     cfg.model = cfg.model.replace(image_size=32)
     train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     flow = [r["loss/flow"] for r in rows if "loss/flow" in r]
-    assert len(flow) == 30 and sum(flow[-6:]) < 0.9 * sum(flow[:6]), flow
+    assert len(flow) == 80 and sum(flow[-10:]) < 0.9 * sum(flow[:10]), flow
     source = tmp_path / "source.png"
     write_image(source, torch.rand(3, 32, 32) * 2 - 1)
     out = tmp_path / "edited.png"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
@@ -65,18 +66,17 @@ def build_model(cfg: UnifiedTrainConfig) -> HydraX:
     return HydraX.from_config(cfg.model, tokenizer=cfg.tokenizer_init, seed=cfg.seed).train()
 
 
-def generation_targets(data: UnifiedDataConfig, samples: int, rank: int, world_size: int) -> Iterator[torch.Tensor]:
+def generation_targets(data: UnifiedDataConfig, samples: int) -> Iterator[torch.Tensor]:
     """Pixels (1, 3, [F,] H, W) of the visuals the model learns to generate (role "generate": images, clips,
-    edit targets), from this rank's share of ``samples`` examples of the generation tasks of ``data``'s mixture
-    (a loader of its own, in the main process: the training stream is untouched)."""
+    edit targets) in ``samples`` examples of the generation tasks of ``data``'s mixture, as one process would
+    draw them (a loader of its own, in the main process: the training stream is untouched)."""
     ratios = {t: w for t, w in (data.task_ratios or {}).items() if t in GENERATION_TASKS and w > 0}
     if not ratios:
         return
-    share = -(-samples // world_size)
-    per_step = min(share, 64)
+    per_step = min(samples, 64)
     config = replace(data, task_ratios=ratios, num_workers=0, examples_per_step=per_step)
-    loader = UnifiedDataLoader(config, rank=rank, world_size=world_size)
-    for _, step in zip(range(-(-share // per_step)), loader):
+    loader = UnifiedDataLoader(config)
+    for _, step in zip(range(-(-samples // per_step)), loader):
         for example in step.examples:
             for visual in example.visuals:
                 if visual.role == "generate":
@@ -85,15 +85,21 @@ def generation_targets(data: UnifiedDataConfig, samples: int, rank: int, world_s
 
 def set_generation_latent_stats(model: HydraX, cfg: UnifiedTrainConfig, data: UnifiedDataConfig, engine: Engine):
     """Measure and store the tokenizer's latent statistics on the run's generation targets (see
-    ``latent_stats_samples``); every process measures its share and all take the summed statistics."""
-    info = engine.info
-    targets = generation_targets(data, cfg.latent_stats_samples, info.rank, info.world_size)
+    ``latent_stats_samples``). Every process measures the same targets, whatever the number of processes, and
+    takes rank 0's figures: 1 and N processes start from the same model."""
+    targets = generation_targets(data, cfg.latent_stats_samples)
     first = next(targets, None)
     if first is None:
         log.info("latent statistics: no generation task in the mixture, latents kept raw")
         return
     tokenizer = model.tokenizer.eval()
-    mean, std = measure_latent_stats(tokenizer, itertools.chain([first], targets), engine.device, shared_std=True)
+    stats = measure_latent_stats(
+        tokenizer, itertools.chain([first], targets), engine.device, shared_std=True, all_processes=False
+    )
+    if dist.is_initialized():
+        for tensor in stats:
+            dist.broadcast(tensor, src=0)
+    mean, std = stats
     tokenizer.set_latent_stats(mean, std)
     tokenizer.train()
     log.info(
