@@ -5,15 +5,22 @@ The unified model's mask (causal text, bidirectional visual blocks, packed sampl
 untouched. transformers' own ``flex_attention`` implementation decides itself whether to compile FlexAttention
 and, with torch 2.11 and transformers 5.17 on CUDA, ran it uncompiled under autocast, which fails
 ("no implementation found for 'torch.ops.higher_order.flex_attention'"). This function always calls a compiled
-FlexAttention on CUDA, the fused kernel that is the point of using it, and calls it with autocast off (a compiled
-call failed under autocast too); on the CPU it runs eagerly (the forward only: PyTorch has no CPU backward for
-it), which the tests compare with the dense mask, under autocast as in training.
+FlexAttention on CUDA, the fused kernel that is the point of using it; on the CPU it runs eagerly (the forward
+only: PyTorch has no CPU backward for it), which the tests compare with the dense mask.
+
+Under a TorchDispatchMode, FlexAttention fails, eager or compiled (torch 2.11 to 2.13: "no implementation found
+for 'torch.ops.higher_order.flex_attention'"; compiled code first met under such a mode runs eagerly). The
+engine counts the FLOPs of the first training step on CUDA under FlopCounterMode, one such mode, so that step
+(and anything else run under a mode) takes SDPA with the same rule as a dense mask: the same attention, counted
+as dense attention, as the SDPA path counts it.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.nn.attention.flex_attention import BlockMask, flex_attention
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, create_mask, flex_attention
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 from transformers import AttentionInterface
 
 NAME = "hydra_flex"
@@ -42,20 +49,19 @@ def hydra_flex_attention(
         raise TypeError(f"{NAME} attention needs the unified model's BlockMask, got {type(attention_mask).__name__}")
     if dropout:
         raise ValueError(f"{NAME} attention has no dropout (got {dropout})")
-    run = _compiled_flex() if query.is_cuda else flex_attention
-    # Autocast off around the call: q, k and v already come in the compute dtype, and the FlexAttention operator
-    # has no autocast rule (torch 2.11 on CUDA: "no implementation found for 'torch.ops.higher_order.flex_attention'"
-    # under autocast, with transformers' implementation and with a compiled call alike).
-    with torch.autocast(query.device.type, enabled=False):
-        out = run(
-            query,
-            key.to(query.dtype),
-            value.to(query.dtype),
-            block_mask=attention_mask,
-            scale=scaling,
-            enable_gqa=query.shape[1] != key.shape[1],
-        )
+    gqa = query.shape[1] != key.shape[1]
+    if not torch.compiler.is_compiling() and _get_current_dispatch_mode_stack():
+        out = _dense_attention(query, key, value, attention_mask, scaling, gqa)
+    else:
+        run = _compiled_flex() if query.is_cuda else flex_attention
+        out = run(query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=gqa)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _dense_attention(query, key, value, block_mask: BlockMask, scaling: float | None, gqa: bool) -> torch.Tensor:
+    """The same attention through SDPA with the BlockMask's rule as a dense mask (B, 1, Lq, Lk)."""
+    mask = create_mask(block_mask.mask_mod, query.shape[0], None, query.shape[2], key.shape[2], device=query.device)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling, enable_gqa=gqa)
 
 
 AttentionInterface.register(NAME, hydra_flex_attention)

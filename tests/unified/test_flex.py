@@ -49,6 +49,29 @@ def test_the_flex_forward_equals_the_dense_mask_forward(models, monkeypatch):
     assert len(calls) == flex.llm.config.num_hidden_layers  # every layer ran FlexAttention with the BlockMask
 
 
+def test_the_counted_first_step_runs_under_flopcountermode(models):
+    # The engine counts the FLOPs of the first CUDA step under FlopCounterMode, where FlexAttention itself fails
+    # ("no implementation found for 'torch.ops.higher_order.flex_attention'", eager or compiled): the flex model
+    # then takes SDPA with the same rule, and gives the dense mask's forward.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sdpa, flex = models
+    tok = sdpa.text_tokenizer
+    z = sdpa.encode(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1)[0]
+    spec = VisualSpec.image(4)
+    samples = [generation_sample(tok, spec, "a blue square"), understanding_sample(tok, spec, "Count?", "one")]
+    batch = pack(samples, 128, tok.pad_token_id)
+    visuals = VisualInputs(z=[z, z], t=torch.tensor([0.3]), noise=[torch.randn(z.shape)])
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with FlopCounterMode(display=False) as counter:
+            b = flex(batch, visuals)
+        a = sdpa(batch, visuals)
+    assert counter.get_total_flops() > 0
+    torch.testing.assert_close(b.text_loss_sum, a.text_loss_sum, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b.velocity, a.velocity, rtol=1e-5, atol=1e-5)
+
+
 def test_inference_runs_sdpa_and_gives_the_same_samples(models):
     sdpa, flex = models
     kwargs = dict(height=32, width=32, steps=2, seed=3)
