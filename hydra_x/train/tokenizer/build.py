@@ -111,7 +111,6 @@ def tokenizer_blocks(model: HydraXTokenizer) -> list[nn.ModuleList]:
     return lists
 
 
-@torch.no_grad()
 def compile_frozen(lpips: nn.Module | None, *teachers: FrozenTeacher | None) -> None:
     """With compile=true, also compile the frozen modules of the step.
 

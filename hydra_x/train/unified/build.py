@@ -4,7 +4,6 @@ EMA and the data, placed and resumed. ``UnifiedRun`` holds them for the loop."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -66,40 +65,38 @@ def build_model(cfg: UnifiedTrainConfig) -> HydraX:
     return HydraX.from_config(cfg.model, tokenizer=cfg.tokenizer_init, seed=cfg.seed).train()
 
 
+def generation_ratios(data: UnifiedDataConfig) -> dict[str, float]:
+    """The generation tasks of ``data``'s mixture (images, clips, edits) with their weights."""
+    return {t: w for t, w in (data.task_ratios or {}).items() if t in GENERATION_TASKS and w > 0}
+
+
 def generation_targets(data: UnifiedDataConfig, samples: int) -> Iterator[torch.Tensor]:
-    """Pixels (1, 3, [F,] H, W) of the visuals the model learns to generate (role "generate": images, clips,
-    edit targets) in ``samples`` examples of the generation tasks of ``data``'s mixture, as one process would
-    draw them (a loader of its own, in the main process: the training stream is untouched)."""
-    ratios = {t: w for t, w in (data.task_ratios or {}).items() if t in GENERATION_TASKS and w > 0}
-    if not ratios:
-        return
+    """Pixels (B, 3, [F,] H, W) of the visuals the model learns to generate (role "generate": images, clips,
+    edit targets), those of one shape together, in ``samples`` examples of the generation tasks of ``data``'s
+    mixture, as one process would draw them (a loader of its own, in the main process: the training stream is
+    untouched)."""
     per_step = min(samples, 64)
-    config = replace(data, task_ratios=ratios, num_workers=0, examples_per_step=per_step)
-    loader = UnifiedDataLoader(config)
-    for _, step in zip(range(-(-samples // per_step)), loader):
-        for example in step.examples:
-            for visual in example.visuals:
-                if visual.role == "generate":
-                    yield visual.pixels.unsqueeze(0)
+    config = replace(data, task_ratios=generation_ratios(data), num_workers=0, examples_per_step=per_step)
+    for _, step in zip(range(-(-samples // per_step)), UnifiedDataLoader(config)):
+        by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        for visual in (v for example in step.examples for v in example.visuals if v.role == "generate"):
+            by_shape.setdefault(tuple(visual.pixels.shape), []).append(visual.pixels)
+        yield from (torch.stack(group) for group in by_shape.values())
 
 
 def set_generation_latent_stats(model: HydraX, cfg: UnifiedTrainConfig, data: UnifiedDataConfig, engine: Engine):
     """Measure and store the tokenizer's latent statistics on the run's generation targets (see
     ``latent_stats_samples``). Every process measures the same targets, whatever the number of processes, and
     takes rank 0's figures: 1 and N processes start from the same model."""
-    targets = generation_targets(data, cfg.latent_stats_samples)
-    first = next(targets, None)
-    if first is None:
+    if not generation_ratios(data):
         log.info("latent statistics: no generation task in the mixture, latents kept raw")
         return
     tokenizer = model.tokenizer.eval()
-    stats = measure_latent_stats(
-        tokenizer, itertools.chain([first], targets), engine.device, shared_std=True, all_processes=False
-    )
+    targets = generation_targets(data, cfg.latent_stats_samples)
+    mean, std = measure_latent_stats(tokenizer, targets, engine.device, shared_std=True, all_processes=False)
     if dist.is_initialized():
-        for tensor in stats:
-            dist.broadcast(tensor, src=0)
-    mean, std = stats
+        dist.broadcast(mean, src=0)
+        dist.broadcast(std, src=0)
     tokenizer.set_latent_stats(mean, std)
     tokenizer.train()
     log.info(
