@@ -132,6 +132,8 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
             ]
             if args.compile:
                 cli += ["compile=true"]
+            if args.examples:
+                cli += [f"data.examples_per_step={args.examples}"]
         logs[layout] = out / "logs" / f"unified-{layout}.log"
         procs[layout] = run(cli, logs[layout])
     wait(procs, logs)
@@ -213,6 +215,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="image side for the evaluation (the recipe's)")
     parser.add_argument("--sample-steps", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="compile the unified runs' blocks (compile=true)")
+    parser.add_argument("--examples", type=int, help="examples per step of the unified runs (default: the recipe's)")
     parser.add_argument("--smoke", action="store_true", help="CPU, a few steps each: checks the script")
     parser.add_argument("--phases", default="tokenizer,unified,eval")
     args = parser.parse_args()
