@@ -1,24 +1,31 @@
-"""How much host work does one unified training step issue? Operator counts per part of the step, on the CPU.
+"""Where does a unified training step's time go? Operators per part of the step, and on a GPU how busy it is.
 
-    python benchmarks/unified_step_ops.py                        # the `small` recipe's shapes, 32 and 96 examples
+    python benchmarks/unified_step_ops.py                        # CPU: operator counts, 32 and 96 examples
     python benchmarks/unified_step_ops.py --examples 16 64 --llm-layers 30
+    python3 benchmarks/unified_step_ops.py --device cuda [--compile] --examples 32 96      # GPU: times too
 
 A step whose GPU is mostly idle is bound by the host: every eager operator costs Python and a kernel launch,
-whatever the tensor sizes. This counts the operators of one step of the `small` recipe (128 px, 17-frame clips,
-every shapes-world task, rows of 2048 tokens) with the same structure at toy widths: the `small` tokenizer's depth
-and SmolLM2-135M's 30 layers, widths shrunk so that it runs on a laptop. Counts do not depend on widths, so they
-say how the host's share of a GPU step grows with the number of examples. Printed per ``--examples``: the
-outermost ATen operators of each part of ``train_step`` (data: next() of the loader, run here in the main
-process; batch: build_batch; forward; backward; optimizer, whose per-parameter loop is the CPU's AdamW: CUDA
-runs foreach), and the operators of the forward, losses and backward that read a value back to the host (each
-a synchronisation on a GPU).
+whatever the tensor sizes. This runs steps of the `small` recipe (128 px, 17-frame clips, every shapes-world
+task, rows of 2048 tokens; random weights). On the CPU it keeps the structure at toy widths (the `small`
+tokenizer's depth, SmolLM2-135M's 30 layers, widths shrunk so that it runs on a laptop); counts do not depend on
+widths, so they say how the host's share of a GPU step grows with the number of examples. On a GPU it runs the
+real widths (the `small` tokenizer and an LLM of SmolLM2-135M's shape), bf16, with the recipe's data workers.
+
+Printed per ``--examples``: the outermost ATen operators of each part of ``train_step`` (data: next() of the
+loader; batch: build_batch; forward; backward; optimizer: CPU runs AdamW's per-parameter loop, CUDA the fused
+kernel), and the operators of the forward, losses and backward that read a value back to the host (each a
+synchronisation on a GPU). On a GPU also: the step time (median of ``--steps`` steps after warm-up, the host
+synchronised only at their ends), the GPU's kernel time per step and the share of the step it fills, and the
+host's time per part (profiled; enqueueing, plus any wait for the GPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -38,26 +45,53 @@ SYNCS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "a
 ON_DEVICE = ("forward", "losses", "backward")  # the parts whose tensors live on the GPU in a GPU run
 
 
-def count_step(examples: int, llm_layers: int, root: Path) -> dict[str, int]:
-    llm = save_tiny_llm(root / f"llm-{llm_layers}", seed=0, config=TinyLLMConfig(num_layers=llm_layers))
+def build(args, examples: int, root: Path):
+    """A fresh `small` run (random weights) on ``args.device`` and its batch iterator, warmed up."""
+    cuda = args.device == "cuda"
+    if cuda:  # SmolLM2-135M's shape, Qwen2's architecture
+        shape = TinyLLMConfig(
+            hidden_size=576,
+            intermediate_size=1536,
+            num_layers=args.llm_layers,
+            num_heads=9,
+            num_kv_heads=3,
+            vocab_size=49152,
+            tie_word_embeddings=True,
+        )
+        tokenizer = tokenizer_config("small")
+    else:
+        shape = TinyLLMConfig(num_layers=args.llm_layers)
+        tokenizer = tokenizer_config("small").replace(width=64, heads=2, mlp_dim=128)
+    llm = save_tiny_llm(root / f"llm-{args.device}", seed=0, config=shape)
     cfg = small()
-    toy_tokenizer = tokenizer_config("small").replace(width=64, heads=2, mlp_dim=128)
-    cfg.model = unified_config("small", llm=str(llm), tokenizer=toy_tokenizer)
+    cfg.model = unified_config("small", llm=str(llm), tokenizer=tokenizer)
     cfg.tokenizer_init, cfg.latent_stats_samples = None, 0
-    cfg.device, cfg.precision, cfg.compile = "cpu", "fp32", False
-    cfg.data.num_workers, cfg.data.examples_per_step = 0, examples
-    cfg.steps, cfg.out_dir = 10, str(root / f"run-{examples}")
+    cfg.device, cfg.precision = args.device, "bf16" if cuda else "fp32"
+    cfg.compile = args.compile and cuda
+    cfg.data.num_workers = args.workers if cuda else 0
+    cfg.data.examples_per_step = examples
+    cfg.steps, cfg.out_dir = 1000, str(root / f"run-{examples}")
     engine = Engine(cfg)
     run = build_run(cfg, engine)
-    engine.start(cfg.to_dict(), "operator count")
+    engine.start(cfg.to_dict(), "step operators")
     batches = iter(run.loader)
-    for step in range(2):  # lazily built state (optimizer moments, caches) out of the way
+    for step in range(args.warmup):  # lazily built state (optimizer moments, caches, compiled graphs) out of the way
         train_step(run, batches, step)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        train_step(run, batches, 2)
+    return run, batches
+
+
+def profile_step(run, batches, step: int, cuda: bool) -> dict[str, float]:
+    """Operator counts per part, read-backs, and (CUDA) host ms per part and kernel ms of one profiled step."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        train_step(run, batches, step)
+        if cuda:
+            torch.cuda.synchronize()
     events = prof.events()
     spans = {e.name.removeprefix("step/"): e.time_range for e in events if e.name.startswith("step/")}
-    counts: dict[str, int] = collections.Counter()
+    row: dict[str, float] = collections.Counter()
+    for part, span in spans.items():
+        row[f"{part} ms"] = span.elapsed_us() / 1e3
     for e in events:
         if not e.name.startswith("aten::"):
             continue
@@ -65,26 +99,67 @@ def count_step(examples: int, llm_layers: int, root: Path) -> dict[str, int]:
         if part is None:
             continue
         if e.name in SYNCS and part in ON_DEVICE:
-            counts["syncs"] += 1
-        outer = e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")
-        if outer:
-            counts[part] += 1
-    return counts
+            row["syncs"] += 1
+        if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"):
+            row[part] += 1
+    if cuda:
+        averages = prof.key_averages()
+        name = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else "self_cuda_time_total"
+        row["kernel ms"] = sum(getattr(a, name) for a in averages) / 1e3
+    return row
+
+
+def step_ms(run, batches, first: int, steps: int) -> float:
+    """Median wall time of ``steps`` steps, synchronised at each step's end only."""
+    sync = torch.cuda.synchronize if run.engine.device.type == "cuda" else (lambda: None)
+    times = []
+    for step in range(first, first + steps):
+        sync()
+        start = time.perf_counter()
+        train_step(run, batches, step)
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def measure(args, examples: int, root: Path) -> dict[str, float]:
+    run, batches = build(args, examples, root)
+    cuda = args.device == "cuda"
+    row = profile_step(run, batches, args.warmup, cuda)
+    if cuda:
+        row["step ms"] = step_ms(run, batches, args.warmup + 1, args.steps)
+        row["busy"] = row["kernel ms"] / row["step ms"]
+        torch.cuda.empty_cache()
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, nargs="+", default=[32, 96], help="examples per step")
     parser.add_argument("--llm-layers", type=int, default=30, help="SmolLM2-135M has 30")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--compile", action="store_true", help="compile the LLM's blocks (CUDA)")
+    parser.add_argument("--workers", type=int, default=6, help="data workers (CUDA; the CPU loads in the main process)")
+    parser.add_argument("--warmup", type=int, default=3, help="steps before measuring")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (CUDA)")
     args = parser.parse_args()
     torch.manual_seed(0)
     root = Path(tempfile.mkdtemp(prefix="hydra_x_step_ops_"))
-    rows = {n: count_step(n, args.llm_layers, root) for n in args.examples}
-    print(f"\nOuter ATen operators of one `small` unified step (CPU, toy widths, {args.llm_layers} LLM layers)")
+    rows = {n: measure(args, n, root) for n in args.examples}
+    where = "GPU, `small` widths, bf16" if args.device == "cuda" else "CPU, toy widths"
+    compiled = ", LLM blocks compiled" if args.compile and args.device == "cuda" else ""
+    print(f"\nOuter ATen operators of one `small` unified step ({where}{compiled}, {args.llm_layers} LLM layers)")
     print("| examples | " + " | ".join(PARTS) + " | total | host read-backs |\n|---:|" + "---:|" * (len(PARTS) + 2))
     for n, c in rows.items():
         total = sum(c[p] for p in PARTS)
-        print(f"| {n} | " + " | ".join(str(c[p]) for p in PARTS) + f" | {total} | {c['syncs']} |")
+        print(f"| {n} | " + " | ".join(str(int(c[p])) for p in PARTS) + f" | {int(total)} | {int(c['syncs'])} |")
+    if args.device == "cuda":
+        print(f"\nTimes per step (median of {args.steps}; host ms per part from one profiled step)")
+        head = " | ".join(f"host {p} ms" for p in PARTS)
+        print(f"| examples | step ms | GPU kernel ms | GPU busy | {head} |\n|---:|" + "---:|" * (len(PARTS) + 3))
+        for n, c in rows.items():
+            parts = " | ".join(f"{c[f'{p} ms']:.1f}" for p in PARTS)
+            print(f"| {n} | {c['step ms']:.1f} | {c['kernel ms']:.1f} | {100 * c['busy']:.0f}% | {parts} |")
 
 
 if __name__ == "__main__":
