@@ -2,7 +2,7 @@
 
     python benchmarks/unified_step_ops.py                        # CPU: operator counts, 32 and 96 examples
     python benchmarks/unified_step_ops.py --examples 16 64 --llm-layers 30
-    python3 benchmarks/unified_step_ops.py --device cuda [--compile] --examples 32 96      # GPU: times too
+    python3 benchmarks/unified_step_ops.py --device cuda [--compile [--llm-only]] --examples 32 96   # GPU: times too
 
 A step whose GPU is mostly idle is bound by the host: every eager operator costs Python and a kernel launch,
 whatever the tensor sizes. This runs steps of the `small` recipe (128 px, 17-frame clips, every shapes-world
@@ -67,7 +67,7 @@ def build(args, examples: int, root: Path):
     cfg.model = unified_config("small", llm=str(llm), tokenizer=tokenizer)
     cfg.tokenizer_init, cfg.latent_stats_samples = None, 0
     cfg.device, cfg.precision = args.device, "bf16" if cuda else "fp32"
-    cfg.compile = args.compile and cuda
+    cfg.compile, cfg.compile_tokenizer = args.compile and cuda, not args.llm_only
     cfg.data.num_workers = args.workers if cuda else 0
     cfg.data.examples_per_step = examples
     cfg.steps, cfg.out_dir = 1000, str(root / f"run-{examples}")
@@ -138,7 +138,10 @@ def main() -> None:
     parser.add_argument("--examples", type=int, nargs="+", default=[32, 96], help="examples per step")
     parser.add_argument("--llm-layers", type=int, default=30, help="SmolLM2-135M has 30")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--compile", action="store_true", help="compile the LLM's blocks (CUDA)")
+    parser.add_argument(
+        "--compile", action="store_true", help="compile=true: the LLM's and the tokenizer's blocks (CUDA)"
+    )
+    parser.add_argument("--llm-only", action="store_true", help="with --compile, leave the tokenizer's blocks eager")
     parser.add_argument("--workers", type=int, default=6, help="data workers (CUDA; the CPU loads in the main process)")
     parser.add_argument("--warmup", type=int, default=3, help="steps before measuring")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (CUDA)")
@@ -147,7 +150,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="hydra_x_step_ops_"))
     rows = {n: measure(args, n, root) for n in args.examples}
     where = "GPU, `small` widths, bf16" if args.device == "cuda" else "CPU, toy widths"
-    compiled = ", LLM blocks compiled" if args.compile and args.device == "cuda" else ""
+    compiled = ""
+    if args.compile and args.device == "cuda":
+        compiled = ", LLM blocks compiled" if args.llm_only else ", LLM and tokenizer blocks compiled"
     print(f"\nOuter ATen operators of one `small` unified step ({where}{compiled}, {args.llm_layers} LLM layers)")
     print("| examples | " + " | ".join(PARTS) + " | total | host read-backs |\n|---:|" + "---:|" * (len(PARTS) + 2))
     for n, c in rows.items():

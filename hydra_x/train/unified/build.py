@@ -20,6 +20,7 @@ from hydra_x.tokenizer.latent_stats import measure_latent_stats
 from hydra_x.train.ema import EMA
 from hydra_x.train.engine import Engine, set_trainable
 from hydra_x.train.optim import build_optimizer, build_scheduler
+from hydra_x.train.parallel import allow_block_recompiles
 from hydra_x.train.unified.config import UnifiedTrainConfig
 from hydra_x.unified.model import HydraX
 
@@ -117,6 +118,21 @@ def model_blocks(model: HydraX) -> list[nn.ModuleList]:
     return [layers]
 
 
+def compile_tokenizer_blocks(model: HydraX, mode: str) -> list[nn.Module]:
+    """torch.compile the tokenizer's Gen-ViT and Sem-ViT blocks in place; returns them.
+
+    In a unified step they run once per latent shape (images, clips, editing pairs, clean or noisy), in eager
+    mode thousands of small operators a step, which bound the host of a small model. Unlike the LLM's rows, the
+    number of images or clips of one shape changes every step, so these compile with automatic dynamic shapes
+    (the first size seen is static; a second one makes the sizes that changed symbolic) instead of a static
+    graph per size. They stay in FSDP's root unit (model_blocks says why)."""
+    allow_block_recompiles()
+    blocks = [*model.tokenizer.gen_vit.blocks, *model.tokenizer.sem_vit.blocks]
+    for block in blocks:
+        block.compile(mode=mode, dynamic=None)
+    return blocks
+
+
 def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
     stage = cfg.stage_spec
     model = build_model(cfg)
@@ -130,6 +146,8 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         set_generation_latent_stats(model, cfg, data, engine)
     trainable = set_trainable(model, stage.trains)
     engine.parallelize(model, model_blocks(model))
+    if cfg.compile and cfg.compile_tokenizer:
+        compile_tokenizer_blocks(model, cfg.compile_mode)
     autocast, _ = engine.autocasts()
     optimizer = build_optimizer(model, cfg.optim, stage.param_lrs(cfg.lr_scale))
     scheduler = build_scheduler(optimizer, cfg.optim, lambda: engine.planned_steps)

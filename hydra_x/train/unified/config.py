@@ -64,6 +64,9 @@ class UnifiedTrainConfig(EngineConfig):
     # the tokenizer, so the latents the flow must reach have the scale of its unit noise (reconstructions are
     # unchanged; see hydra_x.tokenizer.latent_stats). 0: keep the raw latents.
     latent_stats_samples: int = 256
+    # With compile=true, also compile the tokenizer's Gen-ViT and Sem-ViT blocks (with dynamic shapes: how many
+    # images or clips of one shape a step holds changes every step). Off: only the LLM's layers compile.
+    compile_tokenizer: bool = True
     out_dir: str = "runs/unified"
 
     def __post_init__(self) -> None:

@@ -1,0 +1,55 @@
+"""compile=true in unified training: the LLM's layers and the tokenizer's Gen-ViT and Sem-ViT blocks compile, the
+tokenizer's with dynamic shapes (a step's number of images or clips of one shape changes every step), and the
+compiled model computes what the eager one does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from hydra_x.train.engine import Engine
+from hydra_x.train.unified.build import build_run, compile_tokenizer_blocks
+from hydra_x.train.unified.recipes import tiny
+from hydra_x.unified.model import HydraX
+
+
+def compiled(module: torch.nn.Module) -> bool:
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+@pytest.mark.parametrize("compile_tokenizer", [True, False])
+def test_compile_true_compiles_the_tokenizer_blocks_unless_told_not_to(tmp_path, compile_tokenizer) -> None:
+    cfg = tiny()
+    cfg.out_dir, cfg.latent_stats_samples = str(tmp_path), 0
+    cfg.compile, cfg.compile_tokenizer = True, compile_tokenizer
+    run = build_run(cfg, Engine(cfg))  # nothing compiles before the first call
+    tokenizer = run.model.tokenizer
+    assert all(compiled(layer) for layer in run.model.llm.get_decoder().layers)
+    for blocks in (tokenizer.gen_vit.blocks, tokenizer.sem_vit.blocks):
+        assert all(compiled(block) == compile_tokenizer for block in blocks)
+    assert not any(compiled(block) for block in tokenizer.decoder.blocks)  # never runs in a unified step
+
+
+@pytest.mark.slow
+def test_tokenizer_blocks_compile_one_graph_for_every_batch_size() -> None:
+    torch.compiler.reset()
+    counters.clear()
+    try:
+        torch.manual_seed(0)
+        model = HydraX.from_preset("tiny").eval()
+        model.tokenizer.validate_inputs = False
+        c = model.config.latent_channels
+        latents = {b: torch.randn(b, c, 1, 4, 4) for b in (2, 3, 4, 5)}
+        with torch.no_grad():
+            eager = {b: model.visual_embeddings(z) for b, z in latents.items()}
+            compile_tokenizer_blocks(model, "default")
+            graphs = {}
+            for b, z in latents.items():
+                torch.testing.assert_close(model.visual_embeddings(z), eager[b], rtol=1e-4, atol=1e-4)
+                graphs[b] = counters["stats"]["unique_graphs"]
+        assert graphs[2] > 0  # the blocks compiled
+        assert graphs[3] > graphs[2]  # a second batch size: recompiled, with the batch symbolic
+        assert graphs[5] == graphs[4] == graphs[3]  # later sizes reuse that graph: no recompile per step
+    finally:
+        torch.compiler.reset()
