@@ -134,6 +134,7 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
                 cli += ["compile=true"]
             if args.examples:
                 cli += [f"data.examples_per_step={args.examples}"]
+        cli += args.unified_set
         logs[layout] = out / "logs" / f"unified-{layout}.log"
         procs[layout] = run(cli, logs[layout])
     wait(procs, logs)
@@ -216,6 +217,9 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="compile the unified runs' blocks (compile=true)")
     parser.add_argument("--examples", type=int, help="examples per step of the unified runs (default: the recipe's)")
+    parser.add_argument(
+        "--unified-set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides of both unified runs"
+    )
     parser.add_argument("--smoke", action="store_true", help="CPU, a few steps each: checks the script")
     parser.add_argument("--phases", default="tokenizer,unified,eval")
     args = parser.parse_args()
