@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from hydra_x.tokenizer import tokenizer_config
@@ -103,10 +104,18 @@ def profile_step(run, batches, step: int, cuda: bool) -> dict[str, float]:
         if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"):
             row[part] += 1
     if cuda:
-        averages = prof.key_averages()
-        name = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else "self_cuda_time_total"
-        row["kernel ms"] = sum(getattr(a, name) for a in averages) / 1e3
+        row["kernel ms"] = busy_us([e.time_range for e in events if e.device_type == DeviceType.CUDA]) / 1e3
     return row
+
+
+def busy_us(spans) -> float:
+    """Microseconds covered by the union of the device's activity intervals (streams may overlap)."""
+    total, end = 0.0, float("-inf")
+    for span in sorted(spans, key=lambda r: r.start):
+        if span.end > end:
+            total += span.end - max(span.start, end)
+            end = span.end
+    return total
 
 
 def step_ms(run, batches, first: int, steps: int) -> float:
