@@ -9,7 +9,9 @@ whatever the tensor sizes. This runs steps of the `small` recipe (128 px, 17-fra
 task, rows of 2048 tokens; random weights). On the CPU it keeps the structure at toy widths (the `small`
 tokenizer's depth, SmolLM2-135M's 30 layers, widths shrunk so that it runs on a laptop); counts do not depend on
 widths, so they say how the host's share of a GPU step grows with the number of examples. On a GPU it runs the
-real widths (the `small` tokenizer and an LLM of SmolLM2-135M's shape), bf16, with the recipe's data workers.
+real widths (the `small` tokenizer and an LLM of SmolLM2-135M's shape, whose vocabulary is the test tokenizer's
+~800 tokens; the LM head runs on predicted text positions only; ``--llm smollm2-135m`` takes the real one),
+bf16, with the recipe's data workers.
 
 Printed per ``--examples``: the outermost ATen operators of each part of ``train_step`` (data: next() of the
 loader; batch: build_batch; forward; backward; optimizer: CPU runs AdamW's per-parameter loop, CUDA the fused
@@ -63,9 +65,9 @@ def build(args, examples: int, root: Path):
     else:
         shape = TinyLLMConfig(num_layers=args.llm_layers)
         tokenizer = tokenizer_config("small").replace(width=64, heads=2, mlp_dim=128)
-    llm = save_tiny_llm(root / f"llm-{args.device}", seed=0, config=shape)
+    llm = args.llm or str(save_tiny_llm(root / f"llm-{args.device}", seed=0, config=shape))
     cfg = small()
-    cfg.model = unified_config("small", llm=str(llm), tokenizer=tokenizer)
+    cfg.model = unified_config("small", llm=llm, tokenizer=tokenizer)
     cfg.tokenizer_init, cfg.latent_stats_samples = None, 0
     cfg.device, cfg.precision = args.device, "bf16" if cuda else "fp32"
     cfg.compile, cfg.compile_tokenizer = args.compile and cuda, not args.llm_only
@@ -148,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, nargs="+", default=[32, 96], help="examples per step")
     parser.add_argument("--llm-layers", type=int, default=30, help="SmolLM2-135M has 30")
+    parser.add_argument("--llm", help="a real LLM instead (a preset such as smollm2-135m, a folder or a Hub id)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
         "--compile", action="store_true", help="compile=true: the LLM's and the tokenizer's blocks (CUDA)"
