@@ -16,9 +16,9 @@ bf16, with the recipe's data workers.
 Printed per ``--examples``: the outermost ATen operators of each part of ``train_step`` (data: next() of the
 loader; batch: build_batch; forward; backward; optimizer: CPU runs AdamW's per-parameter loop, CUDA the fused
 kernel), and the operators of the forward, losses and backward that read a value back to the host (each a
-synchronisation on a GPU). On a GPU also: the step time (median of ``--steps`` steps after warm-up, the host
-synchronised only at their ends), the GPU's kernel time per step and the share of the step it fills, and the
-host's time per part (profiled; enqueueing, plus any wait for the GPU).
+synchronisation on a GPU). Then the step time (median of ``--steps`` steps after warm-up, the host synchronised
+only at their ends), on a GPU the GPU's kernel time per step and the share of the step it fills, and the host's
+time per part (profiled; on a GPU enqueueing, plus any wait for it; on the CPU the work itself).
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ def measure(args, examples: int, root: Path) -> dict[str, float]:
     run, batches = build(args, examples, root)
     cuda = args.device == "cuda"
     row = profile_step(run, batches, args.warmup, cuda)
+    row["step ms"] = step_ms(run, batches, args.warmup + 1, args.steps)
     if cuda:
-        row["step ms"] = step_ms(run, batches, args.warmup + 1, args.steps)
         row["busy"] = row["kernel ms"] / row["step ms"]
         torch.cuda.empty_cache()
     return row
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--llm-only", action="store_true", help="with --compile, leave the tokenizer's blocks eager")
     parser.add_argument("--workers", type=int, default=6, help="data workers (CUDA; the CPU loads in the main process)")
     parser.add_argument("--warmup", type=int, default=3, help="steps before measuring")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps (CUDA)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps")
     args = parser.parse_args()
     torch.manual_seed(0)
     root = Path(tempfile.mkdtemp(prefix="hydra_x_step_ops_"))
@@ -172,13 +172,13 @@ def main() -> None:
     for n, c in rows.items():
         total = sum(c[p] for p in PARTS)
         print(f"| {n} | " + " | ".join(str(int(c[p])) for p in PARTS) + f" | {int(total)} | {int(c['syncs'])} |")
-    if args.device == "cuda":
-        print(f"\nTimes per step (median of {args.steps}; host ms per part from one profiled step)")
-        head = " | ".join(f"host {p} ms" for p in PARTS)
-        print(f"| examples | step ms | GPU kernel ms | GPU busy | {head} |\n|---:|" + "---:|" * (len(PARTS) + 3))
-        for n, c in rows.items():
-            parts = " | ".join(f"{c[f'{p} ms']:.1f}" for p in PARTS)
-            print(f"| {n} | {c['step ms']:.1f} | {c['kernel ms']:.1f} | {100 * c['busy']:.0f}% | {parts} |")
+    print(f"\nTimes per step (median of {args.steps}; host ms per part from one profiled step)")
+    head = " | ".join(f"host {p} ms" for p in PARTS)
+    print(f"| examples | step ms | GPU kernel ms | GPU busy | {head} |\n|---:|" + "---:|" * (len(PARTS) + 3))
+    for n, c in rows.items():
+        parts = " | ".join(f"{c[f'{p} ms']:.1f}" for p in PARTS)
+        gpu = f"{c['kernel ms']:.1f} | {100 * c['busy']:.0f}%" if "busy" in c else "- | -"
+        print(f"| {n} | {c['step ms']:.1f} | {gpu} | {parts} |")
 
 
 if __name__ == "__main__":
