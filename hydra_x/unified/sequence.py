@@ -12,6 +12,7 @@ writes is predicted: its content and the token(s) that close its turn.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -132,6 +133,21 @@ class VisualTokenIds:
         return self.end_image if kind == "image" else self.end_video
 
 
+# Per tokenizer: (its vocabulary size, its VisualTokenIds). build_sequence runs for every example of every step;
+# looking the four tokens up each time cost about as much as a chat-template render.
+_VISUAL_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def visual_token_ids(tokenizer: PreTrainedTokenizerBase) -> VisualTokenIds:
+    """``VisualTokenIds.from_tokenizer``, looked up again only when the vocabulary's size changes (added tokens)."""
+    size = len(tokenizer)
+    known = _VISUAL_IDS.get(tokenizer)
+    if known is None or known[0] != size:
+        known = (size, VisualTokenIds.from_tokenizer(tokenizer))
+        _VISUAL_IDS[tokenizer] = known
+    return known[1]
+
+
 def add_visual_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     """Register the BEGIN/END tokens as special tokens; returns how many were new (resize embeddings then)."""
     from tokenizers import AddedToken
@@ -174,7 +190,7 @@ def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], 
 
 
 def _assistant_spans(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], full: str
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], full: str, full_has_prompt: bool
 ) -> list[tuple[int, int]]:
     """Character spans of what each assistant turn writes: from the end of the generation prompt that precedes it
     to the end of its turn, trailing whitespace dropped (the ``\\n`` after ``<|im_end|>`` is template layout)."""
@@ -185,7 +201,9 @@ def _assistant_spans(
         if i == 0:
             raise ValueError("message 0 is an assistant turn: its generation prompt cannot be rendered")
         prompt = _render(tokenizer, messages[:i], True)
-        turn = _render(tokenizer, messages[: i + 1], False)
+        # The last turn of a render without a generation prompt is the whole render (the common case): not again.
+        last = i == len(messages) - 1 and not full_has_prompt
+        turn = full if last else _render(tokenizer, messages[: i + 1], False)
         if not (full.startswith(prompt) and full.startswith(turn) and turn.startswith(prompt)):
             raise ValueError(
                 f"the chat template does not render conversations prefix by prefix (assistant message {i}: the render "
@@ -216,7 +234,7 @@ def build_sequence(
         raise ValueError("build_sequence needs a fast tokenizer (it maps assistant spans through offset mappings)")
     visuals = list(visuals)
     _placeholders(messages, visuals)
-    ids_of = VisualTokenIds.from_tokenizer(tokenizer)
+    ids_of = visual_token_ids(tokenizer)
     if placeholder_id is None:
         placeholder_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.unk_token_id
         if placeholder_id is None:
@@ -227,7 +245,7 @@ def build_sequence(
         for m in messages
     ]
     full = _render(tokenizer, marked, add_generation_prompt)
-    spans = _assistant_spans(tokenizer, marked, full)
+    spans = _assistant_spans(tokenizer, marked, full, add_generation_prompt)
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     text_ids: list[int] = enc["input_ids"]
     learn = [any(a <= s < b for a, b in spans) for s, _ in enc["offset_mapping"]]

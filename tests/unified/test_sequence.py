@@ -12,6 +12,7 @@ from hydra_x.unified.sequence import (
     IGNORE,
     VisualSpec,
     VisualTokenIds,
+    add_visual_tokens,
     build_sequence,
     generation_sample,
     understanding_sample,
@@ -150,8 +151,12 @@ def test_template_and_tokenizer_errors():
     with pytest.raises(ValueError, match="assistant turn"):
         build_sequence(tok, messages[1:])
     bare = tiny_tokenizer(visual_tokens=False)
-    with pytest.raises(ValueError, match="no special token"):
-        build_sequence(bare, [{"role": "user", "content": "<image>"}], [VisualSpec.image(1)])
+    image = ([{"role": "user", "content": "<image>"}], [VisualSpec.image(1)])
+    for _ in range(2):  # the visual token ids are looked up once per tokenizer: a failure is not remembered
+        with pytest.raises(ValueError, match="no special token"):
+            build_sequence(bare, *image)
+    add_visual_tokens(bare)  # and a tokenizer that gains them is looked up again
+    assert VisualTokenIds.from_tokenizer(bare).begin_image in build_sequence(bare, *image).input_ids.tolist()
 
 
 def test_spec_validation():
