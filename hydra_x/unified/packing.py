@@ -58,9 +58,13 @@ class PackedBatch:
         if not placements:
             empty = torch.zeros(0, dtype=torch.long, device=device)
             return empty, empty
-        rows = torch.cat([torch.full((p.length,), p.row, dtype=torch.long, device=device) for p in placements])
-        cols = torch.cat([torch.arange(p.start, p.start + p.length, device=device) for p in placements])
-        return rows, cols
+        # Built on the host and moved once: per-placement tensors cost two kernel launches per visual block.
+        lengths = torch.tensor([p.length for p in placements])
+        rows = torch.tensor([p.row for p in placements]).repeat_interleave(lengths)
+        block_start = (lengths.cumsum(0) - lengths).repeat_interleave(lengths)
+        cols = torch.tensor([p.start for p in placements]).repeat_interleave(lengths)
+        cols = cols + torch.arange(len(cols)) - block_start
+        return rows.to(device), cols.to(device)
 
     def to(self, device: torch.device | str) -> PackedBatch:
         names = ("input_ids", "targets", "position_ids", "sample", "block", "step")
