@@ -221,6 +221,9 @@ def test_pack_first_fit_positions_and_placements(tok):
     rows, cols = batch.visual_index()
     assert len(rows) == sum(p.length for p in batch.placements) == int((batch.block >= 0).sum())
     assert (batch.block[rows, cols] >= 0).all()
+    order = batch.placements[::-1]  # any subset, in any order: each block's positions, concatenated in that order
+    rows, cols = batch.visual_index(order)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(p.row, p.start + j) for p in order for j in range(p.length)]
 
 
 def test_pack_too_long(tok):
