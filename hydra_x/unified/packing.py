@@ -61,9 +61,9 @@ class PackedBatch:
         # Built on the host and moved once: per-placement tensors cost two kernel launches per visual block.
         lengths = torch.tensor([p.length for p in placements])
         rows = torch.tensor([p.row for p in placements]).repeat_interleave(lengths)
-        block_start = (lengths.cumsum(0) - lengths).repeat_interleave(lengths)
-        cols = torch.tensor([p.start for p in placements]).repeat_interleave(lengths)
-        cols = cols + torch.arange(len(cols)) - block_start
+        starts = torch.tensor([p.start for p in placements]).repeat_interleave(lengths)
+        first_in_output = (lengths.cumsum(0) - lengths).repeat_interleave(lengths)  # where each block's run begins
+        cols = starts + torch.arange(len(starts)) - first_in_output
         return rows.to(device), cols.to(device)
 
     def to(self, device: torch.device | str) -> PackedBatch:

@@ -118,8 +118,8 @@ def model_blocks(model: HydraX) -> list[nn.ModuleList]:
     return [layers]
 
 
-def compile_tokenizer_blocks(model: HydraX, mode: str) -> list[nn.Module]:
-    """torch.compile the tokenizer's Gen-ViT and Sem-ViT blocks in place; returns them.
+def compile_tokenizer_blocks(model: HydraX, mode: str) -> None:
+    """torch.compile the tokenizer's Gen-ViT and Sem-ViT blocks in place.
 
     In a unified step they run once per latent shape (images, clips, editing pairs, clean or noisy), in eager
     mode thousands of small operators a step, which bound the host of a small model. Unlike the LLM's rows, the
@@ -127,10 +127,8 @@ def compile_tokenizer_blocks(model: HydraX, mode: str) -> list[nn.Module]:
     (the first size seen is static; a second one makes the sizes that changed symbolic) instead of a static
     graph per size. They stay in FSDP's root unit (model_blocks says why)."""
     allow_block_recompiles()
-    blocks = [*model.tokenizer.gen_vit.blocks, *model.tokenizer.sem_vit.blocks]
-    for block in blocks:
+    for block in (*model.tokenizer.gen_vit.blocks, *model.tokenizer.sem_vit.blocks):
         block.compile(mode=mode, dynamic=None)
-    return blocks
 
 
 def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
