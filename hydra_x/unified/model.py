@@ -282,7 +282,11 @@ class HydraX(nn.Module):
             mask = flex_block_mask(batch, self.config.video_attention)
         else:
             mask = additive_mask(attention_mask(batch, self.config.video_attention), embeds.dtype)
-        out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=batch.position_ids)
+        # No KV cache: nothing reads it, and building one makes every layer a graph of its own under torch.compile
+        # (each guards on its cache slot) and copies every layer's keys and values once more.
+        out = self.llm.get_decoder()(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=batch.position_ids, use_cache=False
+        )
         return out.last_hidden_state
 
     def forward(self, batch: PackedBatch, visuals: VisualInputs) -> UnifiedOutput:

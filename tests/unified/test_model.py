@@ -120,3 +120,24 @@ def test_bad_inputs_are_named(model):
         image_only.generate_video("a red circle", frames=5, height=32, width=32)
     with pytest.raises(InputError, match="image-only"):
         image_only.chat("Which way?", video=torch.zeros(3, 5, 32, 32))
+
+
+def test_a_training_forward_builds_no_kv_cache_so_all_llm_layers_share_one_compiled_graph(model):
+    from torch._dynamo.testing import CompileCounter
+
+    packed, visuals, _, _ = batch_of(model)
+    layers = model.llm.get_decoder().layers
+    assert len(layers) > 1
+    eager = model(packed, visuals).velocity
+    counter = CompileCounter()
+    torch.compiler.reset()
+    try:
+        for layer in layers:
+            layer.compile(backend=counter, dynamic=False)
+        torch.testing.assert_close(model(packed, visuals).velocity, eager)
+        # One graph for every layer: a cache slot per layer would guard each layer into a graph of its own.
+        assert counter.frame_count == 1
+    finally:
+        for layer in layers:
+            layer._compiled_call_impl = None
+        torch.compiler.reset()
