@@ -18,7 +18,12 @@ loader; batch: build_batch; forward; backward; optimizer: CPU runs AdamW's per-p
 kernel), and the operators of the forward, losses and backward that read a value back to the host (each a
 synchronisation on a GPU). Then the step time (median of ``--steps`` steps after warm-up, the host synchronised
 only at their ends), on a GPU the GPU's kernel time per step and the share of the step it fills, and the host's
-time per part (profiled; on a GPU enqueueing, plus any wait for it; on the CPU the work itself).
+time per part (profiled; on a GPU enqueueing, plus any wait for it; on the CPU the work itself). The GPU's time
+counts kernels, copies and sets only: the profiler also mirrors each record_function range onto the device's
+timeline, and counting those made a step that was 30% busy look 98% busy.
+
+``--top N`` also prints the profiled step's N most expensive operators on the device (CUDA) and on the host, each
+host operator with the Python lines (hydra_x's or a library's) that spent the most host time calling it.
 """
 
 from __future__ import annotations
@@ -83,10 +88,10 @@ def build(args, examples: int, root: Path):
     return run, batches
 
 
-def profile_step(run, batches, step: int, cuda: bool) -> dict[str, float]:
+def profile_step(run, batches, step: int, cuda: bool, top: int = 0) -> dict[str, float]:
     """Operator counts per part, read-backs, and (CUDA) host ms per part and kernel ms of one profiled step."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, with_stack=bool(top)) as prof:
         train_step(run, batches, step)
         if cuda:
             torch.cuda.synchronize()
@@ -108,8 +113,43 @@ def profile_step(run, batches, step: int, cuda: bool) -> dict[str, float]:
         if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"):
             row[part] += 1
     if cuda:
-        row["kernel ms"] = busy_us([e.time_range for e in events if e.device_type == DeviceType.CUDA]) / 1e3
+        # Kernels, copies and sets; not the record_function ranges, which the device's timeline also carries.
+        device = [e for e in events if e.device_type == DeviceType.CUDA and not on_host_only(e)]
+        row["kernel ms"] = busy_us([e.time_range for e in device]) / 1e3
+    if top:
+        if cuda:
+            print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=top), flush=True)
+        print_host_callers(host, top)
     return row
+
+
+def print_host_callers(host, top: int) -> None:
+    """The ``top`` operators by host time, each with the project or library lines that called it most."""
+    ops: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for e in host:
+        if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")):
+            ops[e.name][caller(e)] += e.cpu_time_total / 1e3
+    ranked = sorted(ops.items(), key=lambda item: -sum(item[1].values()))[:top]
+    print(f"\nHost ms of the {top} most expensive outer operators, by caller (one profiled step)")
+    for name, by_caller in ranked:
+        print(f"{sum(by_caller.values()):9.1f} ms  {name}")
+        for where, ms in by_caller.most_common(3):
+            print(f"{ms:18.1f} ms  {where}")
+
+
+def caller(event) -> str:
+    """The innermost Python frame above ``event`` outside torch itself (a hydra_x or transformers line)."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if ".py(" in parent.name and "torch/" not in parent.name:
+            return parent.name
+        parent = parent.cpu_parent
+    return "?"
+
+
+def on_host_only(event) -> bool:
+    """A record_function range mirrored on the device's timeline (a user annotation, not device work)."""
+    return getattr(event, "is_user_annotation", False) or event.name.startswith("step/")
 
 
 def busy_us(spans) -> float:
@@ -138,7 +178,7 @@ def step_ms(run, batches, first: int, steps: int) -> float:
 def measure(args, examples: int, root: Path) -> dict[str, float]:
     run, batches = build(args, examples, root)
     cuda = args.device == "cuda"
-    row = profile_step(run, batches, args.warmup, cuda)
+    row = profile_step(run, batches, args.warmup, cuda, args.top)
     row["step ms"] = step_ms(run, batches, args.warmup + 1, args.steps)
     if cuda:
         row["busy"] = row["kernel ms"] / row["step ms"]
@@ -159,6 +199,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=6, help="data workers (CUDA; the CPU loads in the main process)")
     parser.add_argument("--warmup", type=int, default=3, help="steps before measuring")
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
+    parser.add_argument("--top", type=int, default=0, help="print the profiled step's N most expensive operators")
     args = parser.parse_args()
     torch.manual_seed(0)
     root = Path(tempfile.mkdtemp(prefix="hydra_x_step_ops_"))
