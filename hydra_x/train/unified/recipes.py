@@ -75,10 +75,10 @@ def tiny() -> UnifiedTrainConfig:
     )
 
 
-# Examples per step of the `small` recipe. Its steps are bound by the host, not the GPU: on an H200 two `small` runs
-# at once each reached 1.5 steps/s of 32 examples with the GPU about 28% busy (2.4% MFU). Forward and backward
-# issue almost the same operators for 96 examples as for 32 (15.5k against 14.4k: visuals are encoded per shape,
-# rows packed; benchmarks/unified_step_ops.py), so a step three times larger costs the host little more.
+# Examples per step of the `small` recipe. Its steps are bound by the host, not the GPU: on an H200 a 96-example step
+# took 0.72 s, of which the GPU worked 0.22 s (benchmarks/unified_step_ops.py --device cuda). Two runs at once made
+# 1.5 steps/s of 32 examples each (48 examples/s) or 0.67 steps/s of 96 (64 examples/s), so the larger step sees a
+# third more examples in the same time, though fewer optimizer steps: hence a short warm-up.
 SMALL_EXAMPLES_PER_STEP = 96
 
 
@@ -95,7 +95,7 @@ def small() -> UnifiedTrainConfig:
             examples_per_step=SMALL_EXAMPLES_PER_STEP,
             num_workers=8,
         ),
-        optim=OptimConfig(weight_decay=0.0, warmup_steps=100),
+        optim=OptimConfig(weight_decay=0.0, warmup_steps=30),  # 100 was over half of a 10-minute run's 178 steps
         lr_scale=10.0,
         loss=UnifiedLossConfig(time_mean=SHAPES_TIME_MEAN),
         max_length=2048,
