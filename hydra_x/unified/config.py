@@ -26,6 +26,9 @@ class UnifiedConfig:
     head_width: int | None = None  # the flow head's width; None: the LLM's hidden size
     head_depth: int = 3  # adaLN residual MLP blocks of the flow head
     time_dim: int = 256  # sinusoidal features of the flow time
+    # Add each visual token's position in its block (latent step, row, column) to its LLM embedding, as fixed
+    # sinusoidal features through a learnt linear layer that starts at zero (hydra_x.unified.heads).
+    visual_positions: bool = False
     # Attention inside a video block: bidirectional (the default: every latent step is denoised jointly at one
     # flow time, so each step may use every other, which is what keeps motion coherent across the clip) or
     # causal (step t sees steps <= t, for streaming or frame-by-frame extension). Images are always full.

@@ -49,7 +49,7 @@ class HydraX(nn.Module):
         self.visual_ids = VisualTokenIds.from_tokenizer(text_tokenizer)
         hidden = llm.config.hidden_size
         width = config.head_width or hidden
-        self.projector = Projector(config.tokenizer.width, hidden, config.projector_depth)
+        self.projector = Projector(config.tokenizer.width, hidden, config.projector_depth, config.visual_positions)
         self.time_embed = _time_embedding(hidden, config.time_dim)
         self.flow_head = FlowHead(hidden, config.latent_channels, width, config.head_depth, config.time_dim)
 
@@ -66,6 +66,8 @@ class HydraX(nn.Module):
             for module in (self.projector, self.time_embed, self.flow_head):
                 init_weights(module, 0.02)
         self.flow_head.init_zero()
+        if self.projector.positions is not None:
+            self.projector.positions.init_zero()
 
     @classmethod
     def from_parts(
@@ -194,7 +196,7 @@ class HydraX(nn.Module):
         """Latents (B, C, S, h, w), clean or noisy -> LLM input embeddings (B, S * h * w, D), the Sem-ViT's tokens
         through the projector, plus the time embedding of ``t`` (B,) for noisy ones."""
         s = self.tokenizer.semantic(z)  # (B, S, N, D_sem): the tokenizer's own mask (tubelet for videos)
-        h = self.projector(s.flatten(1, 2).to(self.dtype))
+        h = self.projector(s.flatten(1, 2).to(self.dtype), grid=tuple(z.shape[2:]))
         if t is not None:
             h = h + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
         return h
@@ -207,7 +209,7 @@ class HydraX(nn.Module):
         see the source's, the source's see only themselves (so they equal the source's alone). Returns the LLM
         embeddings (B, N, D) of the source, and of the target with the time embedding of ``t`` (B,)."""
         s = self.tokenizer.semantic(torch.cat([z_src, z_tgt], dim=2), mode="tubelet")  # (B, 2, N, D_sem)
-        h = self.projector(s.to(self.dtype))  # (B, 2, N, D)
+        h = self.projector(s.to(self.dtype), grid=(1, *z_src.shape[3:]))  # (B, 2, N, D): each its own image
         return h[:, 0], h[:, 1] + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
 
     @torch.no_grad()
