@@ -3,6 +3,7 @@
     python benchmarks/unified_step_ops.py                        # CPU: operator counts, 32 and 96 examples
     python benchmarks/unified_step_ops.py --examples 16 64 --llm-layers 30
     python3 benchmarks/unified_step_ops.py --device cuda [--compile [--llm-only]] --examples 32 96   # GPU: times too
+    python3 benchmarks/unified_step_ops.py --device cuda --compile --compile-mode reduce-overhead --top 15
 
 A step whose GPU is mostly idle is bound by the host: every eager operator costs Python and a kernel launch,
 whatever the tensor sizes. This runs steps of the `small` recipe (128 px, 17-frame clips, every shapes-world
@@ -76,6 +77,7 @@ def build(args, examples: int, root: Path):
     cfg.tokenizer_init, cfg.latent_stats_samples = None, 0
     cfg.device, cfg.precision = args.device, "bf16" if cuda else "fp32"
     cfg.compile, cfg.compile_tokenizer = args.compile and cuda, not args.llm_only
+    cfg.compile_mode = args.compile_mode
     cfg.data.num_workers = args.workers if cuda else 0
     cfg.data.examples_per_step = examples
     cfg.steps, cfg.out_dir = 1000, str(root / f"run-{examples}")
@@ -196,6 +198,9 @@ def main() -> None:
         "--compile", action="store_true", help="compile=true: the LLM's and the tokenizer's blocks (CUDA)"
     )
     parser.add_argument("--llm-only", action="store_true", help="with --compile, leave the tokenizer's blocks eager")
+    parser.add_argument(
+        "--compile-mode", default="default", help="with --compile: default | reduce-overhead (CUDA graphs) | ..."
+    )
     parser.add_argument("--workers", type=int, default=6, help="data workers (CUDA; the CPU loads in the main process)")
     parser.add_argument("--warmup", type=int, default=3, help="steps before measuring")
     parser.add_argument("--steps", type=int, default=5, help="timed steps")

@@ -38,7 +38,7 @@ class GridPositions(nn.Module):
         axes = [torch.arange(n, device=device, dtype=torch.float32) for n in (steps, h, w)]
         coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)  # (N, 3)
         per_axis = self.freq_dim // 6
-        # Wavelengths from 2 pi tokens up to 2 pi * 100: the finest tells neighbours apart, the coarsest halves.
+        # Wavelengths from 2 pi to 2 pi * 100 tokens: the shortest tell neighbours apart, the longest whole grids.
         freqs = torch.exp(-math.log(100.0) * torch.arange(per_axis, device=device, dtype=torch.float32) / per_axis)
         angles = (coords[:, :, None] * freqs).flatten(1)  # (N, 3 * per_axis)
         return torch.cat((angles.cos(), angles.sin()), dim=-1)

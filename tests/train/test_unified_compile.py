@@ -53,3 +53,30 @@ def test_tokenizer_blocks_compile_one_graph_for_every_batch_size() -> None:
         assert graphs[5] == graphs[4] == graphs[3]  # later sizes reuse that graph: no recompile per step
     finally:
         torch.compiler.reset()
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_cuda_graph_generations_start_at_every_micro_step_with_reduce_overhead(tmp_path, mode) -> None:
+    from hydra_x.train.unified.loop import train_step
+
+    cfg = tiny()
+    cfg.out_dir, cfg.latent_stats_samples, cfg.grad_accum = str(tmp_path), 0, 2
+    cfg.compile, cfg.compile_mode = True, mode
+    engine = Engine(cfg)
+    run = build_run(cfg, engine)
+    engine.start(cfg.to_dict(), "test")
+    cuda_graphs = run.mark_graph_step is torch.compiler.cudagraph_mark_step_begin
+    assert cuda_graphs == (mode == "reduce-overhead")
+    # Each micro-step's forward must start a new generation, or its graphs' outputs would overwrite the last ones.
+    for layer in run.model.llm.get_decoder().layers:
+        layer._compiled_call_impl = None  # the step itself runs eager here: what is checked is where it marks
+    for blocks in (run.model.tokenizer.gen_vit.blocks, run.model.tokenizer.sem_vit.blocks):
+        for block in blocks:
+            block._compiled_call_impl = None
+    marks = []
+    run.mark_graph_step = lambda: marks.append(len(marks))
+    try:
+        train_step(run, iter(run.loader), 0)
+    finally:
+        engine.logger.close()
+    assert len(marks) == cfg.grad_accum

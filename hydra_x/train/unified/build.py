@@ -38,6 +38,7 @@ class UnifiedRun:
     loader: UnifiedDataLoader
     trainable: list[str]
     autocast: Callable
+    mark_graph_step: Callable[[], None]  # compile_mode=reduce-overhead: a new generation of CUDA graphs
 
     def state(self) -> dict:
         model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
@@ -157,6 +158,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         start_step=engine.step * cfg.grad_accum,
         state=engine.data_state,
     )
+    cuda_graphs = cfg.compile and cfg.compile_mode == "reduce-overhead"
     run = UnifiedRun(
         cfg=cfg,
         engine=engine,
@@ -167,6 +169,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         loader=loader,
         trainable=trainable,
         autocast=autocast,
+        mark_graph_step=torch.compiler.cudagraph_mark_step_begin if cuda_graphs else lambda: None,
     )
     if engine.resume_from is not None:
         run.load(engine.resume_from)

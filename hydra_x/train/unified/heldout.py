@@ -43,6 +43,7 @@ def heldout_checks(run, step: int) -> dict[str, float]:
     world = ShapesWorld(HELDOUT_SEED, "heldout")
     was_training = model.training
     model.eval()
+    run.mark_graph_step()
     scores: dict[str, float] = {}
     with unsharded(model), run.autocast():
         pictures = []

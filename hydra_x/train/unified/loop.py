@@ -40,6 +40,7 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
             packed, visuals, _ = build_batch(model, item.examples, cfg, micro_step, first)
         if engine.fsdp:
             model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)
+        run.mark_graph_step()
         with region("forward"), run.autocast():
             out = model(packed, visuals)
         with region("losses"):
