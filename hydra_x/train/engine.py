@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +173,14 @@ class Engine:
         are plain fp32 modules and always run under autocast in bf16 runs."""
         losses = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.bf16 else nullcontext
         return (losses if not self.fsdp else nullcontext), losses
+
+    @property
+    def graph_step_marker(self) -> Callable[[], None]:
+        """What starts each forward (training micro-step, evaluation) of the run: under compile_mode=reduce-overhead a
+        new generation of CUDA graphs, which may overwrite the previous one's outputs (all consumed by then)."""
+        if self.cfg.compile and self.cfg.compile_mode == "reduce-overhead":
+            return torch.compiler.cudagraph_mark_step_begin
+        return lambda: None
 
     def parallelize(self, model: nn.Module, block_lists: list[nn.ModuleList]) -> None:
         """Apply the run's FSDP2, mixed precision, activation checkpointing and compile choices to ``model``."""

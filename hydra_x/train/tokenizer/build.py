@@ -173,9 +173,6 @@ def build_run(cfg: TokenizerTrainConfig, engine: Engine) -> TokenizerRun:
     )
     if cfg.compile:
         compile_frozen(lpips, image_teacher, video_teacher)
-    # compile_mode=reduce-overhead: each forward (training micro-step, evaluation) starts a new generation of
-    # CUDA graphs, which may overwrite the previous one's outputs (all consumed by then).
-    cuda_graphs = cfg.compile and cfg.compile_mode == "reduce-overhead"
     run = TokenizerRun(
         cfg=cfg,
         engine=engine,
@@ -190,7 +187,7 @@ def build_run(cfg: TokenizerTrainConfig, engine: Engine) -> TokenizerRun:
         trainable=trainable,
         autocast=autocast,
         loss_autocast=loss_autocast,
-        mark_graph_step=torch.compiler.cudagraph_mark_step_begin if cuda_graphs else lambda: None,
+        mark_graph_step=engine.graph_step_marker,
     )
     if engine.resume_from is not None:
         run.load(engine.resume_from)

@@ -158,7 +158,6 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         start_step=engine.step * cfg.grad_accum,
         state=engine.data_state,
     )
-    cuda_graphs = cfg.compile and cfg.compile_mode == "reduce-overhead"
     run = UnifiedRun(
         cfg=cfg,
         engine=engine,
@@ -169,7 +168,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         loader=loader,
         trainable=trainable,
         autocast=autocast,
-        mark_graph_step=torch.compiler.cudagraph_mark_step_begin if cuda_graphs else lambda: None,
+        mark_graph_step=engine.graph_step_marker,
     )
     if engine.resume_from is not None:
         run.load(engine.resume_from)
