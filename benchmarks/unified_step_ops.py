@@ -73,7 +73,7 @@ def build(args, examples: int, root: Path):
         tokenizer = tokenizer_config("small").replace(width=64, heads=2, mlp_dim=128)
     llm = args.llm or str(save_tiny_llm(root / f"llm-{args.device}", seed=0, config=shape))
     cfg = small()
-    cfg.model = unified_config("small", llm=llm, tokenizer=tokenizer)
+    cfg.model = unified_config("small", llm=llm, tokenizer=tokenizer, attention=args.attention)
     cfg.tokenizer_init, cfg.latent_stats_samples = None, 0
     cfg.device, cfg.precision = args.device, "bf16" if cuda else "fp32"
     cfg.compile, cfg.compile_tokenizer = args.compile and cuda, not args.llm_only
@@ -201,6 +201,7 @@ def main() -> None:
     parser.add_argument(
         "--compile-mode", default="default", help="with --compile: default | reduce-overhead (CUDA graphs) | ..."
     )
+    parser.add_argument("--attention", default="sdpa", choices=("sdpa", "flex"), help="the LLM's attention")
     parser.add_argument("--workers", type=int, default=6, help="data workers (CUDA; the CPU loads in the main process)")
     parser.add_argument("--warmup", type=int, default=3, help="steps before measuring")
     parser.add_argument("--steps", type=int, default=5, help="timed steps")

@@ -24,7 +24,7 @@ import logging
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -54,6 +54,13 @@ class StepExamples:
     examples: list[Example]
     # (file, record or shard, "category: problem") met while building this step and not reported before this run
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def pin_memory(self) -> StepExamples:
+        """Page-locked pixels (DataLoader's pin thread calls this), so the model copies them to the GPU without the
+        main process first reading every page that a worker wrote."""
+        for ex in self.examples:
+            ex.visuals[:] = [replace(v, pixels=v.pixels.pin_memory()) for v in ex.visuals]
+        return self
 
 
 # ---------------------------------------------------------------------------- the plan
@@ -217,6 +224,7 @@ class UnifiedDataLoader:
         world_size: int = 1,
         start_step: int = 0,
         state: dict | None = None,
+        pin_memory: bool = False,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
@@ -226,6 +234,7 @@ class UnifiedDataLoader:
             raise ValueError("UnifiedDataConfig.task_ratios is not set: give task -> weight (stage recipes set it)")
         check_ratios(config.task_ratios)
         self.config, self.rank, self.world_size = config, rank, world_size
+        self.pin_memory = pin_memory  # for a CUDA run: pixels arrive page-locked
         sources = [build_source(i, sc, config) for i, sc in enumerate(config.sources)]
         self.has_shards = any(isinstance(s, CaptionShardSource) for s in sources)
         if self.has_shards and config.num_workers and config.shard_streams % config.num_workers:
@@ -326,10 +335,13 @@ class UnifiedDataLoader:
             mp_context=cfg.mp_context,
             preload="hydra_x.data.mixture",
             prefetch_factor=cfg.prefetch_factor,
+            pin_memory=self.pin_memory,
         )
         for out, stream_state in stream:
             if isinstance(out, _Unusable):
                 raise DataSourceError(out.message)
+            if self.pin_memory and cfg.num_workers == 0:
+                out.pin_memory()
             if out.step != self._step:
                 raise RuntimeError(f"data steps out of order: got step {out.step}, expected {self._step}")
             if self.has_shards:

@@ -220,7 +220,9 @@ class HydraX(nn.Module):
             groups.setdefault(tuple(x.shape), []).append(i)
         out: dict[int, torch.Tensor] = {}
         for members in groups.values():
-            z = self.encode(torch.stack([pixels[i] for i in members]))
+            # Each to the device first (asynchronous from the loader's page-locked pixels), stacked there: a stack
+            # on the host read every pixel of the step once more on the training process's critical path.
+            z = self.encode(torch.stack([pixels[i].to(self.device, non_blocking=True) for i in members]))
             out.update(zip(members, z))
         return [out[i] for i in range(len(pixels))]
 

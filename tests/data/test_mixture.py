@@ -93,6 +93,16 @@ def test_workers_give_what_the_main_process_gives_and_resume_it(data):
     assert_same(take(resumed, 3), reference[5:])
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("workers", [0, 2])
+def test_pinned_steps_are_the_same_steps(data, workers):
+    """A CUDA run gets page-locked pixels (asynchronous copies to the GPU) with the same content."""
+    pinned = take(UnifiedDataLoader(mixed(data, num_workers=workers), pin_memory=True), 3)
+    assert all(v.pixels.is_pinned() for step in pinned for ex in step.examples for v in ex.visuals)
+    assert any(ex.visuals for step in pinned for ex in step.examples)
+    assert_same(pinned, take(UnifiedDataLoader(mixed(data)), 3))
+
+
 def test_map_style_steps_depend_on_the_global_batch_not_its_split_over_ranks(data):
     cfg = mixed(data, examples_per_step=4)
     cfg.sources = cfg.sources[:2]

@@ -157,6 +157,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         world_size=info.world_size,
         start_step=engine.step * cfg.grad_accum,
         state=engine.data_state,
+        pin_memory=engine.device.type == "cuda",
     )
     run = UnifiedRun(
         cfg=cfg,
