@@ -49,6 +49,16 @@ def test_a_few_dozen_steps_lower_both_losses(tmp_path):
         assert sum(values[-6:]) < 0.9 * sum(values[:6]), (key, values)  # about 0.85 for both here
 
 
+def test_flex_attention_off_cuda_trains_with_sdpa_and_says_so(tmp_path, caplog):
+    # The `small` recipe chooses FlexAttention (GPU); PyTorch has no CPU backward for it.
+    cfg = config(tmp_path, steps=1, device="cpu", latent_stats_samples=0)
+    cfg.model = cfg.model.replace(attention="flex")
+    with caplog.at_level("WARNING", logger="hydra_x"):
+        train(cfg)
+    assert "model.attention=flex trains on CUDA only; this run on cpu uses sdpa" in caplog.text
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["attention"] == "sdpa"
+
+
 def snapshot(model: HydraX) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

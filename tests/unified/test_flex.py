@@ -72,6 +72,30 @@ def test_the_counted_first_step_runs_under_flopcountermode(models):
     torch.testing.assert_close(b.velocity, a.velocity, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.gpu
+def test_the_counted_first_step_keeps_to_the_memory_efficient_kernel():
+    # With enable_gqa and a mask SDPA has no memory-efficient kernel (torch 2.11) and falls back to the math one,
+    # which stores every layer's (B, H, L, L) weights: the first step of a 128-example `small` run ran out of memory.
+    # Only the memory-efficient kernel is allowed here, so that fallback would raise "No available kernel".
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flex = HydraX.from_preset("tiny", seed=0, attention="flex").cuda()
+    assert flex.llm.config.num_attention_heads != flex.llm.config.num_key_value_heads  # grouped-query attention
+    tok = flex.text_tokenizer
+    z = flex.encode(torch.rand(1, 3, 32, 32, device="cuda") * 2 - 1)[0]
+    spec = VisualSpec.image(4)
+    samples = [generation_sample(tok, spec, "a blue square"), understanding_sample(tok, spec, "Count?", "one")]
+    batch = pack(samples, 128, tok.pad_token_id)
+    visuals = VisualInputs(z=[z, z], t=torch.tensor([0.3]), noise=[torch.randn(z.shape, device="cuda")])
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]), FlopCounterMode(display=False) as counter:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = flex(batch, visuals)
+        (out.text_loss_sum + out.flow_loss_sum).backward()
+    assert counter.get_total_flops() > 0
+    assert all(p.grad is not None for p in flex.llm.get_decoder().layers[0].parameters())
+
+
 def test_inference_runs_sdpa_and_gives_the_same_samples(models):
     sdpa, flex = models
     kwargs = dict(height=32, width=32, steps=2, seed=3)

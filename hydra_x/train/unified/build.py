@@ -133,6 +133,10 @@ def compile_tokenizer_blocks(model: HydraX, mode: str) -> None:
 
 
 def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
+    if cfg.model.attention == "flex" and engine.device.type != "cuda":
+        # The same mask through SDPA: PyTorch has no CPU backward for FlexAttention (the GPU recipes choose it).
+        log.warning("model.attention=flex trains on CUDA only; this run on %s uses sdpa", engine.device)
+        cfg.model = cfg.model.replace(attention="sdpa")
     stage = cfg.stage_spec
     model = build_model(cfg)
     model.tokenizer.validate_inputs = False  # the data pipeline checks its samples

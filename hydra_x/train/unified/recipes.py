@@ -75,16 +75,16 @@ def tiny() -> UnifiedTrainConfig:
     )
 
 
-# Examples per step of the `small` recipe. Its steps are bound by the host, not the GPU: on an H200 a 96-example step
-# took 0.72 s, of which the GPU worked 0.22 s (benchmarks/unified_step_ops.py --device cuda). Two runs at once made
-# 1.5 steps/s of 32 examples each (48 examples/s) or 0.67 steps/s of 96 (64 examples/s), so the larger step sees a
-# third more examples in the same time, though fewer optimizer steps: hence a short warm-up.
-SMALL_EXAMPLES_PER_STEP = 96
+# Examples per step of the `small` recipe. Its steps are bound by the host, not the GPU: on an H200, with the LLM and
+# tokenizer blocks compiled and FlexAttention, a 96-example step took 0.62 s and a 256-example step 0.65 s, of which
+# the GPU worked 0.08 and 0.18 s (benchmarks/unified_step_ops.py --device cuda --compile --attention flex), so the
+# larger step sees 2.5 times the examples in the same time, though fewer optimizer steps: hence a short warm-up.
+SMALL_EXAMPLES_PER_STEP = 256
 
 
 def small() -> UnifiedTrainConfig:
     return UnifiedTrainConfig(
-        model=unified_config("small"),
+        model=unified_config("small", attention="flex"),  # half the GPU time of the dense mask (a CPU run uses sdpa)
         tokenizer_init="runs/small",
         stage=2,
         data=UnifiedDataConfig(
