@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,8 @@ class StepExamples:
     examples: list[Example]
     # (file, record or shard, "category: problem") met while building this step and not reported before this run
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # What the loader's ``prepare`` made of this step where it was built (the trainer's packed rows), or None.
+    prepared: Any = None
 
     def pin_memory(self) -> StepExamples:
         """Page-locked pixels (DataLoader's pin thread calls this), so the model copies them to the GPU without the
@@ -114,6 +117,7 @@ class _Spec:
     providers: dict[str, list[int]]
     stream_states: dict[str, dict[str, dict]] = field(default_factory=dict)  # stream -> source -> position
     fresh_states: dict[str, dict] = field(default_factory=dict)  # source -> where streams without a state start
+    prepare: Callable[[StepExamples], Any] | None = None  # run on each step where it is built
 
 
 def _stream(spec: _Spec, streams: dict, stream: int, sid: int) -> CaptionStream:
@@ -177,6 +181,8 @@ def _produce(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tup
         while True:
             with one_thread():  # not around the yield: the caller's code runs there
                 out = _build_step(spec, streams, step)
+                if spec.prepare is not None:
+                    out[0].prepared = spec.prepare(out[0])
             yield out
             step += workers
     except DataSourceError as err:
@@ -214,7 +220,9 @@ class UnifiedDataLoader:
 
     Iterating yields step ``start_step``, then the next ones (a later ``iter()`` continues after the last step
     handed out). ``state_dict()`` is the position after that step; pass it back as ``state`` with ``start_step``
-    equal to its ``"step"`` to continue exactly. Only shard sources need it.
+    equal to its ``"step"`` to continue exactly. Only shard sources need it. ``prepare`` (picklable) runs on each
+    step where it is built, in a worker where there are workers, and its result travels as ``prepared``: the
+    trainer packs its rows there instead of in its own process.
     """
 
     def __init__(
@@ -225,6 +233,7 @@ class UnifiedDataLoader:
         start_step: int = 0,
         state: dict | None = None,
         pin_memory: bool = False,
+        prepare: Callable[[StepExamples], Any] | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
@@ -242,7 +251,7 @@ class UnifiedDataLoader:
                 f"num_workers ({config.num_workers}) must divide shard_streams ({config.shard_streams}), so that "
                 "each shard stream is read by one worker"
             )
-        self._spec = _Spec(config, rank, world_size, sources, find_providers(config, sources))
+        self._spec = _Spec(config, rank, world_size, sources, find_providers(config, sources), prepare=prepare)
         self._step = start_step
         self.skip_counts: Counter = Counter()  # distinct bad files by category, this run and those resumed
         self._reported: set[str] = set()

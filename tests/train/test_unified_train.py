@@ -10,9 +10,12 @@ import pytest
 import torch
 
 from hydra_x.cli import main as hydra_main
+from hydra_x.data.mixture import UnifiedDataLoader
 from hydra_x.data.shapes_tasks import ShapesTasks
 from hydra_x.tokenizer import HydraXTokenizer
+from hydra_x.train.unified import batch as batch_module
 from hydra_x.train.unified import train
+from hydra_x.train.unified.batch import StepPacker, build_batch, pack_examples
 from hydra_x.train.unified.recipes import tiny
 from hydra_x.train.unified.stages import PARAM_GROUPS
 from hydra_x.unified.model import HydraX
@@ -108,6 +111,39 @@ def test_a_resumed_run_follows_the_uninterrupted_one(tmp_path):
         assert sorted(resumed) == [1, 2, 3, 4]
         for step in (3, 4):
             assert resumed[step] == pytest.approx(straight[step], rel=1e-5, abs=1e-6), (key, step)
+
+
+def test_rows_packed_in_data_workers_train_as_rows_packed_in_the_training_process(tmp_path, monkeypatch):
+    # The loader's workers pack each step's rows (StepPacker); the training process then only adds noise and times.
+    cfg = config(tmp_path / "main", steps=3, latent_stats_samples=0, loss__cond_dropout=0.5)
+    train(cfg)
+
+    def no_packing_here(*args, **kwargs):
+        raise AssertionError("the training process packed rows itself")
+
+    monkeypatch.setattr(batch_module, "pack_examples", no_packing_here)  # workers are processes: unaffected
+    workers = config(tmp_path / "workers", steps=3, latent_stats_samples=0, loss__cond_dropout=0.5)
+    workers.data.num_workers = 2
+    train(workers)
+    for key in ("loss/text", "loss/flow", "tokens_per_s"):
+        main, packed = metric(tmp_path / "main", key), metric(tmp_path / "workers", key)
+        assert sorted(packed) == sorted(main) == [1, 2, 3]
+        if key != "tokens_per_s":
+            assert packed == pytest.approx(main, rel=1e-6, abs=1e-7), key
+
+
+def test_rows_packed_for_another_step_are_refused():
+    model = HydraX.from_preset("tiny", seed=0)
+    cfg = config(Path("unused"))
+    item = next(iter(UnifiedDataLoader(cfg.data, start_step=4)))
+    prepared = StepPacker(model.text_tokenizer, model.config.tokenizer, cfg, rank=0)(item)
+    packed, _, _ = build_batch(model, item.examples, cfg, 4, 0, prepared)
+    assert torch.equal(
+        packed.input_ids,
+        pack_examples(model.text_tokenizer, model.config.tokenizer, item.examples, cfg, 4, 0)[0].input_ids,
+    )
+    with pytest.raises(ValueError, match="rows packed for micro-step 4, first example 0, given for micro-step 5"):
+        build_batch(model, item.examples, cfg, 5, 0, prepared)
 
 
 def test_the_export_chats_and_generates_through_the_cli(tmp_path, capsys):

@@ -7,9 +7,13 @@ time and its noise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from hydra_x.data.examples import Example
+from hydra_x.data.mixture import StepExamples
 from hydra_x.nn.flow import resolution_shift, shift_time
 from hydra_x.train.seeding import sample_generator, sample_key
 from hydra_x.unified.inputs import VisualInputs
@@ -49,11 +53,40 @@ def drop_condition(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return out
 
 
-def build_batch(
-    model, examples: list[Example], cfg, micro_step: int, first_index: int
-) -> tuple[PackedBatch, VisualInputs, int]:
-    """(packed rows, visual inputs in placement order, how many captions were dropped)."""
-    tcfg, loss = model.config.tokenizer, cfg.loss
+@dataclass(frozen=True)
+class PackedStep:
+    """A step's examples as packed rows, made where the step was built (a data worker): the text half of
+    :func:`build_batch`, which the training process then need not spend its own time on."""
+
+    packed: PackedBatch
+    dropped: int  # captions dropped for classifier-free guidance
+    micro_step: int
+    first_index: int
+
+
+@dataclass(frozen=True)
+class StepPacker:
+    """Picklable: packs each step of a :class:`UnifiedDataLoader` in its workers (``prepare=``). The draws depend on
+    (seed, micro-step, global example index) alone, so the rows are those the training process would pack."""
+
+    text_tokenizer: Any
+    tokenizer_config: Any  # the HydraX's tokenizer config: latent shapes
+    cfg: Any  # the UnifiedTrainConfig: loss (caption dropout), seed, max_length
+    rank: int
+
+    def __call__(self, item: StepExamples) -> PackedStep:
+        first = self.rank * len(item.examples)
+        packed, dropped = pack_examples(
+            self.text_tokenizer, self.tokenizer_config, item.examples, self.cfg, item.step, first
+        )
+        return PackedStep(packed, dropped, item.step, first)
+
+
+def pack_examples(
+    text_tokenizer, tcfg, examples: list[Example], cfg, micro_step: int, first_index: int
+) -> tuple[PackedBatch, int]:
+    """(packed rows, how many captions were dropped): chat templates, tokens and packing, on the host."""
+    loss = cfg.loss
     seqs, dropped = [], 0
     for i, ex in enumerate(examples):
         messages = ex.messages
@@ -65,8 +98,25 @@ def build_batch(
         ):
             messages, dropped = drop_condition(messages), dropped + 1
         specs = [visual_spec(tcfg, v.pixels, v.role) for v in ex.visuals]
-        seqs.append(build_sequence(model.text_tokenizer, messages, specs))
-    packed = pack(seqs, cfg.max_length, model.text_tokenizer.pad_token_id)
+        seqs.append(build_sequence(text_tokenizer, messages, specs))
+    return pack(seqs, cfg.max_length, text_tokenizer.pad_token_id), dropped
+
+
+def build_batch(
+    model, examples: list[Example], cfg, micro_step: int, first_index: int, prepared: PackedStep | None = None
+) -> tuple[PackedBatch, VisualInputs, int]:
+    """(packed rows, visual inputs in placement order, how many captions were dropped). ``prepared``: the rows
+    a :class:`StepPacker` already packed for these examples (in a data worker)."""
+    tcfg, loss = model.config.tokenizer, cfg.loss
+    if prepared is None:
+        packed, dropped = pack_examples(model.text_tokenizer, tcfg, examples, cfg, micro_step, first_index)
+    elif (prepared.micro_step, prepared.first_index) != (micro_step, first_index):
+        raise ValueError(
+            f"rows packed for micro-step {prepared.micro_step}, first example {prepared.first_index}, given for "
+            f"micro-step {micro_step}, first example {first_index}: the loader's steps and the trainer's disagree"
+        )
+    else:
+        packed, dropped = prepared.packed, prepared.dropped
     pixels, times, noises = [], [], []
     device = model.device
     for p in packed.placements:

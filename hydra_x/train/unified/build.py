@@ -21,6 +21,7 @@ from hydra_x.train.ema import EMA
 from hydra_x.train.engine import Engine, set_trainable
 from hydra_x.train.optim import build_optimizer, build_scheduler
 from hydra_x.train.parallel import allow_block_recompiles
+from hydra_x.train.unified.batch import StepPacker
 from hydra_x.train.unified.config import UnifiedTrainConfig
 from hydra_x.unified.model import HydraX
 
@@ -162,6 +163,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         start_step=engine.step * cfg.grad_accum,
         state=engine.data_state,
         pin_memory=engine.device.type == "cuda",
+        prepare=StepPacker(model.text_tokenizer, model.config.tokenizer, cfg, info.rank),
     )
     run = UnifiedRun(
         cfg=cfg,

@@ -37,7 +37,7 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
         engine.logger.skipped(step, item.skipped)
         micro_step, first = step * cfg.grad_accum + micro, rank * len(item.examples)
         with region("batch"):
-            packed, visuals, _ = build_batch(model, item.examples, cfg, micro_step, first)
+            packed, visuals, _ = build_batch(model, item.examples, cfg, micro_step, first, item.prepared)
         if engine.fsdp:
             model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)
         run.mark_graph_step()
