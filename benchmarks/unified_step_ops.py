@@ -38,13 +38,14 @@ from pathlib import Path
 
 import torch
 from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile, record_function
 
 from hydra_x.tokenizer import tokenizer_config
 from hydra_x.train.engine import Engine
 from hydra_x.train.unified.build import build_run
 from hydra_x.train.unified.loop import train_step
 from hydra_x.train.unified.recipes import small
+from hydra_x.unified import model as model_module
 from hydra_x.unified.config import unified_config
 from hydra_x.unified.llm import TinyLLMConfig, save_tiny_llm
 
@@ -52,6 +53,35 @@ PARTS = ("data", "batch", "forward", "backward", "optimizer")
 # Operators that copy a value to the host or size an output by data: each waits for the GPU.
 SYNCS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::_unique2", "aten::is_nonzero"}
 ON_DEVICE = ("forward", "losses", "backward")  # the parts whose tensors live on the GPU in a GPU run
+
+
+# Parts of the model's forward timed on their own (host ms within the profiled forward): HydraX methods, the
+# LLM's mask builders, and the flow head.
+FORWARD_METHODS = {"encode": "encode_each", "visual embeddings": "_embed_visuals", "LLM": "llm_hidden"}
+MASK_BUILDERS = ("flex_block_mask", "attention_mask", "additive_mask")
+FORWARD_PARTS = (*FORWARD_METHODS, "mask", "flow head")
+
+
+def timed(fn, label: str):
+    def call(*args, **kwargs):
+        with record_function(f"part/{label}"):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+def time_forward_parts(model) -> None:
+    """Wrap the forward's parts of ``model`` (and the model module's mask builders) in profiler ranges; for this
+    benchmark only (instance attributes shadow the methods)."""
+    for label, name in FORWARD_METHODS.items():
+        setattr(model, name, timed(getattr(model, name), label))
+    model.flow_head.forward = timed(model.flow_head.forward, "flow head")
+    for name in MASK_BUILDERS:
+        fn = getattr(model_module, name)
+        if not hasattr(fn, "__wrapped_part__"):
+            wrapped = timed(fn, "mask")
+            wrapped.__wrapped_part__ = True
+            setattr(model_module, name, wrapped)
 
 
 def build(args, examples: int, root: Path):
@@ -83,6 +113,7 @@ def build(args, examples: int, root: Path):
     cfg.steps, cfg.out_dir = 1000, str(root / f"run-{examples}")
     engine = Engine(cfg)
     run = build_run(cfg, engine)
+    time_forward_parts(run.model)
     engine.start(cfg.to_dict(), "step operators")
     batches = iter(run.loader)
     for step in range(args.warmup):  # lazily built state (optimizer moments, caches, compiled graphs) out of the way
@@ -104,6 +135,9 @@ def profile_step(run, batches, step: int, cuda: bool, top: int = 0) -> dict[str,
     row: dict[str, float] = collections.Counter()
     for part, span in spans.items():
         row[f"{part} ms"] = span.elapsed_us() / 1e3
+    for e in host:
+        if e.name.startswith("part/"):
+            row[f"{e.name} ms"] += e.time_range.elapsed_us() / 1e3
     for e in host:
         if not e.name.startswith("aten::"):
             continue
@@ -151,7 +185,7 @@ def caller(event) -> str:
 
 def on_host_only(event) -> bool:
     """A record_function range mirrored on the device's timeline (a user annotation, not device work)."""
-    return getattr(event, "is_user_annotation", False) or event.name.startswith("step/")
+    return getattr(event, "is_user_annotation", False) or event.name.startswith(("step/", "part/"))
 
 
 def busy_us(spans) -> float:
@@ -226,6 +260,17 @@ def main() -> None:
         parts = " | ".join(f"{c[f'{p} ms']:.1f}" for p in PARTS)
         gpu = f"{c['kernel ms']:.1f} | {100 * c['busy']:.0f}%" if "busy" in c else "- | -"
         print(f"| {n} | {c['step ms']:.1f} | {gpu} | {parts} |")
+    print("\nHost ms of the profiled forward by part (the mask is built inside the LLM's part; nested calls overlap)")
+    print(
+        "| examples | forward | "
+        + " | ".join(FORWARD_PARTS)
+        + " | rest |\n|---:|---:|"
+        + "---:|" * (len(FORWARD_PARTS) + 1)
+    )
+    for n, c in rows.items():
+        parts = [c[f"part/{p} ms"] for p in FORWARD_PARTS]
+        rest = c["forward ms"] - sum(parts) + c["part/mask ms"]  # the mask lies inside the LLM's range
+        print(f"| {n} | {c['forward ms']:.1f} | " + " | ".join(f"{v:.1f}" for v in parts) + f" | {rest:.1f} |")
 
 
 if __name__ == "__main__":
