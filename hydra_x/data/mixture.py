@@ -63,6 +63,8 @@ class StepExamples:
         main process first reading every page that a worker wrote."""
         for ex in self.examples:
             ex.visuals[:] = [replace(v, pixels=v.pixels.pin_memory()) for v in ex.visuals]
+        if hasattr(self.prepared, "pin_memory"):
+            self.prepared = self.prepared.pin_memory()
         return self
 
 

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange
 
 from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.unified.config import UnifiedConfig, unified_config
@@ -30,7 +29,7 @@ from hydra_x.unified.heads import FlowHead, Projector
 from hydra_x.unified.inputs import UnifiedOutput, VisualInputs
 from hydra_x.unified.masks import additive_mask, attention_mask, flex_block_mask
 from hydra_x.unified.packing import PackedBatch
-from hydra_x.unified.sequence import IGNORE, VisualTokenIds
+from hydra_x.unified.sequence import VisualTokenIds
 
 MODEL_TYPE = "hydra-x"
 HEADS_FILE = "heads.safetensors"
@@ -294,31 +293,30 @@ class HydraX(nn.Module):
         return out.last_hidden_state
 
     def forward(self, batch: PackedBatch, visuals: VisualInputs) -> UnifiedOutput:
+        gen = [i for i, p in enumerate(batch.placements) if p.role == "generate"]
+        placements = [batch.placements[i] for i in gen]
+        index = batch.index(placements, self.device)  # on the host: the forward never waits for the GPU
         batch = batch.to(self.device)
         embeds = self.llm.get_input_embeddings()(batch.input_ids)  # (B, L, D)
         z0 = visuals.latents(self) if batch.placements else []
         if batch.placements:
             visual, z_in = self._embed_visuals(batch, visuals, z0)
-            rows, cols = batch.visual_index()
-            embeds = embeds.index_put((rows, cols), visual.to(embeds.dtype))
+            embeds = embeds.index_put((index.visual_rows, index.visual_cols), visual.to(embeds.dtype))
         hidden = self.llm_hidden(batch, embeds)
-        predicted = batch.targets != IGNORE
-        logits = self.llm.get_output_embeddings()(hidden[predicted])  # (K, V): only where a token is predicted
-        text_sum = F.cross_entropy(logits.float(), batch.targets[predicted], reduction="sum")
-        gen = [i for i, p in enumerate(batch.placements) if p.role == "generate"]
+        # Only where a token is predicted: (K, V) logits
+        logits = self.llm.get_output_embeddings()(hidden.flatten(0, 1)[index.predicted])
+        text_sum = F.cross_entropy(logits.float(), index.predicted_targets, reduction="sum")
         flow_sum, elements, velocity = hidden.new_zeros((), dtype=torch.float32), 0, None
         if gen:
-            placements = [batch.placements[i] for i in gen]
-            rows, cols = batch.visual_index(placements)
-            tokens = lambda zs: torch.cat([rearrange(z, "c s h w -> (s h w) c") for z in zs])  # noqa: E731
+            tokens = lambda zs: torch.cat([z.flatten(1).T for z in zs])  # noqa: E731  (s h w) x c, step-major
             z_t = tokens([z_in[i] for i in gen]).to(self.device)
             target = tokens(visuals.noise).to(self.device) - tokens([z0[i] for i in gen]).to(self.device)
             t = torch.cat([visuals.t[k].expand(p.length) for k, p in enumerate(placements)]).to(self.device)
-            velocity = self.flow_head(hidden[rows, cols], z_t, t)
+            velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t)
             flow_sum = (velocity.float() - target.float()).square().sum()
             elements = target.numel()
         flow_sum = flow_sum + self._untouched(batch, hidden, bool(gen))
-        return UnifiedOutput(text_sum, int(predicted.sum()), flow_sum, elements, velocity)
+        return UnifiedOutput(text_sum, index.text_tokens, flow_sum, elements, velocity)
 
     def _untouched(self, batch: PackedBatch, hidden: torch.Tensor, generated: bool) -> torch.Tensor:
         """0 x the output of every part this batch did not run (no visual block: the Sem-ViT and projector; no

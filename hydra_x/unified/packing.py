@@ -67,8 +67,42 @@ class PackedBatch:
         return rows.to(device), cols.to(device)
 
     def to(self, device: torch.device | str) -> PackedBatch:
-        names = ("input_ids", "targets", "position_ids", "sample", "block", "step")
-        return replace(self, **{n: getattr(self, n).to(device) for n in names})
+        # Asynchronous from page-locked rows (pin_memory); from pageable memory the copy is synchronous anyway.
+        return replace(self, **{n: getattr(self, n).to(device, non_blocking=True) for n in TENSORS})
+
+    def pin_memory(self) -> PackedBatch:
+        return replace(self, **{n: getattr(self, n).pin_memory() for n in TENSORS})
+
+    def index(self, generated: list[Placement], device: torch.device | str) -> BatchIndex:
+        """The forward's gather and scatter indices, built on the host (as the rows are) and moved in one copy.
+        Built on the device instead, a boolean mask or a later copy would make the host wait for all the work
+        queued before it: a training step would then never run ahead of the GPU."""
+        targets = self.targets.cpu().flatten()
+        predicted = (targets != IGNORE).nonzero().squeeze(1)
+        parts = [predicted, targets[predicted], *self.visual_index(), *self.visual_index(generated)]
+        parts = [p.cpu() for p in parts]
+        flat = torch.cat(parts)
+        if torch.device(device).type == "cuda":
+            flat = flat.pin_memory()
+        moved = flat.to(device, non_blocking=True).split([len(p) for p in parts])
+        return BatchIndex(*moved, text_tokens=len(predicted))
+
+
+TENSORS = ("input_ids", "targets", "position_ids", "sample", "block", "step")
+
+
+@dataclass(frozen=True)
+class BatchIndex:
+    """Flat positions (row * L + column) of predicted tokens and their targets, and the (rows, columns) of every
+    visual position and of the generated ones, in placement order; on the model's device."""
+
+    predicted: torch.Tensor
+    predicted_targets: torch.Tensor
+    visual_rows: torch.Tensor
+    visual_cols: torch.Tensor
+    generated_rows: torch.Tensor
+    generated_cols: torch.Tensor
+    text_tokens: int
 
 
 def _lay_out(

@@ -146,6 +146,51 @@ def test_rows_packed_for_another_step_are_refused():
         build_batch(model, item.examples, cfg, 5, 0, prepared)
 
 
+def test_a_packed_step_gives_each_example_what_it_gets_alone():
+    # Every task at once (images, clips, edits, understanding and generation), visuals encoded and embedded in
+    # groups of one shape: each example's losses and velocities are those of the example alone, whose draws
+    # (caption dropout, flow time, noise) come from its global index.
+    cfg = config(Path("unused"), latent_stats_samples=0, loss__cond_dropout=0.3)
+    cfg.data.examples_per_step = 16
+    model = HydraX.from_config(cfg.model, seed=0).eval()
+    with torch.no_grad():
+        for p in model.flow_head.parameters():  # a non-zero head (it starts at zero)
+            p.normal_(0, 0.05)
+    examples = next(iter(UnifiedDataLoader(cfg.data, start_step=3))).examples
+    assert {"edit", "video_gen", "image_gen", "image_sft", "video_caption"} <= {ex.task for ex in examples}
+    with torch.no_grad():
+        packed, visuals, _ = build_batch(model, examples, cfg, 3, 0)
+        whole = model(packed, visuals)
+        alone = [model(*build_batch(model, [ex], cfg, 3, i)[:2]) for i, ex in enumerate(examples)]
+    assert len(packed.rows) > 1  # several rows: samples of one row see nothing of another's
+    close = dict(rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(whole.text_loss_sum, sum(o.text_loss_sum for o in alone), **close)
+    torch.testing.assert_close(whole.flow_loss_sum, sum(o.flow_loss_sum for o in alone), **close)
+    assert whole.flow_elements == sum(o.flow_elements for o in alone) > 0
+    generated = [p.sample for p in packed.placements if p.role == "generate"]  # placement order
+    torch.testing.assert_close(whole.velocity, torch.cat([alone[i].velocity for i in generated]), **close)
+
+
+@pytest.mark.gpu
+def test_a_training_forward_and_backward_never_wait_for_the_gpu():
+    # A read-back or a boolean mask on the device makes the host wait for all the work queued before it, so a
+    # host-bound step could not run ahead of the GPU. CUDA's sync debug mode raises at any such wait.
+    from hydra_x.train.unified.objective import unified_loss
+
+    cfg = config(Path("unused"), latent_stats_samples=0)
+    model = HydraX.from_config(cfg.model, seed=0).cuda()
+    examples = next(iter(UnifiedDataLoader(cfg.data, start_step=3))).examples
+    packed, visuals, _ = build_batch(model, examples, cfg, 3, 0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = model(packed, visuals)
+        unified_loss(out, cfg.loss, torch.device("cuda")).total.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert out.velocity is not None and out.text_tokens > 0
+
+
 def test_the_export_chats_and_generates_through_the_cli(tmp_path, capsys):
     train(config(tmp_path / "run", steps=1))
     ckpt = str(tmp_path / "run" / "export")

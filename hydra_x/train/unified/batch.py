@@ -7,7 +7,7 @@ time and its noise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -62,6 +62,9 @@ class PackedStep:
     dropped: int  # captions dropped for classifier-free guidance
     micro_step: int
     first_index: int
+
+    def pin_memory(self) -> PackedStep:
+        return replace(self, packed=self.packed.pin_memory())
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from hydra_x.unified.inputs import UnifiedOutput
 
 
 def global_counts(out: UnifiedOutput, device: torch.device) -> tuple[float, float, int]:
-    """(text tokens, flow elements) summed over processes, and the world size."""
+    """(text tokens, flow elements) summed over processes, and the world size. One process needs no device round
+    trip, which would make the host wait for the whole forward before it can queue the backward."""
+    if not dist.is_initialized():
+        return float(out.text_tokens), float(out.flow_elements), 1
     counts = torch.tensor([float(out.text_tokens), float(out.flow_elements)], dtype=torch.float64, device=device)
-    world = 1
-    if dist.is_initialized():
-        dist.all_reduce(counts)
-        world = dist.get_world_size()
-    return float(counts[0]), float(counts[1]), world
+    dist.all_reduce(counts)
+    return float(counts[0]), float(counts[1]), dist.get_world_size()
 
 
 def unified_loss(out: UnifiedOutput, loss_config, device: torch.device) -> LossTerms:
