@@ -84,28 +84,61 @@ class NonFiniteGuard:
 
     A non-finite gradient would poison every weight through the clipping scale. The norm is global, so every
     rank takes the same branch; ``limit`` consecutive skips mean the run diverged and stop it.
+
+    With a fused AdamW (CUDA) the skip happens on the device, as AMP's gradient scaler does it (the optimizer's
+    ``found_inf``: parameters, moments and step counts stay as they were), and the flags are read later, by
+    :meth:`settle` (the engine calls it when it logs, saves or finishes): reading the norm at every step would
+    make the host wait for the whole backward before it could queue the next step.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_a_row = 0
         self.total = 0
+        self.pending: list[tuple[int, torch.Tensor]] = []  # (step, 1.0 if skipped) not yet read
 
-    def step(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], clip: float, step: int, log) -> bool:
+    def step(
+        self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], clip: float, step: int, log
+    ) -> torch.Tensor:
+        """Clip, then step unless the norm is not finite; returns the norm (before clipping)."""
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip or float("inf"))
+        if optimizer.defaults.get("fused"):
+            norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP2: a DTensor
+            optimizer.found_inf = (~torch.isfinite(norm)).float()
+            try:
+                optimizer.step()
+            finally:
+                self.pending.append((step, optimizer.found_inf))
+                del optimizer.found_inf
+            return grad_norm
         if torch.isfinite(grad_norm):
             optimizer.step()
-            self.in_a_row = 0
+            self._count(step, skipped=False, log=log)
         else:
-            self.in_a_row += 1
-            self.total += 1
-            log(f"step {step + 1}: non-finite gradient norm, update skipped ({self.in_a_row} in a row)")
-            if self.in_a_row >= self.limit:
-                raise FloatingPointError(
-                    f"{self.in_a_row} consecutive steps had non-finite gradients (last at step {step + 1}); the run "
-                    "diverged: lower optim.lr or check the data; the last checkpoint holds finite weights"
-                )
+            self._count(step, skipped=True, log=log)
         return grad_norm
+
+    def settle(self, log) -> None:
+        """Read the skips of the steps taken since the last call (one wait for the device) and count them."""
+        if not self.pending:
+            return
+        steps, flags = zip(*self.pending)
+        self.pending = []
+        for step, skipped in zip(steps, torch.stack(flags).tolist()):
+            self._count(step, skipped=bool(skipped), log=log)
+
+    def _count(self, step: int, skipped: bool, log) -> None:
+        if not skipped:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        self.total += 1
+        log(f"step {step + 1}: non-finite gradient norm, update skipped ({self.in_a_row} in a row)")
+        if self.in_a_row >= self.limit:
+            raise FloatingPointError(
+                f"{self.in_a_row} consecutive steps had non-finite gradients (last at step {step + 1}); the run "
+                "diverged: lower optim.lr or check the data; the last checkpoint holds finite weights"
+            )
 
 
 class LogWindow:
@@ -231,7 +264,7 @@ class Engine:
         self.step += 1
         probe_half = cfg.time_budget_minutes and self.step == self.start_step + cfg.budget_probe_steps // 2
         probe_end = cfg.time_budget_minutes and self.step == self.start_step + cfg.budget_probe_steps
-        # The host runs ahead of the GPU between logging steps (the gradient-norm check is the only sync).
+        # The host runs ahead of the GPU between logging steps (a fused optimizer skips non-finite steps on the GPU).
         if (self.log_due() or probe_half or probe_end) and self.device.type == "cuda":
             torch.cuda.synchronize()
         self.window.seconds += time.perf_counter() - self._step_start
@@ -273,6 +306,7 @@ class Engine:
 
     def log(self, skipped_total: int, **extra: float) -> dict[str, float]:
         """Reduce the window across ranks and write one metrics row: losses, speed, MFU and ``extra``."""
+        self.guard.settle(self.logger.info)
         w, world = self.window, self.info.world_size
         means = all_reduce_mean(w.means(), self.device)
         rates = all_reduce_mean({"samples": w.samples, "tokens": w.tokens}, self.device)
@@ -297,6 +331,7 @@ class Engine:
         return record
 
     def save(self, state: dict[str, Any], meta: dict[str, Any], rank_data: dict[str, Any]) -> None:
+        self.guard.settle(self.logger.info)  # a run that diverged since the last log stops before it saves
         self.ckpts.save(self.step, state, meta, rank_data)
         self.logger.info(f"checkpoint: step {self.step} -> {self.ckpts.path(self.step)}")
 
@@ -307,6 +342,7 @@ class Engine:
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Write summary.json, close the log and the process group; the summary gains ``exit_code``."""
+        self.guard.settle(self.logger.info)
         exit_code = self.exit_code() if self.stopping else 0
         if self.stopping:
             self.logger.info(f"stopped at step {self.step}; rerun the same command to resume")
