@@ -179,6 +179,7 @@ def test_a_training_forward_and_backward_never_wait_for_the_gpu():
 
     cfg = config(Path("unused"), latent_stats_samples=0)
     model = HydraX.from_config(cfg.model, seed=0).cuda()
+    model.tokenizer.validate_inputs = False  # as in training: the data pipeline checks the pixels' values
     examples = next(iter(UnifiedDataLoader(cfg.data, start_step=3))).examples
     packed, visuals, _ = build_batch(model, examples, cfg, 3, 0)
     torch.cuda.synchronize()
