@@ -182,6 +182,7 @@ def test_a_training_forward_and_backward_never_wait_for_the_gpu():
     model.tokenizer.validate_inputs = False  # as in training: the data pipeline checks the pixels' values
     examples = next(iter(UnifiedDataLoader(cfg.data, start_step=3))).examples
     packed, visuals, _ = build_batch(model, examples, cfg, 3, 0)
+    unified_loss(model(packed, visuals), cfg.loss, torch.device("cuda")).total.backward()  # caches built once
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
