@@ -45,7 +45,9 @@ def run(command: list[str], log: Path) -> subprocess.Popen:
     """Start one phase's command, its output teed into ``log`` (and ours)."""
     print("$", " ".join(command), flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ})
+    # Two unified runs share the GPU: expandable segments keep each one's unused reserved memory small.
+    env = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", **os.environ}
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
 def wait(procs: dict[str, subprocess.Popen], logs: dict[str, Path]) -> None:
@@ -173,12 +175,15 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, dict]:
 
 
 def last_losses(run_dir: Path) -> dict[str, Any]:
-    """The run's last logged row: its step and loss terms."""
+    """The run's last logged row: its step and loss terms, and how many examples the run saw by then."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if any(k.startswith("loss") for k in r)]
     if not rows:
         return {}
-    return {k: v for k, v in rows[-1].items() if k == "step" or k.startswith("loss")}
+    out = {k: v for k, v in rows[-1].items() if k == "step" or k.startswith("loss")}
+    config = json.loads((run_dir / "config.json").read_text())
+    out["examples seen"] = out["step"] * config["data"]["examples_per_step"] * config["grad_accum"]
+    return out
 
 
 def dig(report: dict, path: tuple[str, ...]) -> Any:
