@@ -15,12 +15,15 @@ variance). Printed per flow-time mean: the last training loss, the error of the 
 x0 = z_t - t v at several times t (the prompt alone must carry the picture at t = 1), and the error of the samples.
 For edits also the errors against the sources: an edit mostly copies its source, so a model that learned anything
 about editing predicts closer to the source than the variance, and copying the source exactly scores "source vs
-target".
+target". For generation also how far the prediction moves with another example's caption or none: a model that
+ignores its captions (in effect unconditional, and guidance has nothing to amplify) moves it by next to nothing.
+With ``--steps 0`` the checkpoint is measured as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import torch
 
@@ -34,6 +37,7 @@ from hydra_x.unified.model import HydraX
 from hydra_x.unified.sampling import edit_latents, generate_latents
 
 TIMES = (1.0, 0.9, 0.7, 0.5, 0.3)
+CAPTION_TIMES = (1.0, 0.7)  # where the caption's effect on the prediction is measured (generation)
 FROZEN = ("tokenizer.gen_vit.", "tokenizer.decoder.")  # never trained by the unified stages
 
 
@@ -52,24 +56,45 @@ def tokens(z: torch.Tensor) -> torch.Tensor:
     return z.permute(0, 2, 3, 4, 1).flatten(1, 3)
 
 
-@torch.no_grad()
-def x0_errors(model, examples, cfg, row: dict) -> None:
-    """The error of the clean latent the model predicts, x0 = z_t - t v, at fixed times (one noise draw), against
-    the target and, for edits, against the source."""
+def predicted_x0(model, examples, cfg, t: float, noise: torch.Tensor | None = None):
+    """x0 = z_t - t v that the model predicts for each generated block at flow time ``t``, its target latents, the
+    sources' (edits; else None) and the noise (one draw unless given)."""
     packed, visuals, _ = build_batch(model, examples, cfg, 0, 0)
     z = model.encode_each([examples[p.sample].visuals[p.block].pixels for p in packed.placements])
     gen = [i for i, p in enumerate(packed.placements) if p.role == "generate"]
     target = torch.stack([z[i] for i in gen])
-    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(1)).to(target.device)
+    if noise is None:
+        noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(1)).to(target.device)
     source_of = {tgt: src for src, tgt in visuals.pairs}
     source = torch.stack([z[source_of[i]] for i in gen]) if source_of else None
+    inputs = VisualInputs(z=z, t=torch.full((len(gen),), t), noise=list(noise), pairs=visuals.pairs)
+    velocity = model(packed, inputs).velocity.float().view(len(gen), -1, target.shape[1])
+    return tokens((1 - t) * target + t * noise) - t * velocity, target, source, noise
+
+
+def with_captions(examples, captions: list[str]) -> list:
+    """The generation examples with other captions (the user's turn)."""
+    return [replace(e, messages=[{**e.messages[0], "content": c}, *e.messages[1:]]) for e, c in zip(examples, captions)]
+
+
+@torch.no_grad()
+def x0_errors(model, examples, cfg, row: dict) -> None:
+    """The error of the clean latent the model predicts, x0 = z_t - t v, at fixed times (one noise draw), against
+    the target and, for edits, against the source. For generation also how much the caption moves it: the
+    difference from the prediction with another example's caption, and with none (the unconditional branch)."""
     for t in TIMES:
-        inputs = VisualInputs(z=z, t=torch.full((len(gen),), t), noise=list(noise), pairs=visuals.pairs)
-        velocity = model(packed, inputs).velocity.float().view(len(gen), -1, target.shape[1])
-        x0 = tokens((1 - t) * target + t * noise) - t * velocity
+        x0, target, source, noise = predicted_x0(model, examples, cfg, t)
         row[f"x0 error t={t}"] = float((x0 - tokens(target)).square().mean())
         if source is not None and t == 1.0:
             row["x0 vs source t=1"] = float((x0 - tokens(source)).square().mean())
+        if source is None and t in CAPTION_TIMES:
+            captions = [e.messages[0]["content"] for e in examples]
+            for label, others in (
+                ("another caption", captions[1:] + captions[:1]),
+                ("no caption", [""] * len(captions)),
+            ):
+                x0_other = predicted_x0(model, with_captions(examples, others), cfg, t, noise)[0]
+                row[f"{label} moves x0 t={t}"] = float((x0 - x0_other).square().mean())
 
 
 def learn(args, time_mean: float) -> dict:
