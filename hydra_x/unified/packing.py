@@ -138,10 +138,14 @@ def _lay_out(
     return PackedBatch(input_ids, targets, position_ids, sample, block, step, placements, rows, offsets)
 
 
-def pack(samples: list[SampleSequence], max_length: int, pad_id: int) -> PackedBatch:
-    """First-fit packing, in the given order, into rows of ``max_length`` (every row padded to it: static shapes)."""
+def pack(samples: list[SampleSequence], max_length: int, pad_id: int, row_multiple: int = 1) -> PackedBatch:
+    """First-fit packing, in the given order, into rows of ``max_length`` (every row padded to it: static shapes),
+    then rows of padding up to a multiple of ``row_multiple`` rows: a compiled LLM layer is one graph per row count,
+    and a step's count varies with its examples (a 256-example `small` step needs 20 to 25 rows)."""
     if not samples:
         raise ValueError("pack needs at least one sample")
+    if row_multiple < 1:
+        raise ValueError(f"row_multiple must be >= 1, got {row_multiple}")
     rows: list[list[int]] = []
     room: list[int] = []
     for k, s in enumerate(samples):
@@ -155,6 +159,7 @@ def pack(samples: list[SampleSequence], max_length: int, pad_id: int) -> PackedB
             r = len(rows) - 1
         rows[r].append(k)
         room[r] -= n
+    rows += [[] for _ in range(-len(rows) % row_multiple)]
     return _lay_out(samples, rows, max_length, pad_id)
 
 

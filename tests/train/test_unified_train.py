@@ -171,6 +171,26 @@ def test_a_packed_step_gives_each_example_what_it_gets_alone():
     torch.testing.assert_close(whole.velocity, torch.cat([alone[i].velocity for i in generated]), **close)
 
 
+def test_rows_of_padding_leave_the_losses_as_they_were():
+    cfg = config(Path("unused"), latent_stats_samples=0)
+    model = HydraX.from_config(cfg.model, seed=0).eval()
+    with torch.no_grad():
+        for p in model.flow_head.parameters():  # a non-zero head (it starts at zero)
+            p.normal_(0, 0.05)
+    examples = next(iter(UnifiedDataLoader(cfg.data, start_step=2))).examples
+    with torch.no_grad():
+        plain = model(*build_batch(model, examples, cfg, 2, 0)[:2])
+        cfg.row_multiple = 4
+        packed, visuals, _ = build_batch(model, examples, cfg, 2, 0)
+        padded = model(packed, visuals)
+    assert len(packed.rows) % 4 == 0 and packed.rows[-1] == []  # rows of padding were added
+    close = dict(rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(padded.text_loss_sum, plain.text_loss_sum, **close)
+    torch.testing.assert_close(padded.flow_loss_sum, plain.flow_loss_sum, **close)
+    torch.testing.assert_close(padded.velocity, plain.velocity, **close)
+    assert (padded.text_tokens, padded.flow_elements) == (plain.text_tokens, plain.flow_elements)
+
+
 @pytest.mark.gpu
 def test_a_training_forward_and_backward_never_wait_for_the_gpu():
     # A read-back or a boolean mask on the device makes the host wait for all the work queued before it, so a

@@ -226,6 +226,23 @@ def test_pack_first_fit_positions_and_placements(tok):
     assert list(zip(rows.tolist(), cols.tolist())) == [(p.row, p.start + j) for p in order for j in range(p.length)]
 
 
+@pytest.mark.parametrize("multiple", [1, 2, 4])
+def test_rows_of_padding_round_the_row_count_up_and_change_nothing_else(tok, multiple):
+    ss = samples(tok)
+    max_length = max(len(s) for s in ss) + 2
+    plain = pack(ss, max_length, tok.pad_token_id)
+    padded = pack(ss, max_length, tok.pad_token_id, row_multiple=multiple)
+    b = len(plain.rows)
+    assert len(padded.rows) == -(-b // multiple) * multiple and padded.rows[:b] == plain.rows
+    assert all(r == [] for r in padded.rows[b:]) and (len(padded.rows) > b) == (b % multiple != 0)
+    assert padded.placements == plain.placements and padded.offsets == plain.offsets
+    for name in ("input_ids", "targets", "position_ids", "sample", "block", "step"):
+        assert torch.equal(getattr(padded, name)[:b], getattr(plain, name)), name
+    assert not padded.valid[b:].any() and (padded.targets[b:] == IGNORE).all()
+    with pytest.raises(ValueError, match="row_multiple must be >= 1, got 0"):
+        pack(ss, max_length, tok.pad_token_id, row_multiple=0)
+
+
 def test_pack_too_long(tok):
     ss = samples(tok)
     short, long = sorted(ss, key=len)[0], sorted(ss, key=len)[-1]

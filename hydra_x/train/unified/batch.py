@@ -102,7 +102,7 @@ def pack_examples(
             messages, dropped = drop_condition(messages), dropped + 1
         specs = [visual_spec(tcfg, v.pixels, v.role) for v in ex.visuals]
         seqs.append(build_sequence(text_tokenizer, messages, specs))
-    return pack(seqs, cfg.max_length, text_tokenizer.pad_token_id), dropped
+    return pack(seqs, cfg.max_length, text_tokenizer.pad_token_id, cfg.row_multiple), dropped
 
 
 def build_batch(

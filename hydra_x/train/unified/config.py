@@ -52,6 +52,9 @@ class UnifiedTrainConfig(EngineConfig):
     lr_scale: float = 1.0  # multiplies the stage's learning rates (which replace optim.lr)
     loss: UnifiedLossConfig = field(default_factory=UnifiedLossConfig)
     max_length: int = 1024  # tokens per packed row
+    # Rows of padding up to a multiple of this many rows per step: fewer row counts, fewer graphs to compile (with
+    # compile=true each new count compiles the LLM's layer and FlexAttention again). 1: no padding rows.
+    row_multiple: int = 1
     # Held-out checks every eval_every steps: images generated for held-out prompts (a grid) and the accuracy
     # of answers to held-out questions.
     heldout_prompts: int = 4
@@ -72,6 +75,8 @@ class UnifiedTrainConfig(EngineConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.stage_spec  # noqa: B018 - validates the stage number
+        if self.row_multiple < 1:
+            raise ValueError(f"row_multiple must be >= 1, got {self.row_multiple}")
         if self.max_length < 16:
             raise ValueError(f"max_length must be at least 16, got {self.max_length}")
         if self.latent_stats_samples < 0:
