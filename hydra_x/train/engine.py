@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.distributed.tensor import DTensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from hydra_x.distributed import DistInfo, all_reduce_max, all_reduce_mean, destroy_distributed, init_distributed
@@ -85,10 +86,10 @@ class NonFiniteGuard:
     A non-finite gradient would poison every weight through the clipping scale. The norm is global, so every
     rank takes the same branch; ``limit`` consecutive skips mean the run diverged and stop it.
 
-    With a fused AdamW (CUDA) the skip happens on the device, as AMP's gradient scaler does it (the optimizer's
-    ``found_inf``: parameters, moments and step counts stay as they were), and the flags are read later, by
-    :meth:`settle` (the engine calls it when it logs, saves or finishes): reading the norm at every step would
-    make the host wait for the whole backward before it could queue the next step.
+    With a fused AdamW (CUDA) over unsharded parameters the skip happens on the device, as AMP's gradient scaler
+    does it (the optimizer's ``found_inf``: parameters, moments and step counts stay as they were), and the flags
+    are read later, by :meth:`settle` (the engine calls it when it logs, saves or finishes): reading the norm at
+    every step would make the host wait for the whole backward before it could queue the next step.
     """
 
     def __init__(self, limit: int) -> None:
@@ -102,9 +103,10 @@ class NonFiniteGuard:
     ) -> torch.Tensor:
         """Clip, then step unless the norm is not finite; returns the norm (before clipping)."""
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip or float("inf"))
-        if optimizer.defaults.get("fused"):
-            norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP2: a DTensor
-            optimizer.found_inf = (~torch.isfinite(norm)).float()
+        # Sharded (FSDP2) parameters keep the synchronous check: the fused kernel would meet DTensor parameters
+        # with a plain found_inf, a mix that has not been run here.
+        if optimizer.defaults.get("fused") and not any(isinstance(p, DTensor) for p in params):
+            optimizer.found_inf = (~torch.isfinite(grad_norm)).float()
             try:
                 optimizer.step()
             finally:
