@@ -101,3 +101,33 @@ def test_the_engine_settles_before_it_logs(tmp_path):
     record = engine.log(skipped_total=0)
     assert record["nonfinite_steps_total"] == 1 and not engine.guard.pending
     engine.finish({})
+
+
+class RecordingAdamW(torch.optim.AdamW):
+    """A fused-flagged AdamW that records whether the guard handed it a device-side skip flag."""
+
+    def step(self, closure=None):
+        self.saw_found_inf = hasattr(self, "found_inf")
+
+
+def test_sharded_parameters_keep_the_check_before_each_step(tmp_path):
+    # FSDP2's parameters are DTensors: the guard reads their norm at once instead of handing the fused kernel a
+    # plain found_inf beside them.
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, distribute_tensor
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        sharded = nn.Parameter(distribute_tensor(torch.ones(3), mesh, [Replicate()]))
+        plain = nn.Parameter(torch.ones(3))
+        for param, deferred in ((sharded, False), (plain, True)):
+            optimizer = RecordingAdamW([param], lr=0.1)
+            optimizer.defaults["fused"] = True
+            param.grad = torch.ones_like(param)
+            guard = NonFiniteGuard(limit=3)
+            guard.step(optimizer, [param], 1.0, 0, print)
+            assert optimizer.saw_found_inf == deferred and bool(guard.pending) == deferred
+    finally:
+        dist.destroy_process_group()
