@@ -246,14 +246,21 @@ class HydraX(nn.Module):
         paired: set[int] = set()
         if visuals.pairs and self.config.edit_layout == "sti":
             paired = self._embed_pairs(visuals.pairs, z_in, times, pieces)
-        groups: dict[tuple, list[int]] = {}  # one Sem-ViT call per latent shape, clean and noisy apart
+        groups: dict[tuple[int, ...], list[int]] = {}  # one Sem-ViT call per latent shape, clean and noisy together
         for i, z in enumerate(z_in):
             if i not in paired:
-                groups.setdefault((tuple(z.shape), i in times), []).append(i)
-        for (_, noisy), members in groups.items():
+                groups.setdefault(tuple(z.shape), []).append(i)
+        for members in groups.values():
             z = torch.stack([z_in[i] for i in members]).to(self.device)
-            t = torch.stack([times[i] for i in members]) if noisy else None
-            emb = self.visual_embeddings(z, t)
+            emb = self.visual_embeddings(z)
+            if any(i in times for i in members):
+                # The time embedding on the noisy members only; times and flags are stacked from device scalars, so
+                # nothing is copied from the host in the middle of the forward.
+                zero = emb.new_zeros((), dtype=torch.float32)
+                one = zero + 1
+                t = torch.stack([times[i].to(zero) if i in times else zero for i in members])
+                on = torch.stack([one if i in times else zero for i in members])
+                emb = emb + (self.time_embed(t) * on[:, None]).to(emb.dtype)[:, None]
             for j, i in enumerate(members):
                 pieces[i] = emb[j]
         return torch.cat([pieces[i] for i in range(len(z_in))]), z_in
