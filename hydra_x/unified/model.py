@@ -28,7 +28,7 @@ from hydra_x.unified.flex import NAME as FLEX
 from hydra_x.unified.heads import FlowHead, Projector
 from hydra_x.unified.inputs import UnifiedOutput, VisualInputs
 from hydra_x.unified.masks import additive_mask, attention_mask, flex_block_mask
-from hydra_x.unified.packing import PackedBatch
+from hydra_x.unified.packing import PackedBatch, token_runs
 from hydra_x.unified.sequence import VisualTokenIds
 
 MODEL_TYPE = "hydra-x"
@@ -242,10 +242,10 @@ class HydraX(nn.Module):
                 t = visuals.t[k].to(z_in[i])
                 z_in[i] = (1 - t) * z0[i] + t * visuals.noise[k].to(z_in[i])
                 times[i] = visuals.t[k]
-        pieces: dict[int, torch.Tensor] = {}
+        outputs: list[tuple[list[int], torch.Tensor]] = []  # (blocks, their embeddings (n, T, D)) per Sem-ViT call
         paired: set[int] = set()
         if visuals.pairs and self.config.edit_layout == "sti":
-            paired = self._embed_pairs(visuals.pairs, z_in, times, pieces)
+            paired = self._embed_pairs(visuals.pairs, z_in, times, outputs)
         groups: dict[tuple[int, ...], list[int]] = {}  # one Sem-ViT call per latent shape, clean and noisy together
         for i, z in enumerate(z_in):
             if i not in paired:
@@ -261,12 +261,26 @@ class HydraX(nn.Module):
                 t = torch.stack([times[i].to(zero) if i in times else zero for i in members])
                 on = torch.stack([one if i in times else zero for i in members])
                 emb = emb + (self.time_embed(t) * on[:, None]).to(emb.dtype)[:, None]
-            for j, i in enumerate(members):
-                pieces[i] = emb[j]
-        return torch.cat([pieces[i] for i in range(len(z_in))]), z_in
+            outputs.append((members, emb))
+        return self._in_placement_order(outputs, len(z_in)), z_in
 
-    def _embed_pairs(self, pairs, z_in: list[torch.Tensor], times: dict, pieces: dict) -> set[int]:
-        """Embed the editing pairs jointly (pairs of one latent shape together) into ``pieces``; returns the
+    def _in_placement_order(self, outputs: list[tuple[list[int], torch.Tensor]], blocks: int) -> torch.Tensor:
+        """The calls' embeddings as one (V, D) tensor in placement order, by one gather: indexing each block out of
+        its call would cost a backward operator per block, each writing a zero tensor of the call's whole size."""
+        run: dict[int, tuple[int, int]] = {}  # block -> (first row in the calls' concatenated tokens, its tokens)
+        offset = 0
+        for members, emb in outputs:
+            n, tokens = emb.shape[:2]
+            run.update({i: (offset + j * tokens, tokens) for j, i in enumerate(members)})
+            offset += n * tokens
+        order = token_runs(*zip(*(run[i] for i in range(blocks))))
+        if self.device.type == "cuda":
+            order = order.pin_memory()  # an asynchronous copy: the host does not wait for the calls queued before
+        flat = torch.cat([emb.flatten(0, 1) for _, emb in outputs])
+        return flat[order.to(self.device, non_blocking=True)]
+
+    def _embed_pairs(self, pairs, z_in: list[torch.Tensor], times: dict, outputs: list) -> set[int]:
+        """Embed the editing pairs jointly (pairs of one latent shape together) into ``outputs``; returns the
         placement indices they cover."""
         groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
         for src, tgt in pairs:
@@ -279,8 +293,7 @@ class HydraX(nn.Module):
             z_src = torch.stack([z_in[s] for s, _ in members]).to(self.device)
             z_tgt = torch.stack([z_in[g] for _, g in members]).to(self.device)
             src_emb, tgt_emb = self.pair_embeddings(z_src, z_tgt, torch.stack([times[g] for _, g in members]))
-            for j, (s, g) in enumerate(members):
-                pieces[s], pieces[g] = src_emb[j], tgt_emb[j]
+            outputs += [([s for s, _ in members], src_emb), ([g for _, g in members], tgt_emb)]
         return {i for pair in pairs for i in pair}
 
     # ------------------------------------------------------------------ forward

@@ -61,9 +61,7 @@ class PackedBatch:
         # Built on the host and moved once: per-placement tensors cost two kernel launches per visual block.
         lengths = torch.tensor([p.length for p in placements])
         rows = torch.tensor([p.row for p in placements]).repeat_interleave(lengths)
-        starts = torch.tensor([p.start for p in placements]).repeat_interleave(lengths)
-        first_in_output = (lengths.cumsum(0) - lengths).repeat_interleave(lengths)  # where each block's run begins
-        cols = starts + torch.arange(len(starts)) - first_in_output
+        cols = token_runs([p.start for p in placements], [p.length for p in placements])
         return rows.to(device), cols.to(device)
 
     def to(self, device: torch.device | str) -> PackedBatch:
@@ -89,6 +87,17 @@ class PackedBatch:
 
 
 TENSORS = ("input_ids", "targets", "position_ids", "sample", "block", "step")
+
+
+def token_runs(starts: list[int], lengths: list[int]) -> torch.Tensor:
+    """start_0 .. start_0 + length_0 - 1, start_1 .., concatenated (a host tensor), without a tensor per run."""
+    length = torch.tensor(lengths, dtype=torch.long)
+    first_in_output = (length.cumsum(0) - length).repeat_interleave(length)  # where each run begins in the output
+    return (
+        torch.tensor(starts, dtype=torch.long).repeat_interleave(length)
+        + torch.arange(int(length.sum()))
+        - first_in_output
+    )
 
 
 @dataclass(frozen=True)
