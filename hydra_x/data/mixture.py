@@ -182,10 +182,10 @@ def _produce(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tup
     try:
         while True:
             with one_thread():  # not around the yield: the caller's code runs there
-                out = _build_step(spec, streams, step)
+                examples, stream_state = _build_step(spec, streams, step)
                 if spec.prepare is not None:
-                    out[0].prepared = spec.prepare(out[0])
-            yield out
+                    examples.prepared = spec.prepare(examples)
+            yield examples, stream_state
             step += workers
     except DataSourceError as err:
         yield _Unusable(str(err)), {}

@@ -28,7 +28,7 @@ from hydra_x.unified.flex import NAME as FLEX
 from hydra_x.unified.heads import FlowHead, Projector
 from hydra_x.unified.inputs import UnifiedOutput, VisualInputs
 from hydra_x.unified.masks import additive_mask, attention_mask, flex_block_mask
-from hydra_x.unified.packing import PackedBatch, token_runs
+from hydra_x.unified.packing import PackedBatch, to_device_async, token_runs
 from hydra_x.unified.sequence import VisualTokenIds
 
 MODEL_TYPE = "hydra-x"
@@ -273,11 +273,8 @@ class HydraX(nn.Module):
             n, tokens = emb.shape[:2]
             run.update({i: (offset + j * tokens, tokens) for j, i in enumerate(members)})
             offset += n * tokens
-        order = token_runs(*zip(*(run[i] for i in range(blocks))))
-        if self.device.type == "cuda":
-            order = order.pin_memory()  # an asynchronous copy: the host does not wait for the calls queued before
-        flat = torch.cat([emb.flatten(0, 1) for _, emb in outputs])
-        return flat[order.to(self.device, non_blocking=True)]
+        order = to_device_async(token_runs(*zip(*(run[i] for i in range(blocks)))), self.device)
+        return torch.cat([emb.flatten(0, 1) for _, emb in outputs])[order]
 
     def _embed_pairs(self, pairs, z_in: list[torch.Tensor], times: dict, outputs: list) -> set[int]:
         """Embed the editing pairs jointly (pairs of one latent shape together) into ``outputs``; returns the

@@ -79,14 +79,19 @@ class PackedBatch:
         predicted = (targets != IGNORE).nonzero().squeeze(1)
         parts = [predicted, targets[predicted], *self.visual_index(), *self.visual_index(generated)]
         parts = [p.cpu() for p in parts]
-        flat = torch.cat(parts)
-        if torch.device(device).type == "cuda":
-            flat = flat.pin_memory()
-        moved = flat.to(device, non_blocking=True).split([len(p) for p in parts])
+        moved = to_device_async(torch.cat(parts), device).split([len(p) for p in parts])
         return BatchIndex(*moved, text_tokens=len(predicted))
 
 
 TENSORS = ("input_ids", "targets", "position_ids", "sample", "block", "step")
+
+
+def to_device_async(host: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on ``device``, copied from page-locked memory on CUDA: a copy from pageable memory would make
+    the host wait for all the work queued before it."""
+    if torch.device(device).type == "cuda":
+        host = host.pin_memory()
+    return host.to(device, non_blocking=True)
 
 
 def token_runs(starts: list[int], lengths: list[int]) -> torch.Tensor:
