@@ -233,6 +233,7 @@ def test_rows_of_padding_round_the_row_count_up_and_change_nothing_else(tok, mul
     plain = pack(ss, max_length, tok.pad_token_id)
     padded = pack(ss, max_length, tok.pad_token_id, row_multiple=multiple)
     b = len(plain.rows)
+    assert all(plain.rows)  # no rows of padding by default
     assert len(padded.rows) == -(-b // multiple) * multiple and padded.rows[:b] == plain.rows
     assert all(r == [] for r in padded.rows[b:]) and (len(padded.rows) > b) == (b % multiple != 0)
     assert padded.placements == plain.placements and padded.offsets == plain.offsets
