@@ -4,7 +4,7 @@ shapes-world scorers of the unified model (generation, understanding, video, edi
     hydra-x eval recon --ckpt DIR --data FOLDER|SHARDS|embedded --protocol image256 --out DIR
     hydra-x eval recon --model diffusers:REPO_OR_FOLDER --data ... --protocol video17x256 --out DIR
     hydra-x eval table a/report.json b/report.json [--out table.md]
-    hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --frames 17 --steps 20 --guidance 3 --limit N]
+    hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --frames 17 --steps 20 --guidance 3 --shift S --limit N]
     torchrun --nproc_per_node N -m hydra_x.cli.eval recon ...     (samples split by index across ranks)
 
 Errors a user can fix print one line ``hydra-x eval: error: ...`` and exit with 2, as in hydra_x.cli.
@@ -150,6 +150,8 @@ def _shapes(args: argparse.Namespace) -> int:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.frames < 1:
         raise CliError(f"--frames must be at least 1, got {args.frames}")
+    if args.shift is not None and not args.shift > 0:
+        raise CliError(f"--shift must be positive, got {args.shift}")
     try:
         items = prompt_set(args.prompt_set)
     except ValueError as err:
@@ -163,6 +165,8 @@ def _shapes(args: argparse.Namespace) -> int:
         frames=args.frames,
         steps=args.steps,
         guidance=args.guidance,
+        sampler=args.sampler,
+        shift=args.shift,
         seed=args.seed,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -201,6 +205,10 @@ def _add_shapes(sub) -> None:
     g.add_argument("--frames", type=int, default=17, help="frames per generated clip, 1 + 4k (default 17)")
     g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    g.add_argument("--sampler", choices=("euler", "heun"), default="euler", help="default euler")
+    g.add_argument(
+        "--shift", type=float, help="time shift toward the noise (default: the model's resolution-dependent shift)"
+    )
     g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
     g = p.add_argument_group("prompt set")
     g.add_argument("--prompt-set", default="shapes-v1", help="the prompt-set version (default shapes-v1)")

@@ -84,7 +84,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Shapes evaluation: {report['model']['name']}\n",
         f"Prompt set `{p['version']}` (sha256 `{p['sha256'][:16]}`), held-out split. {cfg['size']} px, "
-        f"{cfg['steps']} steps, guidance {cfg['guidance']}, seed {cfg['seed']}"
+        f"{cfg['steps']} {cfg.get('sampler', 'euler')} steps"
+        + (f" (time shift {cfg['shift']:g})" if cfg.get("shift") else "")
+        + f", guidance {cfg['guidance']}, seed {cfg['seed']}"
         + (f", at most {cfg['limit']} items per category" if cfg["limit"] else "")
         + ". Figures in percent.\n",
         "\n## Generation (GenEval categories)\n",

@@ -4,7 +4,7 @@ Images and clips are generated in batches of prompts (``hydra_x.unified.sampling
 the noise of a batch is drawn from ``seed + 1000 * section + first item`` (rows in order), so the items of a
 prefix of the set (``limit``) start from the same noise as in the whole set. Questions are asked one at a
 time with ``model.chat`` (greedy). Videos only for a model with ``config.video``; editing only for a model
-with an ``edit(image, instruction, *, steps, guidance, seed) -> (3, H, W)`` method, otherwise the report says
+with an ``edit(image, instruction, *, steps, guidance, sampler, shift, seed) -> (3, H, W)`` method, otherwise the report says
 why the section is not available.
 """
 
@@ -36,7 +36,6 @@ from hydra_x.unified.sampling import generate_latents, render, visual_spec
 
 PICTURES_PER_GROUP = 4  # items shown per category / op in the sample grids
 MAX_NEW_TOKENS = 16  # answers are one or two words
-SAMPLER = "euler"  # named, not left to the sampler's default, since the report records it
 
 
 @dataclass(frozen=True)
@@ -96,14 +95,17 @@ def evaluate_shapes(
     frames: int = 17,
     steps: int = 20,
     guidance: float = 3.0,
+    sampler: str = "euler",
+    shift: float | None = None,
     seed: int = 0,
     limit: int | None = None,
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
 ) -> ShapesReport:
     """Score ``model`` (a HydraX) on ``prompt_set`` (the first ``limit`` items of each category, kind and op) at
-    ``size`` x ``size`` pixels and ``frames`` frames. Sizes the model cannot take are InputErrors, raised
-    before any work."""
+    ``size`` x ``size`` pixels and ``frames`` frames, sampling with ``steps`` of ``sampler`` on a time grid
+    shifted by ``shift`` (None: the model's resolution shift). Sizes the model cannot take are InputErrors,
+    raised before any work."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     visual_spec(model, "image", size, size, None)
@@ -112,8 +114,8 @@ def evaluate_shapes(
         visual_spec(model, "video", size, size, frames)
     items = prompt_set.limited(limit)
     say = progress or (lambda message: None)
-    gen = dict(steps=steps, guidance=guidance)
-    settings = dict(size=size, frames=frames, **gen, seed=seed, limit=limit, batch_size=batch_size, sampler=SAMPLER)
+    gen = dict(steps=steps, guidance=guidance, sampler=sampler, shift=shift)
+    settings = dict(size=size, frames=frames, **gen, seed=seed, limit=limit, batch_size=batch_size)
     settings["max_new_tokens"] = MAX_NEW_TOKENS
     report = ShapesReport(items, prompt_set.digest(), settings, [], [], None, None, None, None, {})
     say(f"generation: {len(items.generation)} prompts")
@@ -147,7 +149,7 @@ def _generation(model, items: PromptSet, size: int, seed: int, batch_size: int, 
         for batch in _batches(len(mine), batch_size):
             s = seed + 1000 * section + batch.start
             prompts = [mine[j].prompt for j in batch]
-            z = generate_latents(model, prompts, "image", height=size, width=size, seed=s, sampler=SAMPLER, **gen)
+            z = generate_latents(model, prompts, "image", height=size, width=size, seed=s, **gen)
             for j, image in zip(batch, render(model, z, seed=s)):
                 score = score_generation(mine[j], image)
                 scores.append(score)
@@ -178,7 +180,7 @@ def _videos(model, items: PromptSet, size: int, frames: int, seed: int, batch_si
         s = seed + 1000 * section + batch.start
         prompts = [videos[j].prompt for j in batch]
         z = generate_latents(
-            model, prompts, "video", height=size, width=size, frames=frames, seed=s, sampler=SAMPLER, **gen
+            model, prompts, "video", height=size, width=size, frames=frames, seed=s, **gen
         )
         for j, clip in zip(batch, render(model, z, seed=s)):  # (3, F, H, W) each
             score = score_video(videos[j], clip)

@@ -51,8 +51,8 @@ class Editor:
             for e in prompt_set().edits
         }
 
-    def __call__(self, image: torch.Tensor, instruction: str, *, steps: int, guidance: float, seed: int):
-        self.calls.append((instruction, steps, guidance, seed))
+    def __call__(self, image, instruction: str, *, steps: int, guidance: float, sampler: str, shift, seed: int):
+        self.calls.append((instruction, steps, guidance, sampler, shift, seed))
         target = self.targets[(instruction, image.numpy().tobytes())]  # the source it was given, exactly
         return render_image(target, *image.shape[-2:]) if self.perfect else image.clone()
 
@@ -73,7 +73,8 @@ def test_evaluate_scores_perfect_and_idle_editors_and_says_what_is_missing(model
         "ssim": 1.0,
         "n": 5,
     }
-    assert [c[1:] for c in perfect.calls] == [(2, 3.0, k) for k in range(5)]  # steps, guidance, a seed per item
+    # steps, guidance, sampler, shift, a seed per item
+    assert [c[1:] for c in perfect.calls] == [(2, 3.0, "euler", None, k) for k in range(5)]
     assert all(e.psnr == math.inf for e in result.editing)
     assert len(result.generation) == 6 and len(result.understanding) == 3 and len(result.video) == 1
     assert [len(row) for row in result.pictures["editing"]] == [1] * 5
@@ -85,6 +86,21 @@ def test_evaluate_scores_perfect_and_idle_editors_and_says_what_is_missing(model
     assert none.summary()["editing"] == {"available": False, "reason": "not available: the model has no edit method"}
     report = build_report(none, {"name": "tiny"}, torch.device("cpu"))
     assert "editing n/a" in summary_line(report) and "not available: the model has no edit method" in markdown(report)
+
+
+def test_the_sampler_and_its_time_shift_reach_every_task():
+    model = HydraX.from_preset("tiny", seed=0).eval()
+    with torch.no_grad():  # a velocity that is not zero (adaLN-Zero starts the head at zero), so times matter
+        torch.nn.init.normal_(model.flow_head.out.weight, std=0.5)
+    editor = Editor(64, perfect=False)
+    shifted = evaluate_shapes(View(model, editor), prompt_set(), **FAST, sampler="heun", shift=3.0)
+    assert {c[3:5] for c in editor.calls} == {("heun", 3.0)}
+    assert shifted.settings["sampler"] == "heun" and shifted.settings["shift"] == 3.0
+    plain = evaluate_shapes(model, prompt_set(), **FAST, sampler="heun")
+    # two Heun steps on the grid 1 > 0.75 > 0 instead of 1 > 0.5 > 0: other images and clips, same questions
+    for task in ("generation", "video"):
+        assert not torch.equal(shifted.pictures[task][0][0].images[-1], plain.pictures[task][0][0].images[-1])
+    assert [a.reply for a in shifted.understanding] == [a.reply for a in plain.understanding]
 
 
 def test_sizes_the_model_cannot_take_are_refused_before_any_work(model):
@@ -113,6 +129,7 @@ def _check_outputs(out, report: dict) -> None:
         "limit": 1,
         "batch_size": 16,
         "sampler": "euler",
+        "shift": None,
         "max_new_tokens": 16,
     }
     s = report["summary"]
@@ -163,6 +180,7 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
     [
         (["--limit", "0"], "--limit must be at least 1, got 0"),
         (["--steps", "0"], "--steps must be at least 1, got 0"),
+        (["--preset", "tiny", "--shift", "0"], "--shift must be positive, got 0.0"),
         (["--prompt-set", "shapes-v0"], "unknown prompt-set version 'shapes-v0'"),
         (["--ckpt", "missing_ckpt", "--preset", "tiny"], "give either --ckpt or --preset, not both"),
         (["--ckpt", "missing_ckpt"], "cannot load the HydraX checkpoint missing_ckpt"),
