@@ -12,6 +12,11 @@ limit goes on where it stopped):
    ``independent``), the same budget, seed and data order, from OUT/tokenizer -> OUT/unified-sti, -independent
 3. eval: ``hydra-x eval shapes`` of each export at the training size -> OUT/eval-sti, OUT/eval-independent
 
+``--arms`` compares other runs side by side instead of the two layouts, each ``NAME`` or ``NAME=KEY=VALUE,...``
+(overrides of that run; a bare ``sti`` or ``independent`` is that layout):
+
+    python benchmarks/shapes_world_run.py --arms sti sti-pos=model.visual_positions=true --out runs/sw-pos
+
 Then one table: the steps each run reached, its last logged losses, and the scores side by side
 (OUT/summary.json). The budgets include start-up (data workers, compile, the LLM's load); the two unified runs
 share the GPU, so each reaches fewer steps than it would alone.
@@ -96,10 +101,10 @@ def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
 
 def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
     procs, logs = {}, {}
-    for layout in LAYOUTS:
-        folder = out / f"unified-{layout}"
+    for arm, overrides in args.arms.items():
+        folder = out / f"unified-{arm}"
         if (folder / "export").is_dir():
-            print(f"unified ({layout}): {folder}/export exists, kept")
+            print(f"unified ({arm}): {folder}/export exists, kept")
             continue
         cli = [
             sys.executable,
@@ -110,7 +115,6 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
             "--config",
             "small",
             f"tokenizer_init={tokenizer}",
-            f"model.edit_layout={layout}",
             f"out_dir={folder}",
         ]
         if args.smoke:
@@ -136,15 +140,15 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
                 cli += ["compile=true"]
             if args.examples:
                 cli += [f"data.examples_per_step={args.examples}"]
-        cli += args.unified_set
-        logs[layout] = out / "logs" / f"unified-{layout}.log"
-        procs[layout] = run(cli, logs[layout])
+        cli += args.unified_set + overrides
+        logs[arm] = out / "logs" / f"unified-{arm}.log"
+        procs[arm] = run(cli, logs[arm])
     wait(procs, logs)
 
 
 def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, dict]:
     reports = {}
-    for layout in LAYOUTS:
+    for layout in args.arms:
         folder = out / f"eval-{layout}"
         if not (folder / "report.json").is_file():
             cli = [
@@ -168,10 +172,23 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, dict]:
             ]
             if args.smoke:
                 cli += ["--limit", "2", "--device", "cpu"]
+            elif args.eval_limit:
+                cli += ["--limit", str(args.eval_limit)]
             log = out / "logs" / f"eval-{layout}.log"
             wait({layout: run(cli, log)}, {layout: log})
         reports[layout] = json.loads((folder / "report.json").read_text())
     return reports
+
+
+def caption_phase(args: argparse.Namespace, out: Path) -> None:
+    """How far another caption, or none, moves each export's prediction (benchmarks/memorise_pairs.py --steps 0)."""
+    for arm in args.arms:
+        log = out / "logs" / f"caption-{arm}.log"
+        cli = [sys.executable, str(Path(__file__).with_name("memorise_pairs.py")), "--ckpt"]
+        cli += [str(out / f"unified-{arm}" / "export"), "--steps", "0", "--pairs", "16", "--time-means", "1"]
+        cli += ["--size", "32", "--device", "cpu"] if args.smoke else ["--size", str(args.size), "--device", "cuda"]
+        wait({arm: run(cli, log)}, {arm: log})
+        print(f"caption effect ({arm}):", *log.read_text().splitlines()[-3:], sep="\n", flush=True)
 
 
 def last_losses(run_dir: Path) -> dict[str, Any]:
@@ -195,15 +212,34 @@ def dig(report: dict, path: tuple[str, ...]) -> Any:
 
 
 def table(out: Path, reports: dict[str, dict]) -> dict[str, Any]:
-    losses = {layout: last_losses(out / f"unified-{layout}") for layout in LAYOUTS}
-    print("\n| measure | " + " | ".join(LAYOUTS) + " |\n|---|" + "---:|" * len(LAYOUTS))
+    arms = list(reports)
+    losses = {arm: last_losses(out / f"unified-{arm}") for arm in arms}
+    print("\n| measure | " + " | ".join(arms) + " |\n|---|" + "---:|" * len(arms))
     for key in sorted({k for row in losses.values() for k in row}):
-        print(f"| {key} | " + " | ".join(_fmt(losses[layout].get(key)) for layout in LAYOUTS) + " |")
+        print(f"| {key} | " + " | ".join(_fmt(losses[arm].get(key)) for arm in arms) + " |")
     for label, path in SCORES:
-        print(f"| {label} | " + " | ".join(_fmt(dig(reports[layout], path)) for layout in LAYOUTS) + " |")
-    summary = {"losses": losses, "scores": {label: {la: dig(reports[la], p) for la in LAYOUTS} for label, p in SCORES}}
+        print(f"| {label} | " + " | ".join(_fmt(dig(reports[arm], path)) for arm in arms) + " |")
+    summary = {"losses": losses, "scores": {label: {a: dig(reports[a], p) for a in arms} for label, p in SCORES}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def parse_arms(specs: list[str]) -> dict[str, list[str]]:
+    """``NAME`` or ``NAME=KEY=VALUE,...`` -> {NAME: overrides}; a bare layout name sets that layout."""
+    arms: dict[str, list[str]] = {}
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        overrides = [o for o in rest.split(",") if o]
+        if not name or any("=" not in o for o in overrides):
+            raise SystemExit(f"--arms: expected NAME or NAME=KEY=VALUE,..., got {spec!r}")
+        if not overrides:
+            if name not in LAYOUTS:
+                raise SystemExit(f"--arms: a bare arm must be one of {LAYOUTS}, got {name!r}")
+            overrides = [f"model.edit_layout={name}"]
+        if name in arms:
+            raise SystemExit(f"--arms: {name!r} given twice")
+        arms[name] = overrides
+    return arms
 
 
 def _fmt(value: Any) -> str:
@@ -225,9 +261,14 @@ def main() -> None:
     parser.add_argument(
         "--unified-set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides of both unified runs"
     )
+    parser.add_argument(
+        "--arms", nargs="+", default=list(LAYOUTS), metavar="NAME[=KEY=VALUE,...]", help="the runs side by side"
+    )
     parser.add_argument("--smoke", action="store_true", help="CPU, a few steps each: checks the script")
-    parser.add_argument("--phases", default="tokenizer,unified,eval")
+    parser.add_argument("--eval-limit", type=int, help="at most N items per category, kind and op in the evaluation")
+    parser.add_argument("--phases", default="tokenizer,unified,eval,caption")
     args = parser.parse_args()
+    args.arms = parse_arms(args.arms)
     out = Path(args.out)
     phases = set(args.phases.split(","))
     start = time.perf_counter()
@@ -241,6 +282,9 @@ def main() -> None:
     if "eval" in phases:
         table(out, eval_phase(args, out))
         print(f"[{time.perf_counter() - start:.0f} s] eval done", flush=True)
+    if "caption" in phases:
+        caption_phase(args, out)
+        print(f"[{time.perf_counter() - start:.0f} s] caption effect done", flush=True)
 
 
 if __name__ == "__main__":
