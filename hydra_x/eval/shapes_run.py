@@ -3,9 +3,9 @@
 Images and clips are generated in batches of prompts (``hydra_x.unified.sampling.generate_latents`` + ``render``);
 the noise of a batch is drawn from ``seed + 1000 * section + first item`` (rows in order), so the items of a
 prefix of the set (``limit``) start from the same noise as in the whole set. Questions are asked one at a
-time with ``model.chat`` (greedy). Videos only for a model with ``config.video``; editing only for a model
-with an ``edit(image, instruction, *, steps, guidance, sampler, shift, seed) -> (3, H, W)`` method, otherwise the report says
-why the section is not available.
+time with ``model.chat`` (greedy). Videos only for a model with ``config.video``; editing only for a model with
+an ``edit(image, instruction, *, steps, guidance, sampler, shift, seed) -> (3, H, W)`` method, otherwise the
+report says why the section is not available.
 """
 
 from __future__ import annotations

@@ -279,7 +279,14 @@ class Engine:
             done = cfg.budget_probe_steps - cfg.budget_probe_steps // 2
             self.planned_steps = self._budget_steps(done, now - self._probe_start, now - self.started)
             self.logger.set_total(self.planned_steps)
-            self.logger.info(f"time budget {cfg.time_budget_minutes} min: the run ends at step {self.planned_steps}")
+            message = f"time budget {cfg.time_budget_minutes} min: the run ends at step {self.planned_steps}"
+            if self.planned_steps == self.step < cfg.steps:
+                # Short budgets can be eaten by start-up alone (data workers, compilation, the LLM's load).
+                message += (
+                    f": setup and the first {cfg.budget_probe_steps} steps took {now - self.started:.0f} s, which "
+                    f"with the {cfg.budget_reserve_s:g} s kept for the export spends the budget; give a longer one"
+                )
+            self.logger.info(message)
         self.stopping = all_reduce_max(float(self.stop.signum), self.device) > 0 or self.step == cfg.stop_at_step
 
     def _budget_steps(self, done: int, loop_seconds: float, elapsed: float) -> int:

@@ -169,3 +169,15 @@ def test_bad_files_in_folders_and_shards_are_skipped_counted_and_logged(
     assert sum(summary["skipped"].values()) == len(log.splitlines())
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["skipped_total"] == len(log.splitlines())
+
+
+def test_a_time_budget_ends_the_run_where_its_measured_speed_says_and_names_a_spent_budget(tmp_path, capsys):
+    probe = dict(time_budget_minutes=30.0, budget_probe_steps=4, budget_reserve_s=0.0)
+    train(config(tmp_path / "long", steps=8, **probe))  # ample: every step runs
+    assert max(losses(tmp_path / "long")) == 8
+    assert "time budget 30.0 min: the run ends at step 8\n" in capsys.readouterr().out
+    train(config(tmp_path / "spent", steps=50, **{**probe, "time_budget_minutes": 0.001}))
+    assert max(losses(tmp_path / "spent")) == 4  # the probe's steps, then the export
+    out = capsys.readouterr().out
+    assert "time budget 0.001 min: the run ends at step 4: setup and the first 4 steps took" in out
+    assert "spends the budget; give a longer one" in out
