@@ -179,9 +179,7 @@ def _videos(model, items: PromptSet, size: int, frames: int, seed: int, batch_si
     for batch in _batches(len(videos), batch_size):
         s = seed + 1000 * section + batch.start
         prompts = [videos[j].prompt for j in batch]
-        z = generate_latents(
-            model, prompts, "video", height=size, width=size, frames=frames, seed=s, **gen
-        )
+        z = generate_latents(model, prompts, "video", height=size, width=size, frames=frames, seed=s, **gen)
         for j, clip in zip(batch, render(model, z, seed=s)):  # (3, F, H, W) each
             score = score_video(videos[j], clip)
             scores.append(score)
