@@ -171,6 +171,7 @@ def _shapes(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
         progress=note,
+        round_trip=args.round_trip,
     )
     info = model_info(model, checkpoint=args.ckpt, preset=args.preset or DEFAULT_PRESET, seed=args.seed)
     if args.name:
@@ -188,7 +189,9 @@ def _add_shapes(sub) -> None:
         help="GenEval-style scores of a unified model on the shapes world's held-out prompt set",
         description="Generate images for the versioned prompt set (held-out combinations of the shapes world; "
         "GenEval's six categories), answer held-out questions, generate clips of moving objects (video models) "
-        "and edit images (models with an edit method), read every output back into objects and score it. "
+        "and edit images (models with an edit method), read every output back into objects and score it; the "
+        "same scorers also read the model's tokenizer's reconstructions of the truth (the tokenizer round trip: "
+        "the most generation, video and editing can score through that tokenizer). "
         "Writes OUT/report.json (every figure and item, the prompt-set version and digest, the model, the "
         "settings), report.md and sample grids (generation.png, video.png, editing.png); prints one summary line.",
     )
@@ -213,6 +216,12 @@ def _add_shapes(sub) -> None:
     g = p.add_argument_group("prompt set")
     g.add_argument("--prompt-set", default="shapes-v1", help="the prompt-set version (default shapes-v1)")
     g.add_argument("--limit", type=int, help="at most N items per generation category, question kind and edit op")
+    g.add_argument(
+        "--no-round-trip",
+        dest="round_trip",
+        action="store_false",
+        help="skip scoring the tokenizer's reconstructions of the truth (the round trip)",
+    )
     p.set_defaults(func=_shapes)
 
 

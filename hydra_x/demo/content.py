@@ -24,6 +24,7 @@ HEADLINE = (
     ("recon_clip_psnr", "db", "tokenizer: held-out clips, PSNR (per frame)"),
     ("recon_clip_ssim", "ssim", "tokenizer: held-out clips, SSIM (per frame)"),
     ("generation_overall", "pct", "generation: GenEval-style overall (mean of 6 categories)"),
+    ("round_trip_generation", "pct", "the same, on the tokenizer's reconstructions of the truth (its most)"),
     ("understanding_accuracy", "pct", "understanding: exact-match accuracy"),
     ("video_motion_accuracy", "pct", "video: motion accuracy"),
     ("editing_success", "pct", "editing: success"),

@@ -116,6 +116,7 @@ def headline(recon: dict[str, dict[str, Any]], shapes: dict[str, Any]) -> dict[s
         "recon_clip_psnr": metric(recon["clips"], "psnr"),
         "recon_clip_ssim": metric(recon["clips"], "ssim"),
         "generation_overall": s["generation"]["overall"],
+        "round_trip_generation": s["round_trip"]["generation"]["overall"] if s.get("round_trip") else None,
         "understanding_accuracy": s["understanding"]["accuracy"],
         "video_motion_accuracy": video.get("motion_accuracy") if video["available"] else None,
         "editing_success": editing.get("success") if editing["available"] else None,

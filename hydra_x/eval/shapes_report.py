@@ -67,9 +67,11 @@ def summary_line(report: dict[str, Any]) -> str:
     if e["available"]:
         psnr = "n/a" if e["psnr"] is None else f"{e['psnr']:.2f} dB"
         editing = f"success {fmt(e['success'])}, PSNR {psnr}, SSIM {fmt(e['ssim'])} outside the edits"
+    rt = s.get("round_trip")
+    ceiling = f"; tokenizer round trip {fmt(rt['generation']['overall'])}" if rt else ""
     return (
         f"{report['model']['name']} on {report['prompt_set']['version']}: generation {fmt(s['generation']['overall'])} "
-        f"(GenEval overall), understanding {fmt(s['understanding']['accuracy'])}, video motion {video}, "
+        f"(GenEval overall{ceiling}), understanding {fmt(s['understanding']['accuracy'])}, video motion {video}, "
         f"editing {editing}"
     )
 
@@ -90,12 +92,22 @@ def markdown(report: dict[str, Any]) -> str:
         + (f", at most {cfg['limit']} items per category" if cfg["limit"] else "")
         + ". Figures in percent.\n",
         "\n## Generation (GenEval categories)\n",
-        "\n| category | n | accuracy | strict (all colours) |\n|---|---:|---:|---:|",
     ]
+    rt = s.get("round_trip") or {}
+    rt_gen = rt.get("generation", {}).get("categories", {})
+    extra = (" | tokenizer round trip |", "---:|") if rt else (" |", "")
+    lines.append(f"\n| category | n | accuracy | strict (all colours){extra[0]}\n|---|---:|---:|---:|{extra[1]}")
     for name, c in g["categories"].items():
-        lines.append(f"| {name} | {c['n']} | {_pct(c['accuracy'])} | {_pct(c['strict_accuracy'])} |")
-    overall = f"{_pct(g['overall'])} | {_pct(g['strict_overall'])}"
-    lines.append(f"| **overall** (mean of categories) | {g['n']} | {overall} |")
+        cell = f" {_pct(rt_gen[name]['accuracy'])} |" if name in rt_gen else (" - |" if rt else "")
+        lines.append(f"| {name} | {c['n']} | {_pct(c['accuracy'])} | {_pct(c['strict_accuracy'])} |{cell}")
+    overall = f"{_pct(g['overall'])} | {_pct(g['strict_overall'])} |"
+    overall += f" {_pct(rt['generation']['overall'])} |" if rt else ""
+    lines.append(f"| **overall** (mean of categories) | {g['n']} | {overall}")
+    if rt:
+        lines.append(
+            "\nThe tokenizer round trip scores the model's tokenizer's reconstructions (encode, decode) of the truth "
+            "pictures: the most its generations can score through this tokenizer.\n"
+        )
     u = s["understanding"]
     lines += ["\n## Understanding (exact match)\n", "\n| kind | accuracy |\n|---|---:|"]
     lines += [f"| {k} | {_pct(v)} |" for k, v in u["by_kind"].items()]
@@ -105,7 +117,14 @@ def markdown(report: dict[str, Any]) -> str:
     if v["available"]:
         lines.append(
             f"\n{v['n']} clips of {cfg['frames']} frames: motion accuracy {_pct(v['motion_accuracy'])}, object in "
-            f"every frame {_pct(v['presence'])}.\n"
+            f"every frame {_pct(v['presence'])}"
+            + (
+                f" (the tokenizer's round trip of the truth clips: {_pct(rt['video']['motion_accuracy'])} / "
+                f"{_pct(rt['video']['presence'])})"
+                if "video" in rt
+                else ""
+            )
+            + ".\n"
         )
     else:
         lines.append(f"\nNot available: {v['reason']}.\n")
@@ -117,6 +136,13 @@ def markdown(report: dict[str, Any]) -> str:
         ssim = "-" if e["ssim"] is None else f"{e['ssim']:.4f}"
         lines.append(f"| **all** ({e['n']}) | {_pct(e['success'])} |")
         lines.append(f"\nConsistency outside the edited regions: PSNR {psnr}, SSIM {ssim}.\n")
+        if "editing" in rt:
+            r = rt["editing"]
+            r_psnr = "-" if r["psnr"] is None else f"{r['psnr']:.2f} dB"
+            lines.append(
+                f"\nThe tokenizer's round trip of the edit targets: success {_pct(r['success'])}, PSNR {r_psnr} "
+                "outside the edited regions.\n"
+            )
     else:
         lines.append(f"\n{e['reason']}.\n")
     failed = [i for i in report["items"]["generation"] if not i["correct"]][:20]

@@ -6,6 +6,10 @@ prefix of the set (``limit``) start from the same noise as in the whole set. Que
 time with ``model.chat`` (greedy). Videos only for a model with ``config.video``; editing only for a model with
 an ``edit(image, instruction, *, steps, guidance, sampler, shift, seed) -> (3, H, W)`` method, otherwise the
 report says why the section is not available.
+
+The tokenizer's round trip: the same scorers read the model's own tokenizer's reconstructions (encode, decode) of
+each item's truth picture, clip and edit target. That is the most generation, video and editing can score through
+this tokenizer, so a low model score next to a low round trip is the tokenizer's failure, not the LLM's.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ class ShapesReport:
     editing: list[EditScore] | None
     editing_reason: str | None
     pictures: dict[str, list[list[Picture]]] = field(default_factory=dict)  # section -> rows of cells
+    # The same scorers on the tokenizer's reconstructions of the truth (section -> scores); None: not measured.
+    round_trip: dict[str, list] | None = None
 
     def summary(self) -> dict[str, Any]:
         understanding = understanding_summary([(r.kind, r.correct) for r in self.understanding])
@@ -78,7 +84,16 @@ class ShapesReport:
             "understanding": {**understanding, "n": len(self.understanding)},
             "video": _section(self.video, self.video_reason, video_summary),
             "editing": _section(self.editing, self.editing_reason, edit_summary),
+            "round_trip": None if self.round_trip is None else _round_trip_summary(self.round_trip),
         }
+
+
+def _round_trip_summary(scores: dict[str, list]) -> dict[str, Any]:
+    out: dict[str, Any] = {"generation": {**generation_summary(scores["generation"]), "n": len(scores["generation"])}}
+    for name, summarise in (("video", video_summary), ("editing", edit_summary)):
+        if name in scores:
+            out[name] = {**summarise(scores[name]), "n": len(scores[name])}
+    return out
 
 
 def _section(scores: list | None, reason: str | None, summarise: Callable[[list], dict]) -> dict[str, Any]:
@@ -101,11 +116,13 @@ def evaluate_shapes(
     limit: int | None = None,
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
+    round_trip: bool = True,
 ) -> ShapesReport:
     """Score ``model`` (a HydraX) on ``prompt_set`` (the first ``limit`` items of each category, kind and op) at
     ``size`` x ``size`` pixels and ``frames`` frames, sampling with ``steps`` of ``sampler`` on a time grid
-    shifted by ``shift`` (None: the model's resolution shift). Sizes the model cannot take are InputErrors,
-    raised before any work."""
+    shifted by ``shift`` (None: the model's resolution shift). With ``round_trip``, also the scores of the model's
+    tokenizer's reconstructions of the truth (see the module docstring). Sizes the model cannot take are
+    InputErrors, raised before any work."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     visual_spec(model, "image", size, size, None)
@@ -133,7 +150,36 @@ def evaluate_shapes(
     else:
         say(f"editing: {len(items.edits)} instructions")
         report.editing, report.pictures["editing"] = _edits(edit, items, size, seed, gen)
+    if round_trip:
+        say("the tokenizer's round trip of the truth")
+        report.round_trip = _round_trip(model, items, size, frames, seed, batch_size, video, report.editing is not None)
     return report
+
+
+def _round_trip(
+    model, items: PromptSet, size: int, frames: int, seed: int, batch_size: int, video: bool, editing: bool
+) -> dict[str, list]:
+    """The scorers on ``render(model, model.encode(truth))`` of every generation item, clip and edit target."""
+
+    def reconstruct(pixels: list[torch.Tensor], s: int) -> torch.Tensor:
+        return render(model, model.encode(torch.stack(pixels)), seed=s)
+
+    def each(things: list, truth: Callable, score: Callable, section: int) -> list:
+        out = []
+        for batch in _batches(len(things), batch_size):
+            recon = reconstruct([truth(things[j]) for j in batch], seed + 1000 * section + batch.start)
+            out += [score(things[j], x) for j, x in zip(batch, recon)]
+        return out
+
+    picture = lambda i: render_image(i.scene, size, size)  # noqa: E731
+    scores = {"generation": each(list(items.generation), picture, score_generation, 0)}
+    if video:
+        clip = lambda i: render_clip(i.clip, frames, size, size)  # noqa: E731
+        scores["video"] = each(list(items.videos), clip, score_video, 1)
+    if editing:
+        target = lambda i: render_image(i.sample.target, size, size)  # noqa: E731
+        scores["editing"] = each(list(items.edits), target, score_edit, 2)
+    return scores
 
 
 def _batches(n: int, size: int) -> list[range]:

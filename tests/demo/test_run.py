@@ -47,6 +47,7 @@ def test_the_reports_figures_are_those_of_the_evaluations_report_json(demo_run):
         "recon_clip_psnr": recon["clips"]["metrics"]["psnr"]["value"],
         "recon_clip_ssim": recon["clips"]["metrics"]["ssim"]["value"],
         "generation_overall": shapes["generation"]["overall"],
+        "round_trip_generation": shapes["round_trip"]["generation"]["overall"],
         "understanding_accuracy": shapes["understanding"]["accuracy"],
         "video_motion_accuracy": shapes["video"]["motion_accuracy"],
         "editing_success": shapes["editing"]["success"],

@@ -12,7 +12,7 @@ import torch
 
 from hydra_x.cli import main as hydra_main
 from hydra_x.cli.eval import main
-from hydra_x.data.shapes import render_image
+from hydra_x.data.shapes import BACKGROUND, render_image
 from hydra_x.errors import InputError
 from hydra_x.eval.prompts import prompt_set
 from hydra_x.eval.shapes_report import build_report, markdown, summary_line
@@ -103,6 +103,52 @@ def test_the_sampler_and_its_time_shift_reach_every_task():
     assert [a.reply for a in shifted.understanding] == [a.reply for a in plain.understanding]
 
 
+class PixelTokenizer:
+    """The tiny model's tokenizer, except that the pixel "latents" RoundTripView.encode makes (3 channels) decode to
+    themselves (``blank``: to the background), so that the round trip's scores are known: those of the truth, or of
+    an empty picture. The model's own samples (64 channels) decode as ever."""
+
+    def __init__(self, real, blank: bool) -> None:
+        self.real, self.blank, self.config = real, blank, real.config
+
+    def _dtype(self) -> torch.dtype:
+        return self.real._dtype()
+
+    def decode(self, z: torch.Tensor, *, video: bool) -> torch.Tensor:
+        if z.shape[1] != 3:
+            return self.real.decode(z, video=video)
+        x = torch.full_like(z, -1.0) + torch.tensor(BACKGROUND).view(1, 3, 1, 1, 1) / 127.5 if self.blank else z
+        return x if video else x[:, :, 0]
+
+
+class RoundTripView(View):
+    def __init__(self, model: HydraX, blank: bool) -> None:
+        super().__init__(model, Editor(64, perfect=False))
+        self.tokenizer = PixelTokenizer(model.tokenizer, blank)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 3, 1, H, W); clips as they are
+        return pixels[:, :, None] if pixels.dim() == 4 else pixels
+
+
+def test_the_tokenizer_round_trip_scores_reconstructions_of_the_truth(model):
+    exact = evaluate_shapes(RoundTripView(model, blank=False), prompt_set(), **FAST)
+    rt = exact.summary()["round_trip"]
+    assert rt["generation"]["overall"] == 1.0 and rt["generation"]["n"] == 6
+    assert rt["video"]["motion_accuracy"] == 1.0 and rt["video"]["presence"] == 1.0
+    assert rt["editing"]["success"] == 1.0 and rt["editing"]["psnr"] == 100.0
+    assert exact.summary()["editing"]["success"] == 0.0  # the model's own edits (unchanged sources) are scored apart
+    blank = evaluate_shapes(RoundTripView(model, blank=True), prompt_set(), **FAST).summary()["round_trip"]
+    assert blank["generation"]["overall"] == 0.0 and blank["video"]["presence"] == 0.0
+    assert blank["editing"]["success"] < 1.0
+    report = build_report(exact, {"name": "pixels"}, torch.device("cpu"))
+    text = markdown(report)
+    assert "| **overall** (mean of categories) | 6 | 0.0 | 0.0 | 100.0 |" in text
+    assert "tokenizer round trip 1.000" in summary_line(report)
+    off = evaluate_shapes(RoundTripView(model, blank=False), prompt_set(), **FAST, round_trip=False)
+    assert off.round_trip is None
+    assert "tokenizer round trip" not in markdown(build_report(off, {"name": "x"}, torch.device("cpu")))
+
+
 def test_sizes_the_model_cannot_take_are_refused_before_any_work(model):
     with pytest.raises(InputError, match="multiples of the patch size 16"):
         evaluate_shapes(model, prompt_set(), **{**FAST, "size": 40})
@@ -154,7 +200,8 @@ def test_the_command_on_a_random_preset_writes_the_report_and_the_grids(tmp_path
     stdout, stderr = capsys.readouterr()
     line, wrote = stdout.splitlines()
     assert line.startswith("HYDRA-X tiny (random, seed 0) on shapes-v1: generation ")
-    assert "(GenEval overall), understanding " in line and ", video motion " in line and ", editing " in line
+    assert "(GenEval overall; tokenizer round trip 0.000), understanding " in line
+    assert ", video motion " in line and ", editing " in line
     assert wrote.startswith(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'generation.png'}")
     assert "warning: no trained weights given" in stderr
     report = json.loads((out / "report.json").read_text())
