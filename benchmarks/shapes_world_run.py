@@ -7,7 +7,12 @@ Source-Target Interaction and with the independent edit layout side by side, eac
 Phases, each through the real command line and each skipped when its output exists (so a run cut short by a job
 limit goes on where it stopped):
 
-1. tokenizer: ``hydra-x train tokenizer --config small`` under a wall-clock budget -> OUT/tokenizer
+1. tokenizer: ``hydra-x train tokenizer --config small`` under a wall-clock budget -> OUT/tokenizer, on the embedded
+   photographs and clips; with ``--shapes-images N`` / ``--shapes-clips N`` also on shapes-world renders (PNGs and
+   MP4s written to OUT/shapes-images, OUT/shapes-clips first; ``--shapes-weight`` their share). Read the
+   evaluation's tokenizer round trip first: with three quarters of its steps on the shapes the `small` tokenizer
+   learnt to draw none of them in 5 minutes (docs/benchmarks.md), on the photographs alone it draws them as
+   blocks of tokens
 2. unified: ``hydra-x train unified --config small`` twice at once on the same GPU (``model.edit_layout=sti`` and
    ``independent``), the same budget, seed and data order, from OUT/tokenizer -> OUT/unified-sti, -independent
 3. eval: ``hydra-x eval shapes`` of each export at the training size -> OUT/eval-sti, OUT/eval-independent
@@ -43,6 +48,9 @@ SCORES = (
     ("editing success", ("summary", "editing", "success")),
     ("editing PSNR outside the edit (dB)", ("summary", "editing", "psnr")),
     ("editing SSIM outside the edit", ("summary", "editing", "ssim")),
+    ("tokenizer round trip: generation", ("summary", "round_trip", "generation", "overall")),
+    ("tokenizer round trip: video motion", ("summary", "round_trip", "video", "motion_accuracy")),
+    ("tokenizer round trip: editing success", ("summary", "round_trip", "editing", "success")),
 )
 
 
@@ -95,8 +103,27 @@ def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
         ]
     else:
         cli += [f"time_budget_minutes={args.tokenizer_minutes}", "steps=100000", "eval_every=0", "ckpt_every=100000"]
+    if args.shapes_images or args.shapes_clips:
+        cli.append("data.sources=" + json.dumps(shapes_sources(args, out)))
     wait({"tokenizer": run(cli, out / "logs" / "tokenizer.log")}, {"tokenizer": out / "logs" / "tokenizer.log"})
     return folder
+
+
+def shapes_sources(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """The tokenizer's data: the embedded photographs and clips, and shapes-world renders written now."""
+    from hydra_x.demo.data import write_shapes_clips, write_shapes_images
+
+    size, frames = (32, 5) if args.smoke else (args.size, 17)
+    sources: list[dict[str, Any]] = [{"kind": "embedded_images", "weight": 1.0}]
+    sources.append({"kind": "embedded_videos", "weight": 0.5})
+    if args.shapes_images:
+        folder = write_shapes_images(out / "shapes-images", size, args.shapes_images)
+        sources.append({"kind": "image_folder", "path": str(folder), "weight": args.shapes_weight})
+    if args.shapes_clips:
+        folder = write_shapes_clips(out / "shapes-clips", size, frames, args.shapes_clips)
+        sources.append({"kind": "video_folder", "path": str(folder), "weight": args.shapes_weight / 2})
+    print(f"tokenizer data: {sources}", flush=True)
+    return sources
 
 
 def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
@@ -267,6 +294,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU, a few steps each: checks the script")
     parser.add_argument("--eval-limit", type=int, help="at most N items per category, kind and op in the evaluation")
     parser.add_argument("--phases", default="tokenizer,unified,eval,caption")
+    parser.add_argument("--shapes-images", type=int, default=0, help="shapes-world PNGs for the tokenizer (e.g. 4000)")
+    parser.add_argument("--shapes-clips", type=int, default=0, help="shapes-world MP4s for the tokenizer (e.g. 1000)")
+    parser.add_argument(
+        "--shapes-weight", type=float, default=3.0, help="the shapes images' weight (clips: half) beside the photos' 1"
+    )
     args = parser.parse_args()
     args.arms = parse_arms(args.arms)
     out = Path(args.out)
