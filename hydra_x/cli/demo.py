@@ -53,7 +53,8 @@ def summary_text(result) -> str:
             f"report: {result.report}  (Markdown: {result.markdown})",
             f"tokenizer: held-out photographs PSNR {num('recon_image_psnr', 2, ' dB')}, SSIM "
             f"{num('recon_image_ssim', 4)}; clips PSNR {num('recon_clip_psnr', 2, ' dB')}",
-            f"unified model: generation {pct('generation_overall')} (GenEval overall), understanding "
+            f"unified model: generation {pct('generation_overall')} (GenEval overall; the tokenizer's round trip "
+            f"{pct('round_trip_generation')}), understanding "
             f"{pct('understanding_accuracy')}, video motion {pct('video_motion_accuracy')}, editing "
             f"{pct('editing_success')} (PSNR {num('editing_psnr', 2, ' dB')} outside the edits)",
             f"time: {times} (total {int(total // 60)}:{int(round(total % 60)):02d})",

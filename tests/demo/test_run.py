@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from hydra_x.cli.demo import summary_text
 from hydra_x.demo.content import LOSS_KEYS
 from hydra_x.demo.plots import read_series
 from hydra_x.demo.report import fmt
@@ -55,6 +56,9 @@ def test_the_reports_figures_are_those_of_the_evaluations_report_json(demo_run):
         "editing_ssim": shapes["editing"]["ssim"],
     }
     assert summary["figures"] == expected == result.figures
+    line = next(x for x in summary_text(result).splitlines() if x.startswith("unified model:"))
+    gen, rt = (fmt(expected[k], "pct").replace(" ", "") for k in ("generation_overall", "round_trip_generation"))
+    assert f"generation {gen} (GenEval overall; the tokenizer's round trip {rt})" in line
     html, md = result.report.read_text(), result.markdown.read_text()
     for key, kind in (("recon_image_psnr", "db"), ("recon_clip_ssim", "ssim"), ("understanding_accuracy", "pct")):
         assert f"| {fmt(expected[key], kind)} |" in md
