@@ -31,6 +31,9 @@ from hydra_x.tokenizer.model import HydraXTokenizer
 
 
 class Block(nn.Module):
+    """An adaLN-Zero transformer block with a key-padding mask over the caption slots (the tokenizer's
+    flow_decoder.AdaLNBlock over hydra_x.nn.layers.Block has no such mask: its attention is by token layout)."""
+
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.heads = heads

@@ -95,8 +95,10 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     rt = s.get("round_trip") or {}
     rt_gen = rt.get("generation", {}).get("categories", {})
-    extra = (" | tokenizer round trip |", "---:|") if rt else (" |", "")
-    lines.append(f"\n| category | n | accuracy | strict (all colours){extra[0]}\n|---|---:|---:|---:|{extra[1]}")
+    header, rule = "| category | n | accuracy | strict (all colours) |", "|---|---:|---:|---:|"
+    if rt:
+        header, rule = header + " tokenizer round trip |", rule + "---:|"
+    lines.append(f"\n{header}\n{rule}")
     for name, c in g["categories"].items():
         cell = f" {_pct(rt_gen[name]['accuracy'])} |" if name in rt_gen else (" - |" if rt else "")
         lines.append(f"| {name} | {c['n']} | {_pct(c['accuracy'])} | {_pct(c['strict_accuracy'])} |{cell}")
