@@ -7,12 +7,13 @@ Source-Target Interaction and with the independent edit layout side by side, eac
 Phases, each through the real command line and each skipped when its output exists (so a run cut short by a job
 limit goes on where it stopped):
 
-1. tokenizer: ``hydra-x train tokenizer --config small`` under a wall-clock budget -> OUT/tokenizer, on the embedded
-   photographs and clips; with ``--shapes-images N`` / ``--shapes-clips N`` also on shapes-world renders (PNGs and
-   MP4s written to OUT/shapes-images, OUT/shapes-clips first; ``--shapes-weight`` their share). Read the
-   evaluation's tokenizer round trip first: with three quarters of its steps on the shapes the `small` tokenizer
-   learnt to draw none of them in 5 minutes (docs/benchmarks.md), on the photographs alone it draws them as
-   blocks of tokens
+1. tokenizer (or ``--tokenizer FOLDER``, one trained before, e.g. by benchmarks/tokenizer_round_trip.py): ``hydra-x
+   train tokenizer --config small`` under a wall-clock budget -> OUT/tokenizer, on the embedded
+   photographs and clips and on shapes-world renders (``--shapes-images N`` / ``--shapes-clips N`` PNGs and MP4s
+   written to OUT/shapes-images, OUT/shapes-clips first; ``--shapes-weight`` their share; 0 and 0: photographs
+   only), with ``--tokenizer-set`` overrides (default: MSE instead of L1, LR 3e-4). Read the evaluation's
+   tokenizer round trip first (docs/benchmarks.md): the recipe's own L1 at LR 1e-3 gave back 1.4% of the truth
+   pictures on the photographs alone and collapsed the shapes on this mix; L1 at LR 3e-4 kept 10.4%
 2. unified: ``hydra-x train unified --config small`` twice at once on the same GPU (``model.edit_layout=sti`` and
    ``independent``), the same budget, seed and data order, from OUT/tokenizer -> OUT/unified-sti, -independent
 3. eval: ``hydra-x eval shapes`` of each export at the training size -> OUT/eval-sti, OUT/eval-independent
@@ -105,6 +106,7 @@ def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
         cli += [f"time_budget_minutes={args.tokenizer_minutes}", "steps=100000", "eval_every=0", "ckpt_every=100000"]
     if args.shapes_images or args.shapes_clips:
         cli.append("data.sources=" + json.dumps(shapes_sources(args, out)))
+    cli += args.tokenizer_set
     wait({"tokenizer": run(cli, out / "logs" / "tokenizer.log")}, {"tokenizer": out / "logs" / "tokenizer.log"})
     return folder
 
@@ -243,9 +245,9 @@ def table(out: Path, reports: dict[str, dict]) -> dict[str, Any]:
     losses = {arm: last_losses(out / f"unified-{arm}") for arm in arms}
     print("\n| measure | " + " | ".join(arms) + " |\n|---|" + "---:|" * len(arms))
     for key in sorted({k for row in losses.values() for k in row}):
-        print(f"| {key} | " + " | ".join(_fmt(losses[arm].get(key)) for arm in arms) + " |")
+        print(f"| {key} | " + " | ".join(fmt(losses[arm].get(key)) for arm in arms) + " |")
     for label, path in SCORES:
-        print(f"| {label} | " + " | ".join(_fmt(dig(reports[arm], path)) for arm in arms) + " |")
+        print(f"| {label} | " + " | ".join(fmt(dig(reports[arm], path)) for arm in arms) + " |")
     summary = {"losses": losses, "scores": {label: {a: dig(reports[a], p) for a in arms} for label, p in SCORES}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -269,7 +271,7 @@ def parse_arms(specs: list[str]) -> dict[str, list[str]]:
     return arms
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -278,6 +280,11 @@ def _fmt(value: Any) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/shapes-world")
+    parser.add_argument(
+        "--tokenizer",
+        help="a trained tokenizer's run folder (with export/): no tokenizer phase (e.g. the best of "
+        "benchmarks/tokenizer_round_trip.py --best)",
+    )
     parser.add_argument("--tokenizer-minutes", type=float, default=4.5)
     parser.add_argument("--unified-minutes", type=float, default=11.0)
     parser.add_argument("--workers", type=int, default=6, help="data workers of each unified run")
@@ -294,18 +301,27 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU, a few steps each: checks the script")
     parser.add_argument("--eval-limit", type=int, help="at most N items per category, kind and op in the evaluation")
     parser.add_argument("--phases", default="tokenizer,unified,eval,caption")
-    parser.add_argument("--shapes-images", type=int, default=0, help="shapes-world PNGs for the tokenizer (e.g. 4000)")
-    parser.add_argument("--shapes-clips", type=int, default=0, help="shapes-world MP4s for the tokenizer (e.g. 1000)")
+    parser.add_argument("--shapes-images", type=int, default=4000, help="shapes-world PNGs for the tokenizer")
+    parser.add_argument("--shapes-clips", type=int, default=1000, help="shapes-world MP4s for the tokenizer")
+    parser.add_argument(
+        "--tokenizer-set",
+        nargs="*",
+        default=["loss.l1=0", "loss.mse=1", "optim.lr=3e-4"],
+        metavar="KEY=VALUE",
+        help="overrides of the tokenizer run (default: the shapes-world loss, MSE, at LR 3e-4; none: the recipe's)",
+    )
     parser.add_argument(
         "--shapes-weight", type=float, default=3.0, help="the shapes images' weight (clips: half) beside the photos' 1"
     )
     args = parser.parse_args()
     args.arms = parse_arms(args.arms)
+    if args.smoke:
+        args.shapes_images, args.shapes_clips = min(args.shapes_images, 8), min(args.shapes_clips, 2)
     out = Path(args.out)
     phases = set(args.phases.split(","))
     start = time.perf_counter()
-    tokenizer = out / "tokenizer"
-    if "tokenizer" in phases:
+    tokenizer = Path(args.tokenizer) if args.tokenizer else out / "tokenizer"
+    if "tokenizer" in phases and not args.tokenizer:
         tokenizer = tokenizer_phase(args, out)
         print(f"[{time.perf_counter() - start:.0f} s] tokenizer done", flush=True)
     if "unified" in phases:

@@ -156,6 +156,35 @@ def evaluate_shapes(
     return report
 
 
+class _TokenizerAlone:
+    """A bare tokenizer seen as the unified model the round trip reads: its ``tokenizer``, ``device``, ``encode``."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.device = next(tokenizer.parameters()).device
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.tokenizer.encode(pixels.to(device=self.device, dtype=self.tokenizer._dtype())).float()
+
+
+def tokenizer_round_trip(
+    tokenizer,
+    prompt_set: PromptSet,
+    *,
+    size: int = 128,
+    frames: int = 17,
+    seed: int = 0,
+    batch_size: int = 16,
+    video: bool = True,
+) -> tuple[dict[str, Any], dict[str, list]]:
+    """The round trip of a tokenizer (a HydraXTokenizer) alone, before any unified model is trained on it: the
+    scorers on its reconstructions of every generation item's truth picture, clip (with ``video``) and edit target.
+    Returns (the summary, as ``ShapesReport.summary()["round_trip"]``; the scores by section)."""
+    with torch.no_grad():
+        scores = _round_trip(_TokenizerAlone(tokenizer), prompt_set, size, frames, seed, batch_size, video, True)
+    return _round_trip_summary(scores), scores
+
+
 def _round_trip(
     model, items: PromptSet, size: int, frames: int, seed: int, batch_size: int, video: bool, editing: bool
 ) -> dict[str, list]:

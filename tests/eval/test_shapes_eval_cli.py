@@ -16,7 +16,7 @@ from hydra_x.data.shapes import BACKGROUND, render_image
 from hydra_x.errors import InputError
 from hydra_x.eval.prompts import prompt_set
 from hydra_x.eval.shapes_report import build_report, markdown, summary_line
-from hydra_x.eval.shapes_run import evaluate_shapes
+from hydra_x.eval.shapes_run import evaluate_shapes, tokenizer_round_trip
 from hydra_x.unified.model import HydraX
 
 FAST = dict(size=64, frames=5, steps=2, guidance=3.0, seed=0, limit=1)
@@ -147,6 +147,39 @@ def test_the_tokenizer_round_trip_scores_reconstructions_of_the_truth(model):
     off = evaluate_shapes(RoundTripView(model, blank=False), prompt_set(), **FAST, round_trip=False)
     assert off.round_trip is None
     assert "tokenizer round trip" not in markdown(build_report(off, {"name": "x"}, torch.device("cpu")))
+
+
+class PixelCodec(torch.nn.Module):
+    """A "tokenizer" whose latents are the pixels (``blank``: that decodes everything to the background)."""
+
+    def __init__(self, real, blank: bool) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # where the round trip finds the device
+        self.pixels = PixelTokenizer(real, blank)
+        self.config = real.config
+
+    def _dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels[:, :, None] if pixels.dim() == 4 else pixels
+
+    def decode(self, z: torch.Tensor, *, video: bool) -> torch.Tensor:
+        return self.pixels.decode(z, video=video)
+
+
+def test_a_tokenizer_alone_is_scored_by_its_round_trip(model):
+    """``tokenizer_round_trip``: a tokenizer before any unified model, scored on its reconstructions of the truth."""
+    items = prompt_set().limited(1)
+    exact, scores = tokenizer_round_trip(PixelCodec(model.tokenizer, blank=False), items, size=64, frames=5)
+    assert exact["generation"]["overall"] == 1.0 and exact["generation"]["n"] == 6
+    assert exact["video"]["motion_accuracy"] == 1.0 and exact["editing"]["success"] == 1.0
+    assert len(scores["editing"]) == len(items.edits)
+    blank, _ = tokenizer_round_trip(PixelCodec(model.tokenizer, blank=True), items, size=64, frames=5, video=False)
+    assert blank["generation"]["overall"] == 0.0 and "video" not in blank
+    assert blank["editing"]["success"] < 1.0
+    untrained, _ = tokenizer_round_trip(model.tokenizer, items, size=64, frames=5)  # the real encode and decode
+    assert untrained["generation"]["overall"] == 0.0 and untrained["video"]["n"] == len(items.videos)
 
 
 def test_sizes_the_model_cannot_take_are_refused_before_any_work(model):
