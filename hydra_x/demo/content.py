@@ -15,7 +15,8 @@ from hydra_x.demo.report import Plot, Table, fmt
 RECON_METRICS = (("psnr", "PSNR", "db"), ("ssim", "SSIM", "ssim"), ("lpips", "LPIPS", "num"))
 FRECHET = {"images": ("rfid", "rFID"), "clips": ("rfvd", "rFVD")}
 LOSS_KEYS = {
-    "tokenizer": ("loss/l1", "loss/lpips"),  # its total is L1 plus a negligible KL term (weight 1e-6)
+    # Its total is the weighted reconstruction terms plus a negligible KL term (weight 1e-6); the demo's is MSE.
+    "tokenizer": ("loss/mse", "loss/l1", "loss/lpips"),
     "unified": ("loss/total", "loss/text", "loss/flow"),
 }
 HEADLINE = (

@@ -5,6 +5,7 @@ that record what they are given and whose values tell their arguments apart, so 
 a term compares, in which order, on which frames, and with which weight. Term formulas checked here:
 
     l1 = mean |x_rec - x|                      flow = mean (v - v_target)^2
+    mse = mean (x_rec - x)^2
     lpips = mean LPIPS(frames(x_rec), frames(x)), frames 0, 1, 3, 4 of a 5-frame clip (4 evenly spaced)
     kl = mean 0.5 (mu^2 + exp(logvar) - 1 - logvar)
     gan (generator) = -mean D(x_rec); its weight gan * ||d rec / d out|| / (||d gan / d out|| + 1e-4), out = x_rec
@@ -133,6 +134,19 @@ def test_l1_lpips_kl_and_the_total_by_hand(clip):
     assert close(terms.values["kl"], kl)
     assert terms.weights == {"l1": 2.0, "lpips": 0.5, "kl": 1e-2}
     assert close(terms.total, 2.0 * terms.values["l1"] + 0.5 * terms.values["lpips"] + 1e-2 * terms.values["kl"])
+
+
+def test_mse_replaces_l1_in_the_total():
+    """The shapes-world loss (l1=0, mse=1): L1 is still logged, MSE alone is weighted into the total."""
+    x = rand(B, 3, SIZE, SIZE, seed=0)
+    x_rec = x + 0.3 * rand(*x.shape, seed=1)
+    config = LossConfig(l1=0.0, mse=1.5, lpips=0.0, kl=1e-2, distill_image=0.0, distill_video=0.0)
+    terms = TokenizerObjective(config, 1).generator(output(x, x_rec=x_rec), x, step=0)
+    assert close(terms.values["mse"], (x_rec - x).square().mean())
+    assert close(terms.values["l1"], (x_rec - x).abs().mean()) and terms.weights["l1"] == 0.0
+    assert close(terms.total, 1.5 * terms.values["mse"] + 1e-2 * terms.values["kl"])
+    off = TokenizerObjective(LossConfig(lpips=0.0), 1).generator(output(x, x_rec=x_rec), x, step=0)
+    assert "mse" not in off.values  # off by default: the paper's recipes are unchanged
 
 
 def test_the_kl_of_a_wide_posterior_counts_its_log_variance():

@@ -22,6 +22,10 @@ from hydra_x.train.tokenizer.stages import stage
 @dataclass
 class LossConfig:
     l1: float = 1.0
+    # Mean squared error on the pixels. Without LPIPS, L1 alone loses small flat objects early in training: its
+    # gradient has the same size for every pixel however small its error, and where an object's edge is uncertain
+    # its best guess is the background (the median); the shapes-world recipes train on MSE instead (l1=0, mse=1).
+    mse: float = 0.0
     lpips: float = 1.0
     # A safetensors file (or a folder holding lpips_vgg.safetensors), or "hf://<repo>/<file>". None: the default
     # lookup of hydra_x.losses.lpips ($HYDRA_X_LPIPS_WEIGHTS, torch.hub's cache, the official VGG16 and lpips

@@ -107,6 +107,8 @@ class TokenizerObjective:
             if flow:
                 terms["flow"] = (cfg.flow, F.mse_loss(out.velocity.float(), out.velocity_target.float()))
             terms["l1"] = (cfg.flow_l1 if flow else cfg.l1, F.l1_loss(x_rec.float(), x.float()))
+            if cfg.mse > 0 and self.stage.uses("mse"):
+                terms["mse"] = (cfg.mse, F.mse_loss(x_rec.float(), x.float()))
             if self.lpips is not None:
                 pair = frames_for_lpips(x_rec, cfg.lpips_frames), frames_for_lpips(x, cfg.lpips_frames)
                 terms["lpips"] = (cfg.lpips, self.lpips(pair[0].float(), pair[1].float()).mean())

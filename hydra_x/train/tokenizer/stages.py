@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RECONSTRUCTION = frozenset({"l1", "flow", "lpips", "gan"})
+RECONSTRUCTION = frozenset({"l1", "mse", "flow", "lpips", "gan"})
 SEMANTIC = frozenset({"distill_image", "distill_video", "distill_layers", "consistency"})
 
 
