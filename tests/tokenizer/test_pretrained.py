@@ -74,10 +74,11 @@ def test_nothing_is_unpickled(tmp_path, monkeypatch):
         HydraXTokenizer.from_pretrained(bad)
 
 
-def test_bad_folders_and_configs_are_clear_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_bad_folders_and_configs_are_clear_errors(tmp_path):
+    # local_files_only: huggingface_hub reads HF_HUB_OFFLINE at import, so setting it here would not stop its
+    # five retries with back-off (23 s without a network); the error path is the same.
     with pytest.raises(OSError, match="is not a local folder"):
-        HydraXTokenizer.from_pretrained("no-such-org/no-such-tokenizer")
+        HydraXTokenizer.from_pretrained("no-such-org/no-such-tokenizer", local_files_only=True)
     tiny().save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "widht": 3}))
