@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from shapes_world_run import dig, fmt  # this folder's: the same table cells
+from shapes_world_run import dig, fmt, shapes_sources  # this folder's: the same data and table cells
 
 MIXES = ("photos", "shapes", "shapes-only")
 
@@ -50,25 +50,12 @@ def parse_arms(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
 
 
 def sources(args: argparse.Namespace, out: Path, mix: str) -> list[dict[str, Any]] | None:
-    """The data of ``mix`` (None: the recipe's own); shapes-world renders are written once under OUT."""
+    """The data of ``mix`` (None: the recipe's own): shapes_world_run.py's mix (its renders are written once under
+    OUT: the writers keep a complete folder), or its renders alone."""
     if mix == "photos":
         return None
-    from hydra_x.demo.data import write_shapes_clips, write_shapes_images
-
-    size, frames = (32, 5) if args.smoke else (args.size, 17)
-    images = out / "shapes-images"
-    clips = out / "shapes-clips"
-    if not images.is_dir():
-        write_shapes_images(images, size, args.shapes_images)
-    if not clips.is_dir():
-        write_shapes_clips(clips, size, frames, args.shapes_clips)
-    shapes = [
-        {"kind": "image_folder", "path": str(images), "weight": args.shapes_weight},
-        {"kind": "video_folder", "path": str(clips), "weight": args.shapes_weight / 2},
-    ]
-    if mix == "shapes-only":
-        return shapes
-    return [{"kind": "embedded_images", "weight": 1.0}, {"kind": "embedded_videos", "weight": 0.5}, *shapes]
+    mixed = shapes_sources(args, out)
+    return mixed if mix == "shapes" else [s for s in mixed if s["kind"] in ("image_folder", "video_folder")]
 
 
 def train(args: argparse.Namespace, out: Path, arms: dict[str, tuple[str, list[str]]]) -> None:
