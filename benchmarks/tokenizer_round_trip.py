@@ -54,8 +54,7 @@ def sources(args: argparse.Namespace, out: Path, mix: str) -> list[dict[str, Any
     OUT: the writers keep a complete folder), or its renders alone."""
     if mix == "photos":
         return None
-    mixed = shapes_sources(args, out)
-    return mixed if mix == "shapes" else [s for s in mixed if s["kind"] in ("image_folder", "video_folder")]
+    return shapes_sources(args, out, photos=mix == "shapes")
 
 
 def train(args: argparse.Namespace, out: Path, arms: dict[str, tuple[str, list[str]]]) -> None:

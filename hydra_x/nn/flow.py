@@ -143,17 +143,39 @@ def velocity_calls(steps: int, method: str = "euler") -> int:
 
 
 @torch.no_grad()
-def sample(velocity: VelocityFn, noise: torch.Tensor, steps: int, method: str = "euler", shift: float = 1.0):
+def sample(
+    velocity: VelocityFn,
+    noise: torch.Tensor,
+    steps: int,
+    method: str = "euler",
+    shift: float = 1.0,
+    *,
+    init: torch.Tensor | None = None,
+    start: float = 1.0,
+):
     """Integrate from ``noise`` (t = 1) to t = 0 on ``time_grid(steps, shift=shift)`` with ``method``.
 
     euler: one velocity per step. heun: Heun's second-order method (two velocities per step, the last step
     Euler, as EDM does: at t = 0 the second evaluation would be at the data itself). float32 state; returns
     float32 (B, ...).
+
+    With clean latents ``init`` (shaped like ``noise``) and ``start`` < 1, the path begins at the point of time
+    ``start`` between them, (1 - start) init + start noise, and takes the grid's steps below ``start`` (SDEdit's
+    strength): how much of ``init`` a model keeps, or, from a truth latent, how far from the noise it can draw.
     """
     if method not in SAMPLERS:
         raise ValueError(f"the sampler must be one of {SAMPLERS}, got {method!r}")
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"the start time must be in (0, 1], got {start}")
+    if start < 1.0 and (init is None or init.shape != noise.shape):
+        got = "none" if init is None else tuple(init.shape)
+        want = tuple(noise.shape)
+        raise ValueError(f"a start time below 1 needs init latents shaped like the noise, {want}: got {got}")
     times = time_grid(steps, noise.device, shift).tolist()
     x = noise.float()
+    if start < 1.0:
+        times = [start] + [t for t in times if t < start]
+        x = (1 - start) * init.to(x) + start * x
     at = lambda t: torch.full((x.shape[0],), t, device=x.device)  # noqa: E731
     for t, t_next in zip(times[:-1], times[1:]):
         v = velocity(x, at(t)).float()

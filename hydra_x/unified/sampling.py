@@ -105,7 +105,8 @@ def prompt_embeds(model, batch: PackedBatch, latents, skip_block: bool = False) 
 @dataclass
 class BlockSampling:
     """How to sample: steps, guidance (1: no unconditional branch), Euler or Heun, time shift (None: the model's
-    resolution shift), seed, KV cache, CUDA graph, and a callback after each velocity evaluation."""
+    resolution shift), seed, KV cache, CUDA graph, a callback after each velocity evaluation, and the start time
+    (below 1 with given latents: begin from them noised to that time, ``hydra_x.nn.flow.sample``)."""
 
     steps: int = 50
     guidance: float = 4.0
@@ -115,6 +116,7 @@ class BlockSampling:
     use_cache: bool = True
     cuda_graph: bool = False
     progress: Callable[[int], None] | None = None
+    start: float = 1.0
 
 
 @torch.no_grad()
@@ -126,9 +128,12 @@ def generate_latents(
     height: int = 256,
     width: int = 256,
     frames: int | None = None,
+    init: torch.Tensor | None = None,
     **options,
 ) -> torch.Tensor:
-    """Normalised latents (B, C, S, h, w) for ``prompts``; ``options`` are BlockSampling's fields.
+    """Normalised latents (B, C, S, h, w) for ``prompts``; ``options`` are BlockSampling's fields. With ``init``
+    (normalised latents, e.g. ``model.encode`` of pictures) and ``start`` < 1 the sampler begins from them noised
+    to ``start`` (``benchmarks/generation_from_noise.py``: from which noise level the model still draws a truth).
 
     ``cuda_graph`` (CUDA, with the cache): one sampling step (Sem-ViT, projector, LLM against the cached
     prompt, flow head) is captured once as a CUDA graph and replayed, which removes the per-kernel launch cost
@@ -137,7 +142,9 @@ def generate_latents(
     spec, grid = visual_spec(model, kind, height, width, frames)
     captions = list(prompts) + ([""] * len(prompts) if how.guidance != 1.0 else [])
     rows = [generation_sample(model.text_tokenizer, spec, c) for c in captions]
-    return sample_block(model, rows, 0, [[] for _ in rows], model.visual_embeddings, spec, grid, len(prompts), how)
+    return sample_block(
+        model, rows, 0, [[] for _ in rows], model.visual_embeddings, spec, grid, len(prompts), how, init
+    )
 
 
 @torch.no_grad()
@@ -172,16 +179,26 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
 
 
 def sample_block(
-    model, rows, block: int, prompt_latents, embed_target, spec: VisualSpec, grid, b: int, how: BlockSampling
+    model,
+    rows,
+    block: int,
+    prompt_latents,
+    embed_target,
+    spec: VisualSpec,
+    grid,
+    b: int,
+    how: BlockSampling,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample the ``block``-th visual block of ``rows`` (the conditional rows, then the unconditional ones if
     guided), the blocks before it given by ``prompt_latents`` (per row, clean latents); ``embed_target(z_t, t)``
-    gives the block's LLM embeddings. Returns latents (b, C, S, h, w)."""
+    gives the block's LLM embeddings; ``init`` (b, C, S, h, w): the latents a start time below 1 begins from.
+    Returns latents (b, C, S, h, w)."""
     with sdpa_attention(model):
-        return _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how)
+        return _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how, init)
 
 
-def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how) -> torch.Tensor:
+def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how, init) -> torch.Tensor:
     guide = how.guidance != 1.0
     llm_pass = (PromptCache if how.use_cache else PromptAgain)(model, rows, block, prompt_latents)
     cfg = model.config
@@ -216,7 +233,9 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
             how.progress(calls["n"])
         return guided(v[:b], v[b:], how.guidance) if guide else v
 
-    return sample(velocity, noise, how.steps, how.sampler, shift or 1.0)
+    if init is not None:
+        init = init.to(device=model.device, dtype=torch.float32)
+    return sample(velocity, noise, how.steps, how.sampler, shift or 1.0, init=init, start=how.start)
 
 
 class PromptCache:

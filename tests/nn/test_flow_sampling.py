@@ -78,3 +78,24 @@ def test_guidance_with_scale_one_is_the_conditional_velocity():
     torch.testing.assert_close(guided(cond, uncond, 3.0), uncond + 3 * (cond - uncond))
     with pytest.raises(ValueError, match="sampler must be one of"):
         sample(lambda x, t: x, cond, 2, "rk4")
+
+
+@pytest.mark.parametrize("method", ["euler", "heun"])
+def test_a_later_start_begins_on_the_path_from_init_and_steps_only_below_it(method):
+    """From ``init`` noised to ``start``, the path's true field still lands on its data; a zero field leaves the
+    start point itself, and only grid times below ``start`` are visited; start 1 is the plain sampler."""
+    g = torch.Generator().manual_seed(1)
+    x0, eps, other = (torch.randn(2, 3, generator=g) for _ in range(3))
+    field = lambda x, t: (x - x0) / t.view(-1, 1)  # noqa: E731
+    torch.testing.assert_close(sample(field, eps, 8, method, init=x0, start=0.4), x0, rtol=0, atol=1e-5)
+    seen = []
+    still = sample(
+        lambda x, t: seen.append(t[0].item()) or torch.zeros_like(x), eps, 10, method, init=other, start=0.35
+    )
+    torch.testing.assert_close(still, 0.65 * other + 0.35 * eps)
+    assert seen[0] == pytest.approx(0.35) and all(0 < t < 0.35 for t in seen[1:]) and len(set(seen)) == 4
+    torch.testing.assert_close(sample(field, eps, 5, method, init=other, start=1.0), sample(field, eps, 5, method))
+    with pytest.raises(ValueError, match="start time"):
+        sample(field, eps, 5, method, init=x0, start=0.0)
+    with pytest.raises(ValueError, match="init latents"):
+        sample(field, eps, 5, method, start=0.5)

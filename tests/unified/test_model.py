@@ -82,6 +82,21 @@ def test_video_sampling_is_cached_exactly_too(model):
     torch.testing.assert_close(cached, plain, rtol=1e-5, atol=1e-5)
 
 
+def test_sampling_from_a_later_start_keeps_what_its_init_latents_leave_unnoised(model):
+    """Begun from given latents noised to ``start`` (SDEdit's strength): near 0 the model gets them back; the
+    closer to 1, the more it draws of its own; at 1 they are ignored, as in plain sampling."""
+    kwargs = dict(height=32, width=32, steps=4, guidance=3.0, seed=3)
+    init = model.encode(torch.stack([image(5), image(6)]))
+    prompts = ["a red circle", "a blue square"]
+    near = generate_latents(model, prompts, init=init, start=0.01, **kwargs)
+    far = generate_latents(model, prompts, init=init, start=0.9, **kwargs)
+    error = lambda z: (z - init).square().mean().item()  # noqa: E731
+    assert error(near) < 1e-3 < error(far)
+    torch.testing.assert_close(
+        generate_latents(model, prompts, init=init, **kwargs), generate_latents(model, prompts, **kwargs)
+    )
+
+
 @pytest.mark.parametrize("top_p", [None, 0.9])
 def test_cached_and_uncached_text_decoding_agree(model, top_p):
     x = image(3)
