@@ -39,11 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = HydraX.from_pretrained(args.ckpt).to(args.device).eval()
-    per: dict[str, list] = defaultdict(list)
-    for item in prompt_set().generation:
-        if not args.limit or len(per[item.category]) < args.limit:
-            per[item.category].append(item)
-    items = [i for c in CATEGORIES for i in per[c]]
+    items = sorted(prompt_set().limited(args.limit or None).generation, key=lambda i: CATEGORIES.index(i.category))
     print(f"{len(items)} prompts ({args.limit or 'all'} per category), {args.size} px, {args.steps} steps")
     header = "| t0 | latent error | overall | " + " | ".join(CATEGORIES) + " |"
     print("\n" + header + "\n|" + "---:|" * (3 + len(CATEGORIES)))
