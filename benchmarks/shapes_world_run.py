@@ -309,9 +309,10 @@ def main() -> None:
     parser.add_argument(
         "--tokenizer-set",
         nargs="*",
-        default=["loss.l1=0", "loss.mse=1", "optim.lr=3e-4"],
+        default=["loss.l1=0", "loss.mse=1", "optim.lr=3e-4", "ema_decay=0.995"],
         metavar="KEY=VALUE",
-        help="overrides of the tokenizer run (default: the shapes-world loss, MSE, at LR 3e-4; none: the recipe's)",
+        help="overrides of the tokenizer run (default: the shapes-world loss, MSE, at LR 3e-4, EMA 0.995: a short "
+        "run's EMA must forget its start; none: the recipe's)",
     )
     parser.add_argument(
         "--with-photos",

@@ -161,21 +161,28 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
     sources = [model.encode(x[None])[0] for x in images]  # (C, 1, h, w) each
     texts = list(instructions) + ([""] * len(images) if how.guidance != 1.0 else [])
     sources = sources + (sources if how.guidance != 1.0 else [])
-    source_spec = VisualSpec.image(spec.tokens_per_step)
-    rows = [
-        build_sequence(
-            model.text_tokenizer,
-            [{"role": "user", "content": f"<image>\n{text}".rstrip()}, {"role": "assistant", "content": "<image>"}],
-            [source_spec, spec],
-        )
-        for text in texts
-    ]
+    rows = edit_rows(model, texts, height, width)
     z_src = torch.stack(sources).to(model.device)  # (B', C, 1, h, w)
     if model.config.edit_layout == "sti":
         target = lambda zz, tt: model.pair_embeddings(z_src.to(zz.dtype), zz, tt)[1]  # noqa: E731
     else:
         target = model.visual_embeddings
     return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how)
+
+
+def edit_rows(model, instructions: Sequence[str], height: int, width: int) -> list[SampleSequence]:
+    """The sequences of editing: the source image and the instruction in the user's turn, the target image in the
+    assistant's (block 1); an empty instruction leaves the source alone (the unconditional branch)."""
+    spec, _ = visual_spec(model, "image", height, width, None)
+    source_spec = VisualSpec.image(spec.tokens_per_step)
+    return [
+        build_sequence(
+            model.text_tokenizer,
+            [{"role": "user", "content": f"<image>\n{text}".rstrip()}, {"role": "assistant", "content": "<image>"}],
+            [source_spec, spec],
+        )
+        for text in instructions
+    ]
 
 
 def sample_block(
