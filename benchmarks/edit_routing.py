@@ -25,7 +25,7 @@ import torch
 from hydra_x.data.shapes import render_image
 from hydra_x.data.shapes_text import ShapesWorld
 from hydra_x.unified.model import HydraX
-from hydra_x.unified.sampling import PromptAgain, edit_rows, sdpa_attention
+from hydra_x.unified.sampling import PromptAgain, edit_rows, sdpa_attention, visual_spec
 
 
 def explained(features: torch.Tensor, target: torch.Tensor, train: int, ridge: float = 0.1) -> float:
@@ -47,13 +47,12 @@ def explained(features: torch.Tensor, target: torch.Tensor, train: int, ridge: f
 def routing(model: HydraX, scenes: int, size: int, seed: int) -> dict[str, float]:
     world = ShapesWorld(seed=seed, split="train")
     edits = [world.edit_sample(k) for k in range(scenes)]
-    sources = [render_image(e.source, size, size) for e in edits]
-    z_src = torch.cat([model.encode(x[None]) for x in sources])  # (n, C, 1, h, w)
+    z_src = model.encode(torch.stack([render_image(e.source, size, size) for e in edits]))  # (n, C, 1, h, w)
     noise = torch.randn(z_src.shape, generator=torch.Generator().manual_seed(seed)).to(z_src)
     t = torch.ones(scenes, device=z_src.device)
     src_emb, sti_emb = model.pair_embeddings(z_src, noise, t)
     independent = model.visual_embeddings(noise, t)
-    rows = edit_rows(model, [e.instruction for e in edits], size, size)
+    rows = edit_rows(model, [e.instruction for e in edits], visual_spec(model, "image", size, size, None)[0])
     target_emb = sti_emb if model.config.edit_layout == "sti" else independent
     with sdpa_attention(model):
         hidden = PromptAgain(model, rows, 1, [[z] for z in z_src])(target_emb)  # (n, N, D)

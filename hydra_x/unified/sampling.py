@@ -161,7 +161,7 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
     sources = [model.encode(x[None])[0] for x in images]  # (C, 1, h, w) each
     texts = list(instructions) + ([""] * len(images) if how.guidance != 1.0 else [])
     sources = sources + (sources if how.guidance != 1.0 else [])
-    rows = edit_rows(model, texts, height, width)
+    rows = edit_rows(model, texts, spec)
     z_src = torch.stack(sources).to(model.device)  # (B', C, 1, h, w)
     if model.config.edit_layout == "sti":
         target = lambda zz, tt: model.pair_embeddings(z_src.to(zz.dtype), zz, tt)[1]  # noqa: E731
@@ -170,10 +170,10 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
     return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how)
 
 
-def edit_rows(model, instructions: Sequence[str], height: int, width: int) -> list[SampleSequence]:
-    """The sequences of editing: the source image and the instruction in the user's turn, the target image in the
-    assistant's (block 1); an empty instruction leaves the source alone (the unconditional branch)."""
-    spec, _ = visual_spec(model, "image", height, width, None)
+def edit_rows(model, instructions: Sequence[str], spec: VisualSpec) -> list[SampleSequence]:
+    """The sequences of editing: the source image and the instruction in the user's turn, the target image (of
+    ``spec``, ``visual_spec``'s image block) in the assistant's (block 1); an empty instruction leaves the source
+    alone (the unconditional branch)."""
     source_spec = VisualSpec.image(spec.tokens_per_step)
     return [
         build_sequence(
@@ -240,8 +240,6 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
             how.progress(calls["n"])
         return guided(v[:b], v[b:], how.guidance) if guide else v
 
-    if init is not None:
-        init = init.to(device=model.device, dtype=torch.float32)
     return sample(velocity, noise, how.steps, how.sampler, shift or 1.0, init=init, start=how.start)
 
 
