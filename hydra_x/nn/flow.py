@@ -21,6 +21,7 @@ import torch
 
 TIME_DISTRIBUTIONS = ("logit_normal", "uniform")
 SAMPLERS = ("euler", "heun")
+PREDICTIONS = ("velocity", "x")  # what a flow network's last layer predicts: eps - x, or x itself
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,)) -> v (B, ...)
 

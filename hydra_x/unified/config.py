@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra_x.config import config_from_dict, config_to_dict
+from hydra_x.nn.flow import PREDICTIONS
 from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
 
 VIDEO_ATTENTION = ("bidirectional", "causal")
@@ -26,6 +27,12 @@ class UnifiedConfig:
     head_width: int | None = None  # the flow head's width; None: the LLM's hidden size
     head_depth: int = 3  # adaLN residual MLP blocks of the flow head
     time_dim: int = 256  # sinusoidal features of the flow time
+    # What the flow head's last layer predicts: "velocity" (eps - z) or "x" (the clean latent, turned into the
+    # velocity; hydra_x.unified.heads). The loss is on the velocity either way.
+    flow_prediction: str = "velocity"
+    # Self-attention layers at the start of the flow head, among the tokens of each generated block (3D RoPE; across
+    # latent steps as video_attention says); 0: each token's velocity from its own hidden state alone (MAR's head).
+    head_attention_layers: int = 0
     # Add each visual token's position in its block (latent step, row, column) to its LLM embedding, as fixed
     # sinusoidal features through a learnt linear layer that starts at zero (hydra_x.unified.heads).
     visual_positions: bool = False
@@ -56,8 +63,12 @@ class UnifiedConfig:
             raise ValueError(f"video_attention must be one of {VIDEO_ATTENTION}, got {self.video_attention!r}")
         if self.attention not in ("sdpa", "flex"):
             raise ValueError(f"attention must be 'sdpa' or 'flex', got {self.attention!r}")
+        if self.flow_prediction not in PREDICTIONS:
+            raise ValueError(f"flow_prediction must be one of {PREDICTIONS}, got {self.flow_prediction!r}")
         if self.edit_layout not in EDIT_LAYOUTS:
             raise ValueError(f"edit_layout must be one of {EDIT_LAYOUTS}, got {self.edit_layout!r}")
+        if self.head_attention_layers < 0:
+            raise ValueError(f"head_attention_layers must be >= 0, got {self.head_attention_layers}")
         if self.projector_depth < 1 or self.head_depth < 1:
             raise ValueError("projector_depth and head_depth must be at least 1")
         if self.time_dim < 2 or self.time_dim % 2:

@@ -9,17 +9,28 @@
   Its input is the noisy latent token z_t; every block is adaLN-modulated by the LLM's hidden state at that
   position plus the time embedding (MAR's head), so the LLM says *what* to denoise toward and the head does
   the per-token regression. The modulations and the output layer start at zero (adaLN-Zero): the first
-  prediction is 0, and the residual stream is the identity.
+  prediction is 0, and the residual stream is the identity. What its last layer predicts (``prediction``):
+  ``velocity`` directly, or ``x``, the clean latent token, turned into the velocity (z_t - x_hat) / max(t, 0.05)
+  (JiT, Li & He 2025, as the tokenizer's flow decoder does); the output, the loss and the sampler are the same
+  either way. With ``attention_layers`` > 0 the head first runs that many adaLN self-attention layers among the
+  tokens of each generated block (3D RoPE over latent step, row and column; across steps full or causal, as the
+  block's video attention), so that neighbouring tokens can agree on where an object lies before each regresses
+  its own velocity, as a DiT's tokens do; 0 (the default) is the per-token head above.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
 from hydra_x.nn.adaln import TimeEmbedding, modulate
+from hydra_x.nn.flow import PREDICTIONS, velocity_from_clean
+from hydra_x.nn.layers import Attention, TokenLayout
+from hydra_x.nn.rope import rope_table
+from hydra_x.unified.packing import to_device_async
 
 
 class GridPositions(nn.Module):
@@ -86,9 +97,49 @@ class AdaLNResBlock(nn.Module):
         return x + gate * self.mlp(modulate(self.norm(x), shift, scale))
 
 
-class FlowHead(nn.Module):
-    def __init__(self, hidden_dim: int, latent_channels: int, width: int, depth: int, time_dim: int) -> None:
+class AdaLNAttentionBlock(nn.Module):
+    """x + gate * Attention(modulate(LN(x), shift, scale)) among the tokens of visual blocks (n, L, W), the three
+    from the per-token condition c (n, L, W)."""
+
+    def __init__(self, width: int, heads: int) -> None:
         super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, heads)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        shift, scale, gate = self.modulation(c).chunk(3, dim=-1)
+        return x + gate * self.attn(modulate(self.norm(x), shift, scale), layout)
+
+
+Grid = tuple[int, int, int]  # (latent steps, rows, columns) of one visual block
+HEAD_DIM = 64  # the attention layers' head width (fewer heads where the head is narrow)
+ROPE_THETA = 10000.0
+
+
+class FlowHead(nn.Module):
+    def __init__(
+        self,
+        hidden_dim: int,
+        latent_channels: int,
+        width: int,
+        depth: int,
+        time_dim: int,
+        prediction: str = "velocity",
+        attention_layers: int = 0,
+        step_attention: str = "full",
+    ) -> None:
+        super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"the flow head predicts one of {PREDICTIONS}, got {prediction!r}")
+        if step_attention not in ("full", "causal"):
+            raise ValueError(f"attention across latent steps is 'full' or 'causal', got {step_attention!r}")
+        heads = max(1, width // HEAD_DIM)
+        if attention_layers and (width % heads or (width // heads) % 2):
+            raise ValueError(f"a flow head width of {width} does not split into {heads} heads of even width")
+        self.prediction = prediction
+        self.step_attention = step_attention
+        self.attention = nn.ModuleList(AdaLNAttentionBlock(width, heads) for _ in range(attention_layers))
         self.z_proj = nn.Linear(latent_channels, width)
         self.cond_proj = nn.Linear(hidden_dim, width)
         self.time_embed = TimeEmbedding(width, time_dim)
@@ -100,18 +151,53 @@ class FlowHead(nn.Module):
     @torch.no_grad()
     def init_zero(self) -> None:
         """adaLN-Zero: modulations and the output layer start at zero."""
-        for block in self.blocks:
+        for block in (*self.attention, *self.blocks):
             nn.init.zeros_(block.modulation[-1].weight)
             nn.init.zeros_(block.modulation[-1].bias)
         for layer in (self.final_modulation[-1], self.out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, hidden: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """hidden (N, D_llm), z_t (N, C), t (N,): one row per visual token -> velocity (N, C)."""
+    def forward(
+        self, hidden: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, grids: Sequence[Grid] | None = None
+    ) -> torch.Tensor:
+        """hidden (N, D_llm), z_t (N, C), t (N,): one row per visual token -> velocity (N, C). ``grids``: the
+        (steps, rows, columns) of the blocks the N tokens make up, in order (step-major, row-major tokens in each);
+        a head with attention layers needs them."""
         c = self.cond_proj(hidden) + self.time_embed(t).to(hidden.dtype)  # (N, W)
         x = self.z_proj(z_t.to(hidden.dtype))
+        if len(self.attention):
+            if grids is None:
+                raise ValueError("a flow head with attention layers needs the grid of each visual block")
+            x = self._attend(x, c, grids)
         for block in self.blocks:
             x = block(x, c)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
-        return self.out(modulate(self.final_norm(x), shift, scale))
+        out = self.out(modulate(self.final_norm(x), shift, scale))
+        if self.prediction == "x":  # float32: the division by t would magnify bf16's rounding of x_hat
+            return velocity_from_clean(z_t.float(), t.float(), out.float())
+        return out
+
+    def _attend(self, x: torch.Tensor, c: torch.Tensor, grids: Sequence[Grid]) -> torch.Tensor:
+        """The attention layers over each block's tokens: blocks of one grid run as one batch."""
+        lengths = [s * h * w for s, h, w in grids]
+        if sum(lengths) != x.shape[0]:
+            raise ValueError(f"the blocks' grids {list(grids)[:4]}... hold {sum(lengths)} tokens, not {x.shape[0]}")
+        starts = torch.tensor(lengths).cumsum(0) - torch.tensor(lengths)
+        groups: dict[Grid, list[int]] = {}
+        for i, grid in enumerate(grids):
+            groups.setdefault(tuple(grid), []).append(i)
+        heads = self.attention[0].attn.heads
+        order, outputs = [], []
+        for (steps, h, w), members in groups.items():
+            length = steps * h * w
+            # Built on the host and copied asynchronously: a training step must not wait for the GPU here.
+            index = to_device_async((starts[members, None] + torch.arange(length)).flatten(), x.device)
+            rope = rope_table(steps, h, w, x.shape[-1] // heads, ROPE_THETA, x.device)
+            layout = TokenLayout(steps, h, w, self.step_attention, rope=rope)
+            xg, cg = x[index].view(len(members), length, -1), c[index].view(len(members), length, -1)
+            for layer in self.attention:
+                xg = layer(xg, cg, layout)
+            order.append(index)
+            outputs.append(xg.flatten(0, 1))
+        return x.index_copy(0, torch.cat(order), torch.cat(outputs))

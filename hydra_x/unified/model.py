@@ -50,7 +50,16 @@ class HydraX(nn.Module):
         width = config.head_width or hidden
         self.projector = Projector(config.tokenizer.width, hidden, config.projector_depth, config.visual_positions)
         self.time_embed = _time_embedding(hidden, config.time_dim)
-        self.flow_head = FlowHead(hidden, config.latent_channels, width, config.head_depth, config.time_dim)
+        self.flow_head = FlowHead(
+            hidden,
+            config.latent_channels,
+            width,
+            config.head_depth,
+            config.time_dim,
+            config.flow_prediction,
+            config.head_attention_layers,
+            "causal" if config.video_attention == "causal" else "full",
+        )
 
     # ------------------------------------------------------------------ construction
 
@@ -329,7 +338,8 @@ class HydraX(nn.Module):
             z_t = tokens([z_in[i] for i in gen]).to(self.device)
             target = tokens(visuals.noise).to(self.device) - tokens([z0[i] for i in gen]).to(self.device)
             t = torch.cat([visuals.t[k].expand(p.length) for k, p in enumerate(placements)]).to(self.device)
-            velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t)
+            grids = [(p.steps, *z0[i].shape[-2:]) for i, p in zip(gen, placements)]
+            velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t, grids)
             flow_sum = (velocity.float() - target.float()).square().sum()
             elements = target.numel()
         flow_sum = flow_sum + self._untouched(batch, hidden, bool(gen))
@@ -347,7 +357,7 @@ class HydraX(nn.Module):
             out = out + 0.0 * self.visual_embeddings(z).float().sum()
         if not generated:
             t = hidden.new_zeros(1, dtype=torch.float32)
-            v = self.flow_head(hidden[:1, 0], hidden.new_zeros((1, c)), t)
+            v = self.flow_head(hidden[:1, 0], hidden.new_zeros((1, c)), t, [(1, 1, 1)])
             out = out + 0.0 * (v.float().sum() + self.time_embed(t).float().sum())
         return out
 

@@ -220,7 +220,8 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
         """Velocity (B', C, S, h, w) of both halves (conditional, unconditional) at z_t ``zz``, times ``tt``."""
         hidden = llm_pass(embed_target(zz.to(model.tokenizer._dtype()), tt))  # (B', S N, D)
         tokens = rearrange(zz, "b c s h w -> b (s h w) c")
-        v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), tt.repeat_interleave(spec.length))
+        grids = [(spec.steps, *grid)] * len(zz)
+        v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), tt.repeat_interleave(spec.length), grids)
         return rearrange(v.view(*tokens.shape), "b (s h w) c -> b c s h w", s=spec.steps, h=grid[0])
 
     if how.cuda_graph and how.use_cache and model.device.type == "cuda":

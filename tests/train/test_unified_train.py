@@ -192,12 +192,14 @@ def test_rows_of_padding_leave_the_losses_as_they_were():
 
 
 @pytest.mark.gpu
-def test_a_training_forward_and_backward_never_wait_for_the_gpu():
+@pytest.mark.parametrize("head_attention_layers", [0, 2])
+def test_a_training_forward_and_backward_never_wait_for_the_gpu(head_attention_layers):
     # A read-back or a boolean mask on the device makes the host wait for all the work queued before it, so a
     # host-bound step could not run ahead of the GPU. CUDA's sync debug mode raises at any such wait.
     from hydra_x.train.unified.objective import unified_loss
 
     cfg = config(Path("unused"), latent_stats_samples=0)
+    cfg.model = cfg.model.replace(head_attention_layers=head_attention_layers)
     model = HydraX.from_config(cfg.model, seed=0).cuda()
     model.tokenizer.validate_inputs = False  # as in training: the data pipeline checks the pixels' values
     examples = next(iter(UnifiedDataLoader(cfg.data, start_step=3))).examples
