@@ -8,8 +8,10 @@ the caption.
     python benchmarks/generation_from_noise.py --ckpt runs/demo/unified/export --size 64     # CPU, about 2 minutes
     python benchmarks/generation_from_noise.py --ckpt runs/unified-small/export --size 128 --device cuda --limit 0
 
-Printed: for each t0, the samples' latent error against the truth (the latents' variance is near 1), and the
-generation score overall and by category.
+Printed: for each t0, the samples' latent error against the truth (the latents' variance is near 1), the error of
+the model's one-step clean estimate at t0 with the right caption and with another prompt's (how much the caption
+tells the model there: equal errors mean it draws from the noisy latent alone), and the generation score overall
+and by category.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ def main() -> None:
     model = HydraX.from_pretrained(args.ckpt).to(args.device).eval()
     items = sorted(prompt_set().limited(args.limit or None).generation, key=lambda i: CATEGORIES.index(i.category))
     print(f"{len(items)} prompts ({args.limit or 'all'} per category), {args.size} px, {args.steps} steps")
-    header = "| t0 | latent error | overall | " + " | ".join(CATEGORIES) + " |"
-    print("\n" + header + "\n|" + "---:|" * (3 + len(CATEGORIES)))
+    header = (
+        "| t0 | latent error | clean estimate error, right / other caption | overall | " + " | ".join(CATEGORIES) + " |"
+    )
+    print("\n" + header + "\n|" + "---:|" * (4 + len(CATEGORIES)))
     for start in args.starts:
         correct: dict[str, list[bool]] = defaultdict(list)
-        errors = []
+        errors, right, other = [], [], []
         for at in range(0, len(items), args.batch_size):
             batch = items[at : at + args.batch_size]
             truth = model.encode(torch.stack([render_image(i.scene, args.size, args.size) for i in batch]))
@@ -61,12 +65,20 @@ def main() -> None:
                 start=start,
             )
             errors.append((z - truth).square().mean(dim=(1, 2, 3, 4)).cpu())
+            prompts = [i.prompt for i in batch]
+            for captions, out in ((prompts, right), (prompts[1:] + prompts[:1], other)):  # other: the next item's
+                one_step = dict(height=args.size, width=args.size, steps=1, guidance=1.0, seed=at, start=start)
+                estimate = generate_latents(model, captions, init=truth, **one_step)
+                out.append((estimate - truth).square().mean(dim=(1, 2, 3, 4)).cpu())
             for item, x in zip(batch, render(model, z, seed=at)):
                 correct[item.category].append(score_generation(item, x).correct)
         by_category = {c: sum(v) / len(v) for c, v in correct.items()}
         overall = sum(by_category.values()) / len(by_category)
         cells = " | ".join(f"{100 * by_category[c]:.0f}%" for c in CATEGORIES if c in by_category)
-        print(f"| {start:g} | {torch.cat(errors).mean():.3f} | {100 * overall:.1f}% | {cells} |", flush=True)
+        estimates = f"{torch.cat(right).mean():.3f} / {torch.cat(other).mean():.3f}"
+        print(
+            f"| {start:g} | {torch.cat(errors).mean():.3f} | {estimates} | {100 * overall:.1f}% | {cells} |", flush=True
+        )
 
 
 if __name__ == "__main__":
