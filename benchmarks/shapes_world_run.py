@@ -17,7 +17,9 @@ limit goes on where it stopped):
    3e-4 the mix kept 25% and the shapes alone 97% in 1700 steps
 2. unified: ``hydra-x train unified --config small`` twice at once on the same GPU (``model.edit_layout=sti`` and
    ``independent``), the same budget, seed and data order, from OUT/tokenizer -> OUT/unified-sti, -independent
-3. eval: ``hydra-x eval shapes`` of each export at the training size -> OUT/eval-sti, OUT/eval-independent
+3. eval: ``hydra-x eval shapes`` of each export at the training size -> OUT/eval-sti, OUT/eval-independent; with
+   several ``--guidance`` scales, the first there and each other in OUT/eval-ARM-gSCALE (a sampling setting, so
+   one training run answers whether guidance is what scatters its objects)
 
 ``--arms`` compares other runs side by side instead of the two layouts, each ``NAME`` or ``NAME=KEY=VALUE,...``
 (overrides of that run; a bare ``sti`` or ``independent`` is that layout):
@@ -178,37 +180,43 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
     wait(procs, logs)
 
 
-def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, dict]:
+def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict]]:
+    """Each arm's export scored at each of ``--guidance``: {label: (arm, report)}; the first guidance's label is the
+    arm's name, the others' ``ARM g<scale>``."""
     reports = {}
     for layout in args.arms:
-        folder = out / f"eval-{layout}"
-        if not (folder / "report.json").is_file():
-            cli = [
-                sys.executable,
-                "-m",
-                "hydra_x.cli",
-                "eval",
-                "shapes",
-                "--ckpt",
-                str(out / f"unified-{layout}" / "export"),
-                "--out",
-                str(folder),
-                "--name",
-                f"small, {layout}",
-                "--size",
-                str(32 if args.smoke else args.size),
-                "--steps",
-                str(args.sample_steps),
-                "--frames",
-                str(5 if args.smoke else 17),
-            ]
-            if args.smoke:
-                cli += ["--limit", "2", "--device", "cpu"]
-            elif args.eval_limit:
-                cli += ["--limit", str(args.eval_limit)]
-            log = out / "logs" / f"eval-{layout}.log"
-            wait({layout: run(cli, log)}, {layout: log})
-        reports[layout] = json.loads((folder / "report.json").read_text())
+        for k, guidance in enumerate(args.guidance):
+            label = layout if k == 0 else f"{layout} g{guidance:g}"
+            folder = out / ("eval-" + label.replace(" ", "-"))
+            if not (folder / "report.json").is_file():
+                cli = [
+                    sys.executable,
+                    "-m",
+                    "hydra_x.cli",
+                    "eval",
+                    "shapes",
+                    "--ckpt",
+                    str(out / f"unified-{layout}" / "export"),
+                    "--out",
+                    str(folder),
+                    "--name",
+                    f"small, {label}",
+                    "--size",
+                    str(32 if args.smoke else args.size),
+                    "--steps",
+                    str(args.sample_steps),
+                    "--guidance",
+                    str(guidance),
+                    "--frames",
+                    str(5 if args.smoke else 17),
+                ]
+                if args.smoke:
+                    cli += ["--limit", "2", "--device", "cpu"]
+                elif args.eval_limit:
+                    cli += ["--limit", str(args.eval_limit)]
+                log = out / "logs" / f"{folder.name}.log"
+                wait({label: run(cli, log)}, {label: log})
+            reports[label] = (layout, json.loads((folder / "report.json").read_text()))
     return reports
 
 
@@ -243,15 +251,17 @@ def dig(report: dict, path: tuple[str, ...]) -> Any:
     return report
 
 
-def table(out: Path, reports: dict[str, dict]) -> dict[str, Any]:
-    arms = list(reports)
-    losses = {arm: last_losses(out / f"unified-{arm}") for arm in arms}
-    print("\n| measure | " + " | ".join(arms) + " |\n|---|" + "---:|" * len(arms))
+def table(out: Path, reports: dict[str, tuple[str, dict]]) -> dict[str, Any]:
+    """One column per evaluation ({label: (arm, report)}): the arm's last losses, then the report's scores."""
+    columns = list(reports)
+    losses = {label: last_losses(out / f"unified-{arm}") for label, (arm, _) in reports.items()}
+    print("\n| measure | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns))
     for key in sorted({k for row in losses.values() for k in row}):
-        print(f"| {key} | " + " | ".join(fmt(losses[arm].get(key)) for arm in arms) + " |")
-    for label, path in SCORES:
-        print(f"| {label} | " + " | ".join(fmt(dig(reports[arm], path)) for arm in arms) + " |")
-    summary = {"losses": losses, "scores": {label: {a: dig(reports[a], p) for a in arms} for label, p in SCORES}}
+        print(f"| {key} | " + " | ".join(fmt(losses[c].get(key)) for c in columns) + " |")
+    for name, path in SCORES:
+        print(f"| {name} | " + " | ".join(fmt(dig(reports[c][1], path)) for c in columns) + " |")
+    scores = {name: {c: dig(reports[c][1], p) for c in columns} for name, p in SCORES}
+    summary = {"losses": losses, "scores": scores}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -293,6 +303,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=6, help="data workers of each unified run")
     parser.add_argument("--size", type=int, default=128, help="image side for the evaluation (the recipe's)")
     parser.add_argument("--sample-steps", type=int, default=30)
+    parser.add_argument(
+        "--guidance", type=float, nargs="+", default=[3.0], help="guidance scales to evaluate each arm at (eval phase)"
+    )
     parser.add_argument("--compile", action="store_true", help="compile the unified runs' blocks (compile=true)")
     parser.add_argument("--examples", type=int, help="examples per step of the unified runs (default: the recipe's)")
     parser.add_argument(

@@ -97,7 +97,16 @@ def test_a_stopped_reconstruct_leaves_no_partial_file(
     partial = tmp_path / ".out.partial.mp4"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_X_DEBUG"}
     cmd = [sys.executable, "-m", "hydra_x.cli", "reconstruct", str(long_video), str(out), "--clip-frames", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT at its default in the child: a suite started in the background by a non-interactive shell (nohup ... &)
+    # inherits SIGINT ignored, and a Python started so never raises KeyboardInterrupt, so ^C would do nothing.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while not partial.exists():  # mid-run: the first chunks are written
