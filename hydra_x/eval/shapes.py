@@ -65,6 +65,8 @@ class GenerationScore:
     strict: bool  # every attribute the prompt states, colours included
     found: tuple[tuple[str, str], ...]  # the (colour, shape) of every object read
     reason: str  # the first failed check; "" when correct
+    asked: int = 0  # how many objects the prompt asks for
+    in_asked_colour: int = 0  # how many of ``found`` have a colour the prompt names
 
 
 def geneval_relations(a: DetectedObject, b: DetectedObject) -> set[str]:
@@ -110,11 +112,15 @@ def score_generation(item: GenerationItem, image: torch.Tensor) -> GenerationSco
     if item.relation is not None and not strict_reason:
         strict_reason = _relation_failure(item, found)
         reason = reason or strict_reason  # position checks colours, so its count check was the strict one
-    return GenerationScore(item.id, item.category, not reason, not strict_reason, kinds, reason)
+    colours = {colour for colour, _, _ in item.groups}
+    asked, in_colour = sum(n for _, _, n in item.groups), sum(colour in colours for colour, _ in kinds)
+    return GenerationScore(item.id, item.category, not reason, not strict_reason, kinds, reason, asked, in_colour)
 
 
 def generation_summary(scores: list[GenerationScore]) -> dict:
-    """Per category accuracy (and strict accuracy) and GenEval's overall score: the mean of the categories'."""
+    """Per category accuracy (and strict accuracy) and GenEval's overall score: the mean of the categories'; and two
+    diagnostics of failures: objects read per picture against objects asked (many more: objects drawn in pieces),
+    and the share of objects read in a colour the prompt names (about 1/6 by chance: the caption is not read)."""
     categories = {}
     for category in CATEGORIES:
         mine = [s for s in scores if s.category == category]
@@ -125,7 +131,15 @@ def generation_summary(scores: list[GenerationScore]) -> dict:
                 "n": len(mine),
             }
     mean = lambda key: sum(c[key] for c in categories.values()) / len(categories) if categories else None  # noqa: E731
-    return {"overall": mean("accuracy"), "strict_overall": mean("strict_accuracy"), "categories": categories}
+    found = sum(len(s.found) for s in scores)
+    return {
+        "overall": mean("accuracy"),
+        "strict_overall": mean("strict_accuracy"),
+        "categories": categories,
+        "objects_per_image": found / len(scores) if scores else None,
+        "asked_per_image": sum(s.asked for s in scores) / len(scores) if scores else None,
+        "asked_colour_share": sum(s.in_asked_colour for s in scores) / found if found else None,
+    }
 
 
 # -- understanding ----------------------------------------------------------------------------------------------

@@ -105,6 +105,12 @@ def markdown(report: dict[str, Any]) -> str:
     overall = f"{_pct(g['overall'])} | {_pct(g['strict_overall'])} |"
     overall += f" {_pct(rt['generation']['overall'])} |" if rt else ""
     lines.append(f"| **overall** (mean of categories) | {g['n']} | {overall}")
+    if g.get("objects_per_image") is not None:
+        share = g.get("asked_colour_share")
+        lines.append(
+            f"\nObjects read per picture: {g['objects_per_image']:.2f} (asked: {g['asked_per_image']:.2f}); in a "
+            f"colour the prompt names: {'none read' if share is None else _pct(share) + '%'} of them."
+        )
     if rt:
         lines.append(
             "\nThe tokenizer round trip scores the model's tokenizer's reconstructions (encode, decode) of the truth "

@@ -112,6 +112,7 @@ def test_truth_renders_score_one(items, size):
     assert [s for s in scores if not (s.correct and s.strict)] == []
     summary = generation_summary(scores)
     assert summary["overall"] == summary["strict_overall"] == 1.0 and len(summary["categories"]) == 6
+    assert summary["objects_per_image"] == summary["asked_per_image"] > 1 and summary["asked_colour_share"] == 1.0
     videos = [score_video(i, render_clip(i.clip, 9, size, size)) for i in items.videos]
     assert all(s.correct and s.present and s.direction == i.direction for s, i in zip(videos, items.videos))
     edits = [score_edit(e, render_image(e.sample.target, size, size)) for e in items.edits[:: 1 if size == 64 else 3]]
@@ -171,6 +172,23 @@ def test_swapped_positions_fail(items):
         swapped = (replace(a, colour=b.colour, shape=b.shape), replace(b, colour=a.colour, shape=a.shape))
         s = score_generation(item, render_image(replace(item.scene, objects=swapped), 64, 64))
         assert not s.correct and not s.strict and s.reason.startswith(f"{item.relation} asked"), (item, s)
+
+
+def test_the_diagnostics_count_extra_objects_and_those_in_colours_the_prompt_does_not_name(items):
+    """An extra object (as a piece of a scattered one would) raises the objects read per picture above those asked;
+    one in a colour no group asks for lowers the share in asked colours; a blank picture has no share."""
+    item = next(i for i in items.generation if i.category == "single_object")
+    (obj,) = item.scene.objects
+    other = next(c for c in COLOURS if c != obj.colour)
+    corner = dict(cx=0.15 if obj.cx > 0.5 else 0.85, cy=0.15 if obj.cy > 0.5 else 0.85, size=0.2)
+    far = replace(obj, colour=other, **corner)  # another object, in the far corner, in another colour
+    s = score_generation(item, render_image(replace(item.scene, objects=(obj, far)), 64, 64))
+    assert (s.asked, len(s.found), s.in_asked_colour) == (1, 2, 1)
+    summary = generation_summary([s, score_generation(item, render_image(item.scene, 64, 64))])
+    assert summary["objects_per_image"] == 1.5 and summary["asked_per_image"] == 1.0
+    assert summary["asked_colour_share"] == 2 / 3
+    empty = generation_summary([score_generation(item, render_image(replace(item.scene, objects=()), 64, 64))])
+    assert empty["objects_per_image"] == 0 and empty["asked_colour_share"] is None
 
 
 def test_the_overall_score_is_the_mean_of_the_categories_not_of_the_items():
