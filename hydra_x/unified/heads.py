@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import accumulate
 
 import torch
 import torch.nn as nn
@@ -30,7 +31,7 @@ from hydra_x.nn.adaln import TimeEmbedding, modulate
 from hydra_x.nn.flow import PREDICTIONS, velocity_from_clean
 from hydra_x.nn.layers import Attention, TokenLayout
 from hydra_x.nn.rope import rope_table
-from hydra_x.unified.packing import to_device_async
+from hydra_x.unified.packing import to_device_async, token_runs
 
 
 class GridPositions(nn.Module):
@@ -139,6 +140,7 @@ class FlowHead(nn.Module):
             raise ValueError(f"a flow head width of {width} does not split into {heads} heads of even width")
         self.prediction = prediction
         self.step_attention = step_attention
+        self.attention_head_dim = width // heads
         self.attention = nn.ModuleList(AdaLNAttentionBlock(width, heads) for _ in range(attention_layers))
         self.z_proj = nn.Linear(latent_channels, width)
         self.cond_proj = nn.Linear(hidden_dim, width)
@@ -183,17 +185,16 @@ class FlowHead(nn.Module):
         lengths = [s * h * w for s, h, w in grids]
         if sum(lengths) != x.shape[0]:
             raise ValueError(f"the blocks' grids {list(grids)[:4]}... hold {sum(lengths)} tokens, not {x.shape[0]}")
-        starts = torch.tensor(lengths).cumsum(0) - torch.tensor(lengths)
+        starts = [0, *accumulate(lengths)][:-1]  # each block's first token
         groups: dict[Grid, list[int]] = {}
         for i, grid in enumerate(grids):
             groups.setdefault(tuple(grid), []).append(i)
-        heads = self.attention[0].attn.heads
         order, outputs = [], []
         for (steps, h, w), members in groups.items():
             length = steps * h * w
             # Built on the host and copied asynchronously: a training step must not wait for the GPU here.
-            index = to_device_async((starts[members, None] + torch.arange(length)).flatten(), x.device)
-            rope = rope_table(steps, h, w, x.shape[-1] // heads, ROPE_THETA, x.device)
+            index = to_device_async(token_runs([starts[i] for i in members], [length] * len(members)), x.device)
+            rope = rope_table(steps, h, w, self.attention_head_dim, ROPE_THETA, x.device)
             layout = TokenLayout(steps, h, w, self.step_attention, rope=rope)
             xg, cg = x[index].view(len(members), length, -1), c[index].view(len(members), length, -1)
             for layer in self.attention:
