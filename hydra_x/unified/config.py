@@ -13,6 +13,7 @@ from typing import Any
 from hydra_x.config import config_from_dict, config_to_dict
 from hydra_x.nn.flow import PREDICTIONS
 from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
+from hydra_x.unified.heads import ATTENTION_INPUTS
 
 VIDEO_ATTENTION = ("bidirectional", "causal")
 EDIT_LAYOUTS = ("sti", "independent")
@@ -33,6 +34,9 @@ class UnifiedConfig:
     # Self-attention layers at the start of the flow head, among the tokens of each generated block (3D RoPE; across
     # latent steps as video_attention says); 0: each token's velocity from its own hidden state alone (MAR's head).
     head_attention_layers: int = 0
+    # What those layers read: "latent" (the noisy latent tokens) or "condition" (the LLM's hidden states; the noisy
+    # latents join per token after them), hydra_x.unified.heads.
+    head_attention_input: str = "latent"
     # Add each visual token's position in its block (latent step, row, column) to its LLM embedding, as fixed
     # sinusoidal features through a learnt linear layer that starts at zero (hydra_x.unified.heads).
     visual_positions: bool = False
@@ -67,6 +71,9 @@ class UnifiedConfig:
             raise ValueError(f"flow_prediction must be one of {PREDICTIONS}, got {self.flow_prediction!r}")
         if self.edit_layout not in EDIT_LAYOUTS:
             raise ValueError(f"edit_layout must be one of {EDIT_LAYOUTS}, got {self.edit_layout!r}")
+        if self.head_attention_input not in ATTENTION_INPUTS:
+            choice = self.head_attention_input
+            raise ValueError(f"head_attention_input must be one of {ATTENTION_INPUTS}, got {choice!r}")
         if self.head_attention_layers < 0:
             raise ValueError(f"head_attention_layers must be >= 0, got {self.head_attention_layers}")
         if self.projector_depth < 1 or self.head_depth < 1:

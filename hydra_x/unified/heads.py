@@ -15,7 +15,11 @@
   either way. With ``attention_layers`` > 0 the head first runs that many adaLN self-attention layers among the
   tokens of each generated block (3D RoPE over latent step, row and column; across steps full or causal, as the
   block's video attention), so that neighbouring tokens can agree on where an object lies before each regresses
-  its own velocity, as a DiT's tokens do; 0 (the default) is the per-token head above.
+  its own velocity, as a DiT's tokens do; 0 (the default) is the per-token head above. What those layers read
+  (``attention_input``): ``latent``, the noisy latent tokens (the head can then denoise a block jointly with
+  little from the LLM), or ``condition``, the LLM's hidden states projected to the head's width, with the noisy
+  latents added per token after the attention (the tokens agree on a layout from what the LLM made of the
+  caption and the noisy block, as Show-o2's head reads only the LLM's states).
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ class AdaLNAttentionBlock(nn.Module):
 Grid = tuple[int, int, int]  # (latent steps, rows, columns) of one visual block
 HEAD_DIM = 64  # the attention layers' head width (fewer heads where the head is narrow)
 ROPE_THETA = 10000.0
+ATTENTION_INPUTS = ("latent", "condition")  # what the head's attention layers read (module docstring)
 
 
 class FlowHead(nn.Module):
@@ -129,10 +134,13 @@ class FlowHead(nn.Module):
         prediction: str = "velocity",
         attention_layers: int = 0,
         step_attention: str = "full",
+        attention_input: str = "latent",
     ) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"the flow head predicts one of {PREDICTIONS}, got {prediction!r}")
+        if attention_input not in ATTENTION_INPUTS:
+            raise ValueError(f"the flow head's attention reads one of {ATTENTION_INPUTS}, got {attention_input!r}")
         if step_attention not in ("full", "causal"):
             raise ValueError(f"attention across latent steps is 'full' or 'causal', got {step_attention!r}")
         heads = max(1, width // HEAD_DIM)
@@ -140,6 +148,7 @@ class FlowHead(nn.Module):
             raise ValueError(f"a flow head width of {width} does not split into {heads} heads of even width")
         self.prediction = prediction
         self.step_attention = step_attention
+        self.attention_input = attention_input
         self.attention_head_dim = width // heads
         self.attention = nn.ModuleList(AdaLNAttentionBlock(width, heads) for _ in range(attention_layers))
         self.z_proj = nn.Linear(latent_channels, width)
@@ -166,12 +175,16 @@ class FlowHead(nn.Module):
         """hidden (N, D_llm), z_t (N, C), t (N,): one row per visual token -> velocity (N, C). ``grids``: the
         (steps, rows, columns) of the blocks the N tokens make up, in order (step-major, row-major tokens in each);
         a head with attention layers needs them."""
-        c = self.cond_proj(hidden) + self.time_embed(t).to(hidden.dtype)  # (N, W)
+        projected = self.cond_proj(hidden)
+        c = projected + self.time_embed(t).to(hidden.dtype)  # (N, W)
         x = self.z_proj(z_t.to(hidden.dtype))
         if len(self.attention):
             if grids is None:
                 raise ValueError("a flow head with attention layers needs the grid of each visual block")
-            x = self._attend(x, c, grids)
+            if self.attention_input == "condition":  # the noisy latents join after the attention, per token
+                x = x + self._attend(projected, c, grids)
+            else:
+                x = self._attend(x, c, grids)
         for block in self.blocks:
             x = block(x, c)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)

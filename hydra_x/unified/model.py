@@ -59,6 +59,7 @@ class HydraX(nn.Module):
             config.flow_prediction,
             config.head_attention_layers,
             "causal" if config.video_attention == "causal" else "full",
+            config.head_attention_input,
         )
 
     # ------------------------------------------------------------------ construction

@@ -1,6 +1,7 @@
 """The flow head's options. ``flow_prediction``: a velocity head, or a clean-latent head whose output is turned into
 the velocity (the same loss, the same sampler; only what the last layer means differs). ``head_attention_layers``:
-self-attention among the tokens of each generated block, and of no other, in training and sampling alike."""
+self-attention among the tokens of each generated block, and of no other, in training and sampling alike;
+``head_attention_input``: whether those layers read the noisy latents or the LLM's hidden states."""
 
 from __future__ import annotations
 
@@ -74,8 +75,8 @@ def test_the_choice_is_checked_and_travels_with_a_checkpoint(tmp_path):
     assert (a - c).abs().max() > 1e-3
 
 
-def attention_head(layers: int = 2, step_attention: str = "full", seed: int = 0) -> FlowHead:
-    head = FlowHead(32, 8, 128, 2, 16, attention_layers=layers, step_attention=step_attention)
+def attention_head(layers: int = 2, step_attention: str = "full", seed: int = 0, reads: str = "latent") -> FlowHead:
+    head = FlowHead(32, 8, 128, 2, 16, attention_layers=layers, step_attention=step_attention, attention_input=reads)
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(seed)
         for p in head.parameters():
@@ -107,6 +108,25 @@ def test_attention_mixes_the_tokens_of_a_block_and_of_no_other_block():
     plain = FlowHead(32, 8, 128, 2, 16)
     moved = (plain(hidden, poked, t) - plain(hidden, z_t, t)).abs().amax(dim=-1)
     assert moved[1] > 0 and moved[torch.arange(18) != 1].max() == 0
+
+
+def test_an_attention_head_that_reads_the_condition_mixes_hidden_states_and_not_latents():
+    """``attention_input="condition"``: the layers mix the LLM's hidden states within each block; each noisy latent
+    joins its own token only, after them."""
+    grids = [(1, 2, 3), (1, 2, 3)]
+    hidden, z_t, t = inputs(12)
+    head = attention_head(reads="condition")
+    base = head(hidden, z_t, t, grids)
+    poked_z, poked_hidden = z_t.clone(), hidden.clone()
+    poked_z[1] += 2.0
+    poked_hidden[1] += 2.0
+    by_latent = (head(hidden, poked_z, t, grids) - base).abs().amax(dim=-1)
+    assert by_latent[1] > 1e-4 and by_latent[torch.arange(12) != 1].max() == 0
+    by_hidden = (head(poked_hidden, z_t, t, grids) - base).abs().amax(dim=-1)
+    assert (by_hidden[:6] > 1e-4).all() and by_hidden[6:].max() == 0
+    # The same weights reading the latents mix the latents instead: the switch is what decides.
+    head.attention_input = "latent"
+    assert ((head(hidden, poked_z, t, grids) - head(hidden, z_t, t, grids)).abs().amax(dim=-1)[:6] > 1e-4).all()
 
 
 def test_attention_knows_where_each_token_sits():
@@ -159,11 +179,15 @@ def test_attention_heads_check_their_grids_and_settings():
         FlowHead(32, 8, 128, 2, 16, attention_layers=1, step_attention="tubelet")
     with pytest.raises(ValueError, match="head_attention_layers must be >= 0"):
         unified_config("tiny", head_attention_layers=-1)
+    with pytest.raises(ValueError, match="attention reads one of"):
+        FlowHead(32, 8, 128, 2, 16, attention_layers=1, attention_input="pixels")
+    with pytest.raises(ValueError, match="head_attention_input must be one of"):
+        unified_config("tiny", head_attention_input="pixels")
 
 
-@pytest.fixture(scope="module")
-def attention_model() -> HydraX:
-    m = HydraX.from_preset("tiny", seed=0, head_attention_layers=1).eval()
+@pytest.fixture(scope="module", params=["latent", "condition"])
+def attention_model(request) -> HydraX:
+    m = HydraX.from_preset("tiny", seed=0, head_attention_layers=1, head_attention_input=request.param).eval()
     with torch.no_grad():  # a non-zero head (its gates start at zero)
         for p in m.flow_head.parameters():
             p.normal_(0, 0.05)
@@ -194,3 +218,11 @@ def test_one_sampling_step_is_the_training_forwards_clean_estimate(attention_mod
         v = model(batch, VisualInputs(z=[z[0]], t=torch.tensor([0.7]), noise=[noise[0]])).velocity  # (tokens, C)
     z_t = 0.3 * z + 0.7 * noise
     torch.testing.assert_close(sampled, z_t - 0.7 * v.T.reshape(z.shape), rtol=1e-4, atol=1e-4)
+
+
+def test_what_the_attention_reads_travels_with_a_checkpoint(attention_model, tmp_path):
+    loaded = HydraX.from_pretrained(attention_model.save_pretrained(tmp_path / "m"))
+    assert loaded.flow_head.attention_input == attention_model.flow_head.attention_input
+    a = generate_latents(attention_model, ["a red circle"], height=32, width=32, steps=2, guidance=2.0)
+    b = generate_latents(loaded, ["a red circle"], height=32, width=32, steps=2, guidance=2.0)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
