@@ -28,7 +28,9 @@ GLOBAL_EXAMPLES = 8
 KEYS = ("loss/text", "loss/flow", "grad_norm")
 
 
-def tiny_args(out: Path, device: str, steps: int, ckpt_every: int, precision: str, processes: int) -> list[str]:
+def tiny_args(
+    out: Path, device: str, steps: int, ckpt_every: int, precision: str, processes: int, extra: tuple[str, ...] = ()
+) -> list[str]:
     if GLOBAL_EXAMPLES % processes:
         raise ValueError(f"{GLOBAL_EXAMPLES} examples per step must split into {processes} processes")
     return [
@@ -38,6 +40,7 @@ def tiny_args(out: Path, device: str, steps: int, ckpt_every: int, precision: st
         "data.clip_frames=5",
         "data.num_workers=0",
         f"data.examples_per_step={GLOBAL_EXAMPLES // processes}",
+        *extra,
     ]
 
 
@@ -65,13 +68,20 @@ def big_args(out: Path, steps: int, processes: int, examples: int, llm: Path) ->
     ]
 
 
-def compare(root: Path, device: str, gpus: int, steps: int, resume_step: int, precision: str) -> dict:
+def compare(
+    root: Path, device: str, gpus: int, steps: int, resume_step: int, precision: str, extra: tuple[str, ...] = ()
+) -> dict:
+    """``extra``: more overrides of every run."""
     one, again, many, moved = (root / f"{run}-{precision}" for run in ("one", "again", "many", "moved"))
+
+    def args(out: Path, processes: int) -> list[str]:
+        return tiny_args(out, device, steps, resume_step, precision, processes, extra)
+
     for out in (one, again):
-        run_training([*tiny_args(out, device, steps, resume_step, precision, 1), "fsdp=true"], 1, module=MODULE)
-    run_training(tiny_args(many, device, steps, resume_step, precision, gpus), gpus, module=MODULE)
+        run_training([*args(out, 1), "fsdp=true"], 1, module=MODULE)
+    run_training(args(many, gpus), gpus, module=MODULE)
     resume_elsewhere(many, resume_step, moved)
-    run_training(tiny_args(moved, device, steps, resume_step, precision, 1), 1, module=MODULE)
+    run_training(args(moved, 1), 1, module=MODULE)
     runs = {
         name: {k: losses(path, k) for k in KEYS}
         for name, path in (("one", one), ("again", again), ("many", many), ("moved", moved))

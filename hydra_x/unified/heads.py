@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from hydra_x.nn.adaln import TimeEmbedding, modulate
 from hydra_x.nn.flow import PREDICTIONS, velocity_from_clean
-from hydra_x.nn.layers import Attention, TokenLayout
+from hydra_x.nn.layers import Attention, TokenLayout, init_weights
 from hydra_x.nn.rope import rope_table
 from hydra_x.unified.packing import to_device_async, token_runs
 
@@ -123,6 +123,11 @@ ROPE_THETA = 10000.0
 ATTENTION_INPUTS = ("latent", "condition")  # what the head's attention layers read (module docstring)
 
 
+def _check_attention_width(width: int, heads: int) -> None:
+    if width % heads or (width // heads) % 2:  # RoPE rotates pairs of channels
+        raise ValueError(f"a flow head width of {width} does not split into {heads} heads of even width")
+
+
 class FlowHead(nn.Module):
     def __init__(
         self,
@@ -143,14 +148,17 @@ class FlowHead(nn.Module):
             raise ValueError(f"the flow head's attention reads one of {ATTENTION_INPUTS}, got {attention_input!r}")
         if step_attention not in ("full", "causal"):
             raise ValueError(f"attention across latent steps is 'full' or 'causal', got {step_attention!r}")
-        heads = max(1, width // HEAD_DIM)
-        if attention_layers and (width % heads or (width // heads) % 2):
-            raise ValueError(f"a flow head width of {width} does not split into {heads} heads of even width")
+        self.attention_heads = heads = max(1, width // HEAD_DIM)
+        if attention_layers:
+            _check_attention_width(width, heads)
         self.prediction = prediction
         self.step_attention = step_attention
         self.attention_input = attention_input
         self.attention_head_dim = width // heads
         self.attention = nn.ModuleList(AdaLNAttentionBlock(width, heads) for _ in range(attention_layers))
+        # Training may hold the attention layers out for its first steps (they get no gradient and keep their zero
+        # gates meanwhile): hydra_x.train.unified.loop, head_attention_from_step.
+        self.use_attention = True
         self.z_proj = nn.Linear(latent_channels, width)
         self.cond_proj = nn.Linear(hidden_dim, width)
         self.time_embed = TimeEmbedding(width, time_dim)
@@ -169,6 +177,21 @@ class FlowHead(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    @torch.no_grad()
+    def add_attention_layers(self, count: int) -> None:
+        """Append ``count`` attention layers whose gates start at zero, so that the head's output does not change:
+        a trained per-token head gains them and goes on training."""
+        if count < 0:
+            raise ValueError(f"cannot add {count} attention layers")
+        width, heads, reference = self.z_proj.out_features, self.attention_heads, self.z_proj.weight
+        _check_attention_width(width, heads)
+        for _ in range(count):
+            layer = AdaLNAttentionBlock(width, heads).to(device=reference.device, dtype=reference.dtype)
+            init_weights(layer, 0.02)
+            nn.init.zeros_(layer.modulation[-1].weight)
+            nn.init.zeros_(layer.modulation[-1].bias)
+            self.attention.append(layer)
+
     def forward(
         self, hidden: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, grids: Sequence[Grid] | None = None
     ) -> torch.Tensor:
@@ -178,7 +201,7 @@ class FlowHead(nn.Module):
         projected = self.cond_proj(hidden)
         c = projected + self.time_embed(t).to(hidden.dtype)  # (N, W)
         x = self.z_proj(z_t.to(hidden.dtype))
-        if len(self.attention):
+        if len(self.attention) and self.use_attention:
             if grids is None:
                 raise ValueError("a flow head with attention layers needs the grid of each visual block")
             if self.attention_input == "condition":  # the noisy latents join after the attention, per token

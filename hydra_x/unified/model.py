@@ -64,6 +64,15 @@ class HydraX(nn.Module):
 
     # ------------------------------------------------------------------ construction
 
+    def grow_head_attention(self, layers: int) -> None:
+        """Give the flow head ``layers`` attention layers in all, the new ones with zero gates: the model's outputs do
+        not change until they train (a per-token head trained first, then given attention among its tokens)."""
+        have = self.config.head_attention_layers
+        if layers < have:
+            raise ValueError(f"the flow head has {have} attention layers; it cannot shrink to {layers}")
+        self.flow_head.add_attention_layers(layers - have)
+        self.config.head_attention_layers = layers
+
     @torch.no_grad()
     def init_heads(self, seed: int | None = None) -> None:
         """(Re-)initialise the projector, time embedding and flow head (the tokenizer and LLM keep theirs)."""

@@ -233,3 +233,41 @@ def test_the_export_chats_and_generates_through_the_cli(tmp_path, capsys):
     assert hydra_main(["chat", "x", "--image", str(tmp_path / "missing.png"), "--ckpt", ckpt]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("hydra-x: error: ") for line in err), err
+
+
+def test_a_run_from_a_checkpoint_grows_attention_in_its_flow_head_and_starts_where_it_was(tmp_path):
+    train(config(tmp_path / "first", steps=2, latent_stats_samples=0))
+    trained = HydraX.from_pretrained(tmp_path / "first" / "export")
+    with torch.no_grad():  # a head whose output is far from its zero start, as after a long run
+        for p in trained.flow_head.parameters():
+            p.normal_(0, 0.05)
+    init = str(trained.save_pretrained(tmp_path / "init"))
+    train(config(tmp_path / "grown", steps=3, init=init, init_head_attention_layers=2, latent_stats_samples=0))
+    train(config(tmp_path / "same", steps=3, init=init, latent_stats_samples=0))
+    grown, same = metric(tmp_path / "grown", "loss/total"), metric(tmp_path / "same", "loss/total")
+    assert grown[1] == pytest.approx(same[1], rel=1e-6)  # zero gates: the first step is the checkpoint's
+    exported = HydraX.from_pretrained(tmp_path / "grown" / "export")
+    assert exported.config.head_attention_layers == 2
+    assert all(layer.modulation[-1].weight.abs().max() > 0 for layer in exported.flow_head.attention)  # they trained
+    with pytest.raises(ValueError, match="set init too"):
+        config(tmp_path / "x", init_head_attention_layers=2).__post_init__()
+
+
+def test_the_flow_heads_attention_is_held_out_until_its_step_then_trains(tmp_path):
+    def attention(model: HydraX) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in snapshot(model).items() if k.startswith("flow_head.attention.")}
+
+    cfg = config(tmp_path / "held", steps=2, head_attention_from_step=2, latent_stats_samples=0)
+    cfg.model = cfg.model.replace(head_attention_layers=1)
+    initial = HydraX.from_config(cfg.model, seed=cfg.seed)
+    train(cfg)
+    held = HydraX.from_pretrained(tmp_path / "held" / "export")
+    for key, value in attention(initial).items():
+        assert torch.equal(attention(held)[key], value), key  # skipped: no gradient, its gates still zero
+    assert not torch.equal(held.flow_head.out.weight, initial.flow_head.out.weight)  # the rest of the head trained
+    cfg.out_dir, cfg.steps = str(tmp_path / "joined"), 4
+    train(cfg)
+    joined = HydraX.from_pretrained(tmp_path / "joined" / "export")
+    assert joined.flow_head.attention[0].modulation[-1].weight.abs().max() > 0  # from the third step on it trains
+    with pytest.raises(ValueError, match="head_attention_from_step must be >= 0"):
+        config(tmp_path / "x", head_attention_from_step=-1).__post_init__()

@@ -226,3 +226,25 @@ def test_what_the_attention_reads_travels_with_a_checkpoint(attention_model, tmp
     a = generate_latents(attention_model, ["a red circle"], height=32, width=32, steps=2, guidance=2.0)
     b = generate_latents(loaded, ["a red circle"], height=32, width=32, steps=2, guidance=2.0)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_trained_per_token_head_grows_attention_without_changing_its_outputs(tmp_path):
+    model = HydraX.from_preset("tiny", seed=0).eval()
+    with torch.no_grad():
+        for p in model.flow_head.parameters():
+            p.normal_(0, 0.05)
+    prompts = ["a red circle", "two blue squares"]
+    kwargs = dict(height=32, width=32, steps=3, guidance=3.0, seed=2)
+    before = generate_latents(model, prompts, **kwargs)
+    model.grow_head_attention(2)
+    assert len(model.flow_head.attention) == 2 and model.config.head_attention_layers == 2
+    torch.testing.assert_close(generate_latents(model, prompts, **kwargs), before, rtol=0, atol=0)
+    # The new layers are real: once their gates open, the samples change; and the checkpoint keeps them.
+    with torch.no_grad():
+        model.flow_head.attention[0].modulation[-1].weight.normal_(0, 0.05)
+    opened = generate_latents(model, prompts, **kwargs)
+    assert (opened - before).abs().max() > 1e-3
+    loaded = HydraX.from_pretrained(model.save_pretrained(tmp_path / "grown"))
+    torch.testing.assert_close(generate_latents(loaded, prompts, **kwargs), opened, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="cannot shrink to 1"):
+        model.grow_head_attention(1)

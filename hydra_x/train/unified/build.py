@@ -64,7 +64,10 @@ def build_model(cfg: UnifiedTrainConfig) -> HydraX:
         folder = Path(cfg.init)
         if (folder / "export" / "config.json").is_file():
             folder = folder / "export"
-        return HydraX.from_pretrained(folder if folder.exists() else cfg.init).train()
+        model = HydraX.from_pretrained(folder if folder.exists() else cfg.init).train()
+        if cfg.init_head_attention_layers is not None:
+            model.grow_head_attention(cfg.init_head_attention_layers)
+        return model
     return HydraX.from_config(cfg.model, tokenizer=cfg.tokenizer_init, seed=cfg.seed).train()
 
 

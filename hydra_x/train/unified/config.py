@@ -46,6 +46,13 @@ class UnifiedTrainConfig(EngineConfig):
     # A HydraX checkpoint to start from (the previous stage's <run>/export, or the run folder). None: the
     # tokenizer from tokenizer_init, the LLM as model.llm names it (pretrained), fresh heads.
     init: str | None = None
+    # With init: give its flow head this many attention layers in all (model.head_attention_layers), the new ones
+    # with zero gates, so that the run starts from exactly the checkpoint's outputs. None: the checkpoint's head.
+    init_head_attention_layers: int | None = None
+    # The flow head's attention layers (model.head_attention_layers) take part from this step on (0: from the
+    # first); before it they are skipped, so they keep their zero gates, and the per-token head alone learns to read
+    # the captions, which attention among a block's tokens slows (docs/benchmarks.md); then they join without a jump.
+    head_attention_from_step: int = 0
     stage: int = 1  # see hydra_x.train.unified.stages
     data: UnifiedDataConfig = field(default_factory=UnifiedDataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(weight_decay=0.0, warmup_steps=100))
@@ -81,6 +88,10 @@ class UnifiedTrainConfig(EngineConfig):
             raise ValueError(f"max_length must be at least 16, got {self.max_length}")
         if self.latent_stats_samples < 0:
             raise ValueError(f"latent_stats_samples must be >= 0, got {self.latent_stats_samples}")
+        if self.init_head_attention_layers is not None and self.init is None:
+            raise ValueError("init_head_attention_layers grows the head of an init checkpoint: set init too")
+        if self.head_attention_from_step < 0:
+            raise ValueError(f"head_attention_from_step must be >= 0, got {self.head_attention_from_step}")
         if self.lr_scale <= 0:
             raise ValueError(f"lr_scale must be positive, got {self.lr_scale}")
 

@@ -31,6 +31,7 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
     and the EMA. Returns the gradient norm. Draws depend on the global example index alone."""
     cfg, model, engine = run.cfg, run.model, run.engine
     window, rank = engine.window, engine.info.rank
+    model.flow_head.use_attention = step >= cfg.head_attention_from_step
     for micro in range(cfg.grad_accum):
         with region("data"):
             item = next(batches)
