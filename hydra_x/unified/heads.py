@@ -17,9 +17,10 @@
   block's video attention), so that neighbouring tokens can agree on where an object lies before each regresses
   its own velocity, as a DiT's tokens do; 0 (the default) is the per-token head above. What those layers read
   (``attention_input``): ``latent``, the noisy latent tokens (the head can then denoise a block jointly with
-  little from the LLM), or ``condition``, the LLM's hidden states projected to the head's width, with the noisy
-  latents added per token after the attention (the tokens agree on a layout from what the LLM made of the
-  caption and the noisy block, as Show-o2's head reads only the LLM's states).
+  little from the LLM), or ``condition``, the LLM's hidden states projected to the head's width, whose gated
+  residuals are then added to each noisy latent token's stream (the tokens agree on a layout from what the LLM
+  made of the caption and the noisy block, as Show-o2's head reads only the LLM's states). Either way a layer
+  whose gate is zero changes nothing, so a head gains layers, or takes them in part-way, without a jump.
 """
 
 from __future__ import annotations
@@ -204,8 +205,8 @@ class FlowHead(nn.Module):
         if len(self.attention) and self.use_attention:
             if grids is None:
                 raise ValueError("a flow head with attention layers needs the grid of each visual block")
-            if self.attention_input == "condition":  # the noisy latents join after the attention, per token
-                x = x + self._attend(projected, c, grids)
+            if self.attention_input == "condition":  # only the layers' gated residuals join the latents' stream
+                x = x + (self._attend(projected, c, grids) - projected)
             else:
                 x = self._attend(x, c, grids)
         for block in self.blocks:

@@ -152,13 +152,14 @@ def test_across_latent_steps_attention_is_full_or_causal_as_the_video_attention(
         assert (moved[:4] > 1e-4).all()
 
 
-def test_a_new_attention_head_starts_as_the_per_token_head():
+@pytest.mark.parametrize("reads", ["latent", "condition"])
+def test_a_new_attention_head_starts_as_the_per_token_head(reads):
     """adaLN-Zero: the attention layers' gates start at zero, so adding them changes nothing until they learn."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
         plain = FlowHead(32, 8, 128, 2, 16)
         torch.manual_seed(1)
-        with_attention = FlowHead(32, 8, 128, 2, 16, attention_layers=2)
+        with_attention = FlowHead(32, 8, 128, 2, 16, attention_layers=2, attention_input=reads)
     with_attention.init_zero()
     with torch.no_grad():
         for p in plain.parameters():
