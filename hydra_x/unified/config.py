@@ -34,8 +34,8 @@ class UnifiedConfig:
     # Self-attention layers at the start of the flow head, among the tokens of each generated block (3D RoPE; across
     # latent steps as video_attention says); 0: each token's velocity from its own hidden state alone (MAR's head).
     head_attention_layers: int = 0
-    # What those layers read: "latent" (the noisy latent tokens) or "condition" (the LLM's hidden states; the noisy
-    # latents join per token after them), hydra_x.unified.heads.
+    # What those layers read: "latent" (the noisy latent tokens) or "condition" (the LLM's hidden states, whose gated
+    # residuals join each noisy latent token's stream), hydra_x.unified.heads.
     head_attention_input: str = "latent"
     # Add each visual token's position in its block (latent step, row, column) to its LLM embedding, as fixed
     # sinusoidal features through a learnt linear layer that starts at zero (hydra_x.unified.heads).

@@ -39,6 +39,11 @@ from hydra_x.nn.rope import rope_table
 from hydra_x.unified.packing import to_device_async, token_runs
 
 
+def _zero_linear(layer: nn.Linear) -> None:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
 class GridPositions(nn.Module):
     """(steps, h, w) -> (steps * h * w, D) in step-major, row-major order: sinusoidal features of each token's
     latent step, row and column (integer coordinates, so any aspect bucket or clip length works) through a
@@ -66,8 +71,7 @@ class GridPositions(nn.Module):
 
     @torch.no_grad()
     def init_zero(self) -> None:
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        _zero_linear(self.proj)
 
 
 class Projector(nn.Module):
@@ -171,12 +175,9 @@ class FlowHead(nn.Module):
     @torch.no_grad()
     def init_zero(self) -> None:
         """adaLN-Zero: modulations and the output layer start at zero."""
-        for block in (*self.attention, *self.blocks):
-            nn.init.zeros_(block.modulation[-1].weight)
-            nn.init.zeros_(block.modulation[-1].bias)
-        for layer in (self.final_modulation[-1], self.out):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        for layer in (*(block.modulation[-1] for block in (*self.attention, *self.blocks)), self.final_modulation[-1]):
+            _zero_linear(layer)
+        _zero_linear(self.out)
 
     @torch.no_grad()
     def add_attention_layers(self, count: int) -> None:
@@ -189,8 +190,7 @@ class FlowHead(nn.Module):
         for _ in range(count):
             layer = AdaLNAttentionBlock(width, heads).to(device=reference.device, dtype=reference.dtype)
             init_weights(layer, 0.02)
-            nn.init.zeros_(layer.modulation[-1].weight)
-            nn.init.zeros_(layer.modulation[-1].bias)
+            _zero_linear(layer.modulation[-1])  # shift, scale and gate: the gate at zero makes the layer a no-op
             self.attention.append(layer)
 
     def forward(
