@@ -14,8 +14,10 @@ from hydra_x.data.mixture import UnifiedDataLoader
 from hydra_x.data.shapes_tasks import ShapesTasks
 from hydra_x.tokenizer import HydraXTokenizer
 from hydra_x.train.unified import batch as batch_module
+from hydra_x.train.unified import loop as loop_module
 from hydra_x.train.unified import train
 from hydra_x.train.unified.batch import StepPacker, build_batch, pack_examples
+from hydra_x.train.unified.loop import head_attention_on
 from hydra_x.train.unified.recipes import tiny
 from hydra_x.train.unified.stages import PARAM_GROUPS
 from hydra_x.unified.model import HydraX
@@ -271,3 +273,38 @@ def test_the_flow_heads_attention_is_held_out_until_its_step_then_trains(tmp_pat
     assert joined.flow_head.attention[0].modulation[-1].weight.abs().max() > 0  # from the third step on it trains
     with pytest.raises(ValueError, match="head_attention_from_step must be >= 0"):
         config(tmp_path / "x", head_attention_from_step=-1).__post_init__()
+
+
+def test_the_flow_heads_attention_sits_out_a_drawn_share_of_steps_alike_in_every_run(tmp_path, monkeypatch):
+    cfg = config(
+        tmp_path / "drop", steps=8, head_attention_from_step=1, head_attention_drop=0.5, latent_stats_samples=0
+    )
+    cfg.model = cfg.model.replace(head_attention_layers=1)
+    many = [head_attention_on(cfg, step) for step in range(4000)]
+    assert not many[0]  # before head_attention_from_step: never
+    assert sum(many[1:]) / 3999 == pytest.approx(0.5, abs=0.03)
+    assert many == [head_attention_on(cfg, step) for step in range(4000)]  # the same draw every time
+    cfg.seed += 1
+    other_seed = [head_attention_on(cfg, step) for step in range(4000)]
+    cfg.seed -= 1
+    assert other_seed != many
+    cfg.head_attention_drop = 0.8
+    assert sum(head_attention_on(cfg, step) for step in range(1, 4000)) / 3999 == pytest.approx(0.2, abs=0.03)
+    cfg.head_attention_drop = 0.5
+    expected = many[: cfg.steps]
+    assert True in expected and False in expected[1:]  # this seed's first steps hold both kinds
+
+    used = []
+    step = loop_module.train_step
+
+    def recording_step(run, batches, at):
+        grad_norm = step(run, batches, at)
+        used.append(run.model.flow_head.use_attention)
+        return grad_norm
+
+    monkeypatch.setattr(loop_module, "train_step", recording_step)
+    train(cfg)
+    assert used == expected
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="head_attention_drop is a share of steps"):
+            config(tmp_path / "x", head_attention_drop=bad).__post_init__()

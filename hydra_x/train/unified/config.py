@@ -53,6 +53,10 @@ class UnifiedTrainConfig(EngineConfig):
     # first); before it they are skipped, so they keep their zero gates, and the per-token head alone learns to read
     # the captions, which attention among a block's tokens slows (docs/benchmarks.md); then they join without a jump.
     head_attention_from_step: int = 0
+    # After head_attention_from_step, the share of steps whose flow head skips its attention layers (each step's
+    # draw depends on the seed and the step alone): on those steps the per-token head alone must read the captions,
+    # on the others the layers join the tokens of each block. 0: every step uses them.
+    head_attention_drop: float = 0.0
     stage: int = 1  # see hydra_x.train.unified.stages
     data: UnifiedDataConfig = field(default_factory=UnifiedDataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(weight_decay=0.0, warmup_steps=100))
@@ -92,6 +96,8 @@ class UnifiedTrainConfig(EngineConfig):
             raise ValueError("init_head_attention_layers grows the head of an init checkpoint: set init too")
         if self.head_attention_from_step < 0:
             raise ValueError(f"head_attention_from_step must be >= 0, got {self.head_attention_from_step}")
+        if not 0.0 <= self.head_attention_drop < 1.0:
+            raise ValueError(f"head_attention_drop is a share of steps in [0, 1), got {self.head_attention_drop}")
         if self.lr_scale <= 0:
             raise ValueError(f"lr_scale must be positive, got {self.lr_scale}")
 

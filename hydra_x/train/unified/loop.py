@@ -11,6 +11,7 @@ A run restarted on the same folder resumes from its latest checkpoint.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +26,22 @@ from hydra_x.train.unified.objective import unified_loss
 from hydra_x.unified.model import HydraX
 
 
+def head_attention_on(cfg: UnifiedTrainConfig, step: int) -> bool:
+    """Whether step ``step``'s flow head runs its attention layers: from head_attention_from_step on, less a share
+    head_attention_drop of the steps, drawn from (seed, step) alone so that every process, and a resumed run,
+    draws alike."""
+    if step < cfg.head_attention_from_step:
+        return False
+    return not cfg.head_attention_drop or random.Random(f"{cfg.seed}:{step}").random() >= cfg.head_attention_drop
+
+
 def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
     """One optimizer step: ``grad_accum`` micro-batches of examples, each packed into rows, encoded, noised where
     generated, and run forward and backward; then the clipped update (skipped if the gradient is not finite)
     and the EMA. Returns the gradient norm. Draws depend on the global example index alone."""
     cfg, model, engine = run.cfg, run.model, run.engine
     window, rank = engine.window, engine.info.rank
-    model.flow_head.use_attention = step >= cfg.head_attention_from_step
+    model.flow_head.use_attention = head_attention_on(cfg, step)
     for micro in range(cfg.grad_accum):
         with region("data"):
             item = next(batches)
