@@ -20,6 +20,7 @@ from hydra_x.train.unified.batch import StepPacker, build_batch, pack_examples
 from hydra_x.train.unified.loop import head_attention_on
 from hydra_x.train.unified.recipes import tiny
 from hydra_x.train.unified.stages import PARAM_GROUPS
+from hydra_x.unified.heads import FlowHead
 from hydra_x.unified.model import HydraX
 
 
@@ -294,17 +295,24 @@ def test_the_flow_heads_attention_sits_out_a_drawn_share_of_steps_alike_in_every
     expected = many[: cfg.steps]
     assert True in expected and False in expected[1:]  # this seed's first steps hold both kinds
 
-    used = []
-    step = loop_module.train_step
+    used, after = [], []  # the flag in each step's flow-head calls; the flag once the step is over
+    forward, step = FlowHead.forward, loop_module.train_step
+
+    def recording_forward(self, *args, **kwargs):
+        used[-1].add(self.use_attention)
+        return forward(self, *args, **kwargs)
 
     def recording_step(run, batches, at):
+        used.append(set())
         grad_norm = step(run, batches, at)
-        used.append(run.model.flow_head.use_attention)
+        after.append(run.model.flow_head.use_attention)
         return grad_norm
 
+    monkeypatch.setattr(FlowHead, "forward", recording_forward)
     monkeypatch.setattr(loop_module, "train_step", recording_step)
     train(cfg)
-    assert used == expected
+    assert used == [{on} for on in expected]
+    assert all(after)  # sampling between steps (held-out checks) and the export run the attention layers
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match="head_attention_drop is a share of steps"):
             config(tmp_path / "x", head_attention_drop=bad).__post_init__()

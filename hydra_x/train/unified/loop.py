@@ -69,6 +69,7 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
     if run.ema is not None:
         with region("ema"):
             run.ema.update(model)
+    model.flow_head.use_attention = True  # held-out samples and the export run the whole head
     return grad_norm
 
 
