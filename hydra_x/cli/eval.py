@@ -254,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-samples", type=int, help="evaluate only the first N items (sorted order)")
     g.add_argument("--out", required=True, help="folder for report.json, report.md, per_sample.csv, samples.png")
     g = p.add_argument_group("model")
-    g.add_argument("--ckpt", metavar="DIR_OR_HUB_ID", help="HYDRA-X weights: a save_pretrained folder or a Hub id")
+    g.add_argument(
+        "--ckpt",
+        metavar="DIR_OR_HUB_ID",
+        help="HYDRA-X weights: a save_pretrained folder, a training run folder (its export/) or a Hub id",
+    )
     g.add_argument("--preset", metavar="NAME", help="without --ckpt: a HYDRA-X preset with random weights (tests)")
     g.add_argument("--seed", type=int, help="seed of the random weights (default 0)")
     g.add_argument(

@@ -58,6 +58,11 @@ def resolve_source(ckpt: str | None, preset: str | None, seed: int | None, defau
         from hydra_x.hub import read_config
 
         local = Path(ckpt)
+        if (local / "export" / "config.json").is_file():  # a training run folder: the weights it exported
+            local = local / "export"
+            ckpt = str(local)
+        elif (local / "checkpoints").is_dir():
+            raise InputError(f"{ckpt} is a training run without an export/ yet (it exports when it finishes)")
         try:
             config = TokenizerConfig.from_dict(read_config(ckpt, "hydra-x-tokenizer"))
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:

@@ -87,3 +87,16 @@ def test_empty_data_set_is_an_error(tmp_path, capsys):
     (tmp_path / "d" / "bad.png").write_bytes(b"junk")
     assert main(["recon", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--size", "32"]) == 2
     assert "no usable sample among 1 item" in capsys.readouterr().err
+
+
+def test_recon_takes_a_training_run_folder_for_its_export(tmp_path, nets, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"steps": 10, "model": {}}))  # the training config, not a model's
+    args = _recon(tmp_path / "a", nets, "--ckpt", str(run))
+    assert main(args) == 2
+    assert "is a training run without an export/ yet" in capsys.readouterr().err
+    export = tiny().save_pretrained(run / "export")
+    assert main(args) == 0
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["model"]["checkpoint"] == str(export.resolve())
