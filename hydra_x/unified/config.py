@@ -48,6 +48,10 @@ class UnifiedConfig:
     # (the target's tokens see the source's); "independent" encodes each alone (the paper's ablation). In the
     # LLM the source sits in the user's turn and the target in the assistant's, so the target sees it either way.
     edit_layout: str = "sti"
+    # The flow head also reads the edit source's clean latent at each target token (InstructPix2Pix's channel
+    # concatenation, through a zero-initialised linear layer), so keeping what the instruction leaves alone is a
+    # per-token map. Off: the paper's editing, where the source reaches the target through attention alone.
+    edit_source_input: bool = False
     # The LLM's attention in training: "sdpa" with the dense additive 4D mask (any device), or "flex":
     # FlexAttention with a BlockMask of the same rule, which skips fully masked blocks and keeps fused kernels
     # (GPU only: FlexAttention has no CPU backward). Inference always runs SDPA (its KV-cached query masks).

@@ -41,7 +41,8 @@ from hydra_x.unified.packing import to_device_async, token_runs
 
 def _zero_linear(layer: nn.Linear) -> None:
     nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 class GridPositions(nn.Module):
@@ -145,6 +146,7 @@ class FlowHead(nn.Module):
         attention_layers: int = 0,
         step_attention: str = "full",
         attention_input: str = "latent",
+        source_input: bool = False,
     ) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
@@ -165,6 +167,9 @@ class FlowHead(nn.Module):
         # gates meanwhile): hydra_x.train.unified.loop, head_attention_from_step.
         self.use_attention = True
         self.z_proj = nn.Linear(latent_channels, width)
+        # An edit's source latent at each target token, beside the noisy one (InstructPix2Pix's concatenation, as a
+        # sum): no bias, so a token without a source (zeros) gets nothing; zero at the start (init_zero).
+        self.source_proj = nn.Linear(latent_channels, width, bias=False) if source_input else None
         self.cond_proj = nn.Linear(hidden_dim, width)
         self.time_embed = TimeEmbedding(width, time_dim)
         self.blocks = nn.ModuleList(AdaLNResBlock(width) for _ in range(depth))
@@ -178,6 +183,8 @@ class FlowHead(nn.Module):
         for layer in (*(block.modulation[-1] for block in (*self.attention, *self.blocks)), self.final_modulation[-1]):
             _zero_linear(layer)
         _zero_linear(self.out)
+        if self.source_proj is not None:
+            _zero_linear(self.source_proj)
 
     @torch.no_grad()
     def add_attention_layers(self, count: int) -> None:
@@ -194,14 +201,25 @@ class FlowHead(nn.Module):
             self.attention.append(layer)
 
     def forward(
-        self, hidden: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, grids: Sequence[Grid] | None = None
+        self,
+        hidden: torch.Tensor,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        grids: Sequence[Grid] | None = None,
+        source: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """hidden (N, D_llm), z_t (N, C), t (N,): one row per visual token -> velocity (N, C). ``grids``: the
         (steps, rows, columns) of the blocks the N tokens make up, in order (step-major, row-major tokens in each);
-        a head with attention layers needs them."""
+        a head with attention layers needs them. ``source`` (N, C): an edit source's clean latent at each target
+        token, zeros elsewhere; read by a head built with ``source_input`` (None: zeros), refused by one without."""
         projected = self.cond_proj(hidden)
         c = projected + self.time_embed(t).to(hidden.dtype)  # (N, W)
         x = self.z_proj(z_t.to(hidden.dtype))
+        if self.source_proj is not None:
+            # Run on every call, zeros included, so that every process of a sharded run uses the layer alike.
+            x = x + self.source_proj((torch.zeros_like(z_t) if source is None else source).to(hidden.dtype))
+        elif source is not None:
+            raise ValueError("this flow head has no source input (UnifiedConfig.edit_source_input)")
         if len(self.attention) and self.use_attention:
             if grids is None:
                 raise ValueError("a flow head with attention layers needs the grid of each visual block")

@@ -60,6 +60,7 @@ class HydraX(nn.Module):
             config.head_attention_layers,
             "causal" if config.video_attention == "causal" else "full",
             config.head_attention_input,
+            config.edit_source_input,
         )
 
     # ------------------------------------------------------------------ construction
@@ -349,7 +350,12 @@ class HydraX(nn.Module):
             target = tokens(visuals.noise).to(self.device) - tokens([z0[i] for i in gen]).to(self.device)
             t = torch.cat([visuals.t[k].expand(p.length) for k, p in enumerate(placements)]).to(self.device)
             grids = [(p.steps, *z0[i].shape[-2:]) for i, p in zip(gen, placements)]
-            velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t, grids)
+            source = None
+            if self.config.edit_source_input:
+                sources = dict((tgt, src) for src, tgt in visuals.pairs)
+                source = tokens([z0[sources[i]] if i in sources else torch.zeros_like(z0[i]) for i in gen])
+                source = source.to(self.device)
+            velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t, grids, source)
             flow_sum = (velocity.float() - target.float()).square().sum()
             elements = target.numel()
         flow_sum = flow_sum + self._untouched(batch, hidden, bool(gen))

@@ -167,7 +167,8 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
         target = lambda zz, tt: model.pair_embeddings(z_src.to(zz.dtype), zz, tt)[1]  # noqa: E731
     else:
         target = model.visual_embeddings
-    return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how)
+    source = z_src if model.config.edit_source_input else None
+    return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how, source=source)
 
 
 def edit_rows(model, instructions: Sequence[str], spec: VisualSpec) -> list[SampleSequence]:
@@ -196,16 +197,18 @@ def sample_block(
     b: int,
     how: BlockSampling,
     init: torch.Tensor | None = None,
+    source: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample the ``block``-th visual block of ``rows`` (the conditional rows, then the unconditional ones if
     guided), the blocks before it given by ``prompt_latents`` (per row, clean latents); ``embed_target(z_t, t)``
-    gives the block's LLM embeddings; ``init`` (b, C, S, h, w): the latents a start time below 1 begins from.
-    Returns latents (b, C, S, h, w)."""
+    gives the block's LLM embeddings; ``init`` (b, C, S, h, w): the latents a start time below 1 begins from;
+    ``source`` (rows, C, S, h, w): an edit's source latents for a flow head that reads them. Returns latents
+    (b, C, S, h, w)."""
     with sdpa_attention(model):
-        return _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how, init)
+        return _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how, init, source)
 
 
-def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how, init) -> torch.Tensor:
+def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how, init, source) -> torch.Tensor:
     guide = how.guidance != 1.0
     llm_pass = (PromptCache if how.use_cache else PromptAgain)(model, rows, block, prompt_latents)
     cfg = model.config
@@ -221,7 +224,8 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
         hidden = llm_pass(embed_target(zz.to(model.tokenizer._dtype()), tt))  # (B', S N, D)
         tokens = rearrange(zz, "b c s h w -> b (s h w) c")
         grids = [(spec.steps, *grid)] * len(zz)
-        v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), tt.repeat_interleave(spec.length), grids)
+        src = None if source is None else rearrange(source.to(zz), "b c s h w -> (b s h w) c")
+        v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), tt.repeat_interleave(spec.length), grids, src)
         return rearrange(v.view(*tokens.shape), "b (s h w) c -> b c s h w", s=spec.steps, h=grid[0])
 
     if how.cuda_graph and how.use_cache and model.device.type == "cuda":

@@ -100,3 +100,65 @@ def test_a_few_dozen_editing_steps_lower_the_editing_loss_and_edit_runs_from_the
     assert hydra_main(args) == 0 and out.is_file()
     assert "sti layout" in capsys.readouterr().out
     assert hydra_main(["edit", str(tmp_path / "missing.png"), "x", "--ckpt", ckpt, "--out", str(out)]) == 2
+
+
+@pytest.fixture(scope="module")
+def source_model() -> HydraX:
+    m = HydraX.from_preset("tiny", seed=0, edit_source_input=True).eval()
+    with torch.no_grad():
+        for p in m.flow_head.parameters():
+            p.normal_(0, 0.05)
+    return m
+
+
+def _edit_velocity(model, z_src, noise, t, instruction="make the red circle blue"):
+    """The training forward's velocity (tokens, C) of an edit's target at flow time ``t``."""
+    from hydra_x.unified.inputs import VisualInputs
+    from hydra_x.unified.packing import pack
+    from hydra_x.unified.sampling import edit_rows, visual_spec
+
+    spec, _ = visual_spec(model, "image", 32, 48, None)
+    tok = model.text_tokenizer
+    batch = pack(edit_rows(model, [instruction], spec), 512, tok.pad_token_id)
+    visuals = VisualInputs(z=[z_src, z_src], t=torch.tensor([t]), noise=[noise], pairs=[(0, 1)])
+    with torch.no_grad():
+        return model(batch, visuals).velocity
+
+
+def test_the_head_reads_the_source_in_training_and_sampling_alike(source_model):
+    """One Euler step from t = 1 returns noise - v: the sampler's edit gives the head the source the training
+    forward gives it, and a head that reads the source edits differently from one that does not."""
+    x = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z_src = source_model.encode(x[None])[0]
+    edited = edit_latents(source_model, [x], ["make the red circle blue"], steps=1, guidance=1.0, seed=5)
+    noise = torch.randn(edited.shape, generator=torch.Generator().manual_seed(5))  # the sampler's draw for seed 5
+    v = _edit_velocity(source_model, z_src, noise[0], 1.0)
+    torch.testing.assert_close(edited, noise - v.T.reshape(edited.shape), rtol=1e-4, atol=1e-4)
+    import copy
+
+    deaf = copy.deepcopy(source_model)
+    deaf.flow_head.source_proj.weight.data.zero_()
+    assert not torch.allclose(
+        _edit_velocity(deaf, z_src, noise[0], 0.5), _edit_velocity(source_model, z_src, noise[0], 0.5)
+    )
+    other = edit_latents(deaf, [x], ["make the red circle blue"], steps=1, guidance=1.0, seed=5)
+    assert not torch.allclose(other, edited)
+
+
+def test_the_source_input_reaches_edit_targets_and_no_generated_image(source_model):
+    import copy
+
+    from hydra_x.unified.inputs import VisualInputs
+    from hydra_x.unified.packing import pack
+    from hydra_x.unified.sequence import VisualSpec, generation_sample
+
+    tok = source_model.text_tokenizer
+    batch = pack([generation_sample(tok, VisualSpec.image(6), "a red circle")], 256, tok.pad_token_id)
+    z = torch.randn(64, 1, 2, 3, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(64, 1, 2, 3, generator=torch.Generator().manual_seed(1))
+    deaf = copy.deepcopy(source_model)
+    deaf.flow_head.source_proj.weight.data.zero_()
+    visuals = VisualInputs(z=[z], t=torch.tensor([0.5]), noise=[noise])
+    with torch.no_grad():
+        a, b = source_model(batch, visuals).velocity, deaf(batch, visuals).velocity
+    torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -249,3 +249,31 @@ def test_a_trained_per_token_head_grows_attention_without_changing_its_outputs(t
     torch.testing.assert_close(generate_latents(loaded, prompts, **kwargs), opened, rtol=0, atol=0)
     with pytest.raises(ValueError, match="cannot shrink to 1"):
         model.grow_head_attention(1)
+
+
+def test_a_source_input_starts_silent_reads_each_tokens_own_source_and_is_refused_without_the_switch():
+    head = FlowHead(32, 8, 16, 2, 16, source_input=True)
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(0)
+        for p in head.parameters():
+            p.normal_(0, 0.3)
+    head.source_proj.weight.data.zero_()  # as init_zero leaves it
+    g = torch.Generator().manual_seed(1)
+    hidden, z_t, source = (
+        torch.randn(6, 32, generator=g),
+        torch.randn(6, 8, generator=g),
+        torch.randn(6, 8, generator=g),
+    )
+    t = torch.full((6,), 0.6)
+    plain = head(hidden, z_t, t)
+    torch.testing.assert_close(head(hidden, z_t, t, source=source), plain, rtol=0, atol=0)  # silent at the start
+    with torch.no_grad():
+        head.source_proj.weight.normal_(0, 0.3)
+    torch.testing.assert_close(head(hidden, z_t, t, source=torch.zeros_like(source)), plain, rtol=0, atol=0)
+    read = head(hidden, z_t, t, source=source)
+    moved = source.clone()
+    moved[2] += 1.0
+    changed = (head(hidden, z_t, t, source=moved) - read).abs().amax(dim=1) > 0
+    assert changed.tolist() == [False, False, True, False, False, False]  # a token reads its own source alone
+    with pytest.raises(ValueError, match="no source input"):
+        FlowHead(32, 8, 16, 2, 16)(hidden, z_t, t, source=source)
