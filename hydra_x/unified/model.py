@@ -352,7 +352,7 @@ class HydraX(nn.Module):
             grids = [(p.steps, *z0[i].shape[-2:]) for i, p in zip(gen, placements)]
             source = None
             if self.config.edit_source_input:
-                sources = dict((tgt, src) for src, tgt in visuals.pairs)
+                sources = {tgt: src for src, tgt in visuals.pairs}
                 source = tokens([z0[sources[i]] if i in sources else torch.zeros_like(z0[i]) for i in gen])
                 source = source.to(self.device)
             velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t, grids, source)
