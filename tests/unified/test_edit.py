@@ -162,3 +162,40 @@ def test_the_source_input_reaches_edit_targets_and_no_generated_image(source_mod
     with torch.no_grad():
         a, b = source_model(batch, visuals).velocity, deaf(batch, visuals).velocity
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_edit_change_weight_counts_the_changed_token_more_and_nothing_else(model):
+    """A target that differs from its source at one token: with weight w the flow loss is the paper's plus w times
+    that token's error (the unchanged tokens count once); a batch without edits is not weighted at all."""
+    from hydra_x.unified.inputs import VisualInputs
+    from hydra_x.unified.packing import pack
+    from hydra_x.unified.sampling import edit_rows, visual_spec
+    from hydra_x.unified.sequence import VisualSpec, generation_sample
+
+    g = torch.Generator().manual_seed(0)
+    z_src, noise = torch.randn(64, 1, 2, 3, generator=g), torch.randn(64, 1, 2, 3, generator=g)
+    z_tgt = z_src.clone()
+    z_tgt[:, 0, 1, 2] += 2.0  # the last token, in the flow head's (s h w) order
+    spec, _ = visual_spec(model, "image", 32, 48, None)
+    tok = model.text_tokenizer
+    batch = pack(edit_rows(model, ["make the red circle blue"], spec), 512, tok.pad_token_id)
+
+    def flow(weight: float, target: torch.Tensor = z_tgt):
+        visuals = VisualInputs(z=[z_src, target], t=torch.tensor([0.6]), noise=[noise], pairs=[(0, 1)])
+        visuals.edit_change_weight = weight
+        with torch.no_grad():
+            out = model(batch, visuals)
+        return out.flow_loss_sum, out.velocity
+
+    plain, velocity = flow(0.0)
+    error = (velocity - (noise - z_tgt).flatten(1).T).square().sum(1)  # per token
+    torch.testing.assert_close(flow(3.0)[0], plain + 3.0 * error[-1])
+    torch.testing.assert_close(flow(3.0, z_src)[0], flow(0.0, z_src)[0])  # nothing changed: no token weighs more
+
+    gen = pack([generation_sample(tok, VisualSpec.image(6), "a red circle")], 256, tok.pad_token_id)
+    losses = []
+    for weight in (0.0, 3.0):
+        visuals = VisualInputs(z=[z_tgt], t=torch.tensor([0.6]), noise=[noise], edit_change_weight=weight)
+        with torch.no_grad():
+            losses.append(model(gen, visuals).flow_loss_sum)
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
