@@ -21,10 +21,6 @@ class VisualInputs:
     # Editing pairs (source block, target block), placement indices: with the config's edit_layout "sti" the
     # Sem-ViT runs each pair as one 2-step clip (Source-Target Interaction); "independent" runs them apart.
     pairs: list[tuple[int, int]] = field(default_factory=list)
-    # The flow loss of an edit target's token counts 1 + edit_change_weight x (how far its clean latent is from the
-    # source's at that token, over the pair's largest such distance): the few tokens an edit changes weigh more than
-    # the background it copies. 0: every token counts once (the paper's loss).
-    edit_change_weight: float = 0.0
 
     def latents(self, model) -> list[torch.Tensor]:
         """The clean latents, given or encoded by ``model`` (a HydraX)."""

@@ -356,10 +356,7 @@ class HydraX(nn.Module):
                 source = tokens([z0[sources[i]] if i in sources else torch.zeros_like(z0[i]) for i in gen])
                 source = source.to(self.device)
             velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t, grids, source)
-            error = (velocity.float() - target.float()).square()
-            if visuals.edit_change_weight and visuals.pairs:
-                error = error * _edit_change_weights(z0, gen, visuals.pairs, visuals.edit_change_weight)[:, None]
-            flow_sum = error.sum()
+            flow_sum = (velocity.float() - target.float()).square().sum()
             elements = target.numel()
         flow_sum = flow_sum + self._untouched(batch, hidden, bool(gen))
         return UnifiedOutput(text_sum, index.text_tokens, flow_sum, elements, velocity)
@@ -401,23 +398,6 @@ class HydraX(nn.Module):
         from hydra_x.unified.sampling import generate_video
 
         return generate_video(self, prompt, **kwargs)
-
-
-def _edit_change_weights(
-    z0: list[torch.Tensor], gen: list[int], pairs: list[tuple[int, int]], weight: float
-) -> torch.Tensor:
-    """One loss weight per generated token, in the flow head's order: 1, and for an edit target's tokens 1 + weight x
-    (the token's squared distance from the source's latent there, over the pair's largest), so that the tokens the
-    edit changes count up to 1 + weight times and those it keeps about once."""
-    sources = {tgt: src for src, tgt in pairs}
-    weights = []
-    for i in gen:
-        w = torch.ones(z0[i][0].numel(), device=z0[i].device, dtype=torch.float32)
-        if i in sources:
-            change = (z0[i].float() - z0[sources[i]].float()).square().mean(0).flatten()  # (s h w)
-            w = w + weight * change / change.max().clamp_min(1e-12)
-        weights.append(w)
-    return torch.cat(weights)
 
 
 def _attn(config: UnifiedConfig) -> str:

@@ -141,10 +141,7 @@ def build_batch(
     # Editing pairs (source, target) by placement index, for the Sem-ViT's Source-Target Interaction.
     where = {(p.sample, p.block): i for i, p in enumerate(packed.placements)}
     pairs = [(where[(i, 0)], where[(i, 1)]) for i, ex in enumerate(examples) if ex.task == "edit"]
-    visuals = VisualInputs(
-        pixels, t=t_all, noise=noises or None, pairs=pairs, edit_change_weight=loss.edit_change_weight
-    )
-    return packed, visuals, dropped
+    return packed, VisualInputs(pixels=pixels, t=t_all, noise=noises or None, pairs=pairs), dropped
 
 
 def tokens_of(packed: PackedBatch) -> int:

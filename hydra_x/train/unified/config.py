@@ -26,9 +26,6 @@ class UnifiedLossConfig:
     # Flow times: logit-normal, sigmoid(N(mean, std)), then the model's resolution-dependent shift.
     time_mean: float = 0.0
     time_std: float = 1.0
-    # An edit target's tokens count 1 + this x (their change from the source, over the pair's largest) in the flow
-    # loss, so that the object an edit changes is not outweighed by the background it copies. 0: the paper's loss.
-    edit_change_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.text < 0 or self.flow < 0 or self.text + self.flow == 0:
@@ -37,8 +34,6 @@ class UnifiedLossConfig:
             raise ValueError(f"loss.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.time_std <= 0:
             raise ValueError(f"loss.time_std must be positive, got {self.time_std}")
-        if self.edit_change_weight < 0:
-            raise ValueError(f"loss.edit_change_weight must be >= 0, got {self.edit_change_weight}")
 
 
 @dataclass
