@@ -52,6 +52,10 @@ class UnifiedConfig:
     # concatenation, through a zero-initialised linear layer), so keeping what the instruction leaves alone is a
     # per-token map. Off: the paper's editing, where the source reaches the target through attention alone.
     edit_source_input: bool = False
+    # An edit target's velocity is the flow head's output plus the velocity that ends at the source (heads
+    # .copy_velocity): a head still at its zero start copies the source exactly, and training learns only what the
+    # instruction changes. Off: the paper's editing. Needs flow_prediction "velocity".
+    edit_copy_prior: bool = False
     # The LLM's attention in training: "sdpa" with the dense additive 4D mask (any device), or "flex":
     # FlexAttention with a BlockMask of the same rule, which skips fully masked blocks and keeps fused kernels
     # (GPU only: FlexAttention has no CPU backward). Inference always runs SDPA (its KV-cached query masks).
@@ -73,6 +77,8 @@ class UnifiedConfig:
             raise ValueError(f"attention must be 'sdpa' or 'flex', got {self.attention!r}")
         if self.flow_prediction not in PREDICTIONS:
             raise ValueError(f"flow_prediction must be one of {PREDICTIONS}, got {self.flow_prediction!r}")
+        if self.edit_copy_prior and self.flow_prediction != "velocity":
+            raise ValueError("edit_copy_prior adds a velocity to the head's: it needs flow_prediction 'velocity'")
         if self.edit_layout not in EDIT_LAYOUTS:
             raise ValueError(f"edit_layout must be one of {EDIT_LAYOUTS}, got {self.edit_layout!r}")
         if self.head_attention_input not in ATTENTION_INPUTS:

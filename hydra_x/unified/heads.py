@@ -45,6 +45,17 @@ def _zero_linear(layer: nn.Linear) -> None:
         nn.init.zeros_(layer.bias)
 
 
+# The smallest flow time the copy velocity divides by: samplers evaluate t >= 1 / steps, and training draws t below
+# it about once in 10^4 times (logit-normal, mean 0 or more).
+COPY_MIN_TIME = 0.05
+
+
+def copy_velocity(z_t: torch.Tensor, source: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(N, C) velocity whose flow from z_t (N, C) at times t (N,) ends at ``source`` (N, C): (z_t - source) / t, the
+    exact velocity eps - source of a target equal to its source (z_t = (1 - t) source + t eps). Float32."""
+    return (z_t.float() - source.float()) / t.float().clamp_min(COPY_MIN_TIME)[:, None]
+
+
 class GridPositions(nn.Module):
     """(steps, h, w) -> (steps * h * w, D) in step-major, row-major order: sinusoidal features of each token's
     latent step, row and column (integer coordinates, so any aspect bucket or clip length works) through a

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.unified.config import UnifiedConfig, unified_config
 from hydra_x.unified.flex import NAME as FLEX
-from hydra_x.unified.heads import FlowHead, Projector
+from hydra_x.unified.heads import FlowHead, Projector, copy_velocity
 from hydra_x.unified.inputs import UnifiedOutput, VisualInputs
 from hydra_x.unified.masks import additive_mask, attention_mask, flex_block_mask
 from hydra_x.unified.packing import PackedBatch, to_device_async, token_runs
@@ -350,12 +350,16 @@ class HydraX(nn.Module):
             target = tokens(visuals.noise).to(self.device) - tokens([z0[i] for i in gen]).to(self.device)
             t = torch.cat([visuals.t[k].expand(p.length) for k, p in enumerate(placements)]).to(self.device)
             grids = [(p.steps, *z0[i].shape[-2:]) for i, p in zip(gen, placements)]
-            source = None
-            if self.config.edit_source_input:
-                sources = {tgt: src for src, tgt in visuals.pairs}
+            source, sources = None, {tgt: src for src, tgt in visuals.pairs}
+            if self.config.edit_source_input or self.config.edit_copy_prior:
                 source = tokens([z0[sources[i]] if i in sources else torch.zeros_like(z0[i]) for i in gen])
                 source = source.to(self.device)
-            velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t, grids, source)
+            head_source = source if self.config.edit_source_input else None
+            velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t, grids, head_source)
+            if self.config.edit_copy_prior and sources:
+                edited = torch.cat([torch.full((p.length,), i in sources) for i, p in zip(gen, placements)])
+                edited = edited.to(self.device, non_blocking=True)
+                velocity = velocity + copy_velocity(z_t, source, t) * edited[:, None]
             flow_sum = (velocity.float() - target.float()).square().sum()
             elements = target.numel()
         flow_sum = flow_sum + self._untouched(batch, hidden, bool(gen))

@@ -22,6 +22,7 @@ from einops import rearrange
 
 from hydra_x.errors import InputError
 from hydra_x.nn.flow import guided, resolution_shift, sample
+from hydra_x.unified.heads import copy_velocity
 from hydra_x.unified.masks import additive_mask, attention_mask, query_mask, query_position_ids
 from hydra_x.unified.packing import PackedBatch, pad_to_batch
 from hydra_x.unified.sequence import SampleSequence, VisualSpec, build_sequence, generation_sample
@@ -167,7 +168,8 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
         target = lambda zz, tt: model.pair_embeddings(z_src.to(zz.dtype), zz, tt)[1]  # noqa: E731
     else:
         target = model.visual_embeddings
-    source = z_src if model.config.edit_source_input else None
+    reads = model.config.edit_source_input or model.config.edit_copy_prior
+    source = z_src if reads else None
     return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how, source=source)
 
 
@@ -202,7 +204,8 @@ def sample_block(
     """Sample the ``block``-th visual block of ``rows`` (the conditional rows, then the unconditional ones if
     guided), the blocks before it given by ``prompt_latents`` (per row, clean latents); ``embed_target(z_t, t)``
     gives the block's LLM embeddings; ``init`` (b, C, S, h, w): the latents a start time below 1 begins from;
-    ``source`` (rows, C, S, h, w): an edit's source latents for a flow head that reads them. Returns latents
+    ``source`` (rows, C, S, h, w): an edit's source latents, for a flow head that reads them and for the copy
+    velocity (the config's edit_source_input, edit_copy_prior). Returns latents
     (b, C, S, h, w)."""
     with sdpa_attention(model):
         return _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, b, how, init, source)
@@ -225,7 +228,11 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
         tokens = rearrange(zz, "b c s h w -> b (s h w) c")
         grids = [(spec.steps, *grid)] * len(zz)
         src = None if source is None else rearrange(source.to(zz), "b c s h w -> (b s h w) c")
-        v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), tt.repeat_interleave(spec.length), grids, src)
+        times = tt.repeat_interleave(spec.length)
+        head_src = src if cfg.edit_source_input else None
+        v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), times, grids, head_src)
+        if cfg.edit_copy_prior and src is not None:
+            v = v + copy_velocity(tokens.flatten(0, 1), src, times)
         return rearrange(v.view(*tokens.shape), "b (s h w) c -> b c s h w", s=spec.steps, h=grid[0])
 
     if how.cuda_graph and how.use_cache and model.device.type == "cuda":

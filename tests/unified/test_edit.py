@@ -162,3 +162,59 @@ def test_the_source_input_reaches_edit_targets_and_no_generated_image(source_mod
     with torch.no_grad():
         a, b = source_model(batch, visuals).velocity, deaf(batch, visuals).velocity
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def copy_model() -> HydraX:
+    return HydraX.from_preset("tiny", seed=0, edit_copy_prior=True).eval()  # its flow head at its zero start
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_the_copy_prior_makes_an_untrained_head_copy_the_source_exactly(copy_model, guidance):
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z_src = copy_model.encode(x)
+    edited = edit_latents(copy_model, list(x), ["make the red circle blue", "remove it"], steps=6, guidance=guidance)
+    torch.testing.assert_close(edited, z_src, rtol=1e-4, atol=1e-4)
+    plain = HydraX.from_preset("tiny", seed=0).eval()  # the same weights without the prior: noise comes back
+    assert (edit_latents(plain, list(x), ["make it blue", "remove it"], steps=6) - z_src).abs().mean() > 0.3
+
+
+def test_the_copy_prior_joins_edit_targets_alone_and_its_flow_loss_is_what_the_edit_changes(copy_model):
+    """Training forward: a target equal to its source costs nothing at the zero start; a changed token costs what
+    the copy gets wrong there; a generated image in the same batch gets the plain model's velocity."""
+    from hydra_x.unified.inputs import VisualInputs
+    from hydra_x.unified.packing import pack
+    from hydra_x.unified.sampling import edit_rows, visual_spec
+    from hydra_x.unified.sequence import VisualSpec, generation_sample
+
+    g = torch.Generator().manual_seed(0)
+    z_src, noise, z_img, noise_img = (torch.randn(64, 1, 2, 3, generator=g) for _ in range(4))
+    spec, _ = visual_spec(copy_model, "image", 32, 48, None)
+    tok = copy_model.text_tokenizer
+    image = generation_sample(tok, VisualSpec.image(6), "a red circle")
+    rows = [*edit_rows(copy_model, ["make the red circle blue"], spec), image]
+    batch = pack(rows, 512, tok.pad_token_id)
+    t = torch.tensor([0.6, 0.3])
+
+    def forward(target):
+        visuals = VisualInputs(z=[z_src, target, z_img], t=t, noise=[noise, noise_img], pairs=[(0, 1)])
+        with torch.no_grad():
+            return copy_model(batch, visuals)
+
+    assert [p.role for p in batch.placements] == ["understand", "generate", "generate"]
+    same = forward(z_src)
+    torch.testing.assert_close(same.velocity[:6], (noise - z_src).flatten(1).T, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(same.velocity[6:], torch.zeros(6, 64))  # the image: the zero head's own output
+    assert same.flow_loss_sum == pytest.approx(float((noise_img - z_img).square().sum()), rel=1e-5)
+    changed = z_src.clone()
+    changed[:, 0, 0, 0] += 1.0  # the first token
+    error = forward(changed).flow_loss_sum - same.flow_loss_sum
+    # the copy's velocity, (z_t - source) / t, misses the target's by the change / t on each of the 64 channels
+    assert float(error) == pytest.approx(64 * (1 / 0.6) ** 2, rel=1e-4)
+
+
+def test_the_copy_prior_needs_velocity_prediction():
+    from hydra_x.unified.config import unified_config
+
+    with pytest.raises(ValueError, match="edit_copy_prior .* needs flow_prediction 'velocity'"):
+        unified_config("tiny", edit_copy_prior=True, flow_prediction="x")
