@@ -68,6 +68,11 @@ class UnifiedConfig:
     image_size: int = 256
     clip_frames: int = 17
 
+    @property
+    def edit_reads_source(self) -> bool:
+        """Whether editing hands the source's latent to the flow step (the head's input or the copy velocity)."""
+        return self.edit_source_input or self.edit_copy_prior
+
     def __post_init__(self) -> None:
         if isinstance(self.tokenizer, dict):
             self.tokenizer = TokenizerConfig.from_dict(self.tokenizer)

@@ -351,7 +351,8 @@ class HydraX(nn.Module):
             t = torch.cat([visuals.t[k].expand(p.length) for k, p in enumerate(placements)]).to(self.device)
             grids = [(p.steps, *z0[i].shape[-2:]) for i, p in zip(gen, placements)]
             source, sources = None, {tgt: src for src, tgt in visuals.pairs}
-            if self.config.edit_source_input or self.config.edit_copy_prior:
+            # The head's source input runs on every batch (zeros without edits); the copy prior only with edits.
+            if self.config.edit_source_input or (self.config.edit_copy_prior and sources):
                 source = tokens([z0[sources[i]] if i in sources else torch.zeros_like(z0[i]) for i in gen])
                 source = source.to(self.device)
             head_source = source if self.config.edit_source_input else None

@@ -168,8 +168,7 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
         target = lambda zz, tt: model.pair_embeddings(z_src.to(zz.dtype), zz, tt)[1]  # noqa: E731
     else:
         target = model.visual_embeddings
-    reads = model.config.edit_source_input or model.config.edit_copy_prior
-    source = z_src if reads else None
+    source = z_src if model.config.edit_reads_source else None
     return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how, source=source)
 
 
