@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hydra_x.hub import looks_like_path
 from hydra_x.tokenizer.model import HydraXTokenizer
 from hydra_x.unified.config import UnifiedConfig, unified_config
 from hydra_x.unified.flex import NAME as FLEX
@@ -430,7 +431,9 @@ def _local_folder(name_or_path: str | Path) -> Path:
     folder = Path(name_or_path)
     if folder.is_dir():
         return folder
-    if not (folder / "config.json").exists() and "/" in str(name_or_path) and not folder.exists():
+    # A missing path (absolute, relative with ./, several levels) is a missing folder, not a Hub id: the Hub's own
+    # error for it ("Repo id must be in the form ...") would hide that the folder is absent.
+    if not folder.exists() and "/" in str(name_or_path) and not looks_like_path(str(name_or_path)):
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(str(name_or_path)))

@@ -264,6 +264,9 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
         (["--prompt-set", "shapes-v0"], "unknown prompt-set version 'shapes-v0'"),
         (["--ckpt", "missing_ckpt", "--preset", "tiny"], "give either --ckpt or --preset, not both"),
         (["--ckpt", "missing_ckpt"], "cannot load the HydraX checkpoint missing_ckpt"),
+        # A run folder whose export was never written: named as missing, not handed to the Hub as a repo id.
+        (["--ckpt", "/no/such/run/export"], "/no/such/run/export: no such HydraX checkpoint folder"),
+        (["--ckpt", "./run/export"], "./run/export: no such HydraX checkpoint folder"),
         (["--preset", "tiny", "--size", "40"], "multiples of the patch size 16"),
         (["--preset", "tiny", "--frames", "6"], "a video has 1 + k * 4 frames"),
         (["--preset", "huge"], "unknown"),
