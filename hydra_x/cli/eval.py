@@ -214,7 +214,13 @@ def _add_shapes(sub) -> None:
     )
     g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
     g = p.add_argument_group("prompt set")
-    g.add_argument("--prompt-set", default="shapes-v1", help="the prompt-set version (default shapes-v1)")
+    g.add_argument(
+        "--prompt-set",
+        default="shapes-v1",
+        help="shapes-v1 (default): combinations never drawn for training; shapes-v1-seen: its control, the same "
+        "categories from combinations training does draw (new scenes): a gap between the two is what the model "
+        "fails to recombine",
+    )
     g.add_argument("--limit", type=int, help="at most N items per generation category, question kind and edit op")
     g.add_argument(
         "--no-round-trip",

@@ -16,6 +16,11 @@ combinations of known colours, shapes, counts, relations and directions, never r
 
 Prompts are the world's own captions (:func:`hydra_x.data.shapes_text.caption`), phrased as in training. A
 version never changes: :meth:`PromptSet.digest` is pinned by a test; a new set is a new version.
+
+``shapes-v1-seen`` is its control: the same categories, kinds and ops built the same way from combinations the
+training split does draw (new scenes: the set's seed is not a training run's). A model that scores there and not
+on ``shapes-v1`` reads and draws what it was shown but does not recombine it; one that scores on neither has not
+learnt the task itself.
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ from hydra_x.data.shapes import (
 from hydra_x.data.shapes_text import EDIT_OPS, EditSample, Question, ShapesWorld, caption, questions
 
 PROMPT_SET_VERSION = "shapes-v1"
-VERSIONS = (PROMPT_SET_VERSION,)
+SEEN_VERSION = "shapes-v1-seen"  # the control set: seen combinations (the module docstring)
+VERSIONS = (PROMPT_SET_VERSION, SEEN_VERSION)
+SPLIT_OF = {PROMPT_SET_VERSION: "heldout", SEEN_VERSION: "train"}  # the shapes world's split each set draws from
 PROMPT_SEED = 20270611  # not the training run's held-out check seed: the two sets differ
 CATEGORIES = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # GenEval's names
 QUESTION_KINDS = ("colour", "count", "position")
@@ -165,13 +172,21 @@ def prompt_set(version: str = PROMPT_SET_VERSION) -> PromptSet:
     """The prompt set of ``version`` (built deterministically, in about a second; cached)."""
     if version not in VERSIONS:
         raise ValueError(f"unknown prompt-set version {version!r}; known: {', '.join(VERSIONS)}")
-    generation = tuple(item for category in CATEGORIES for item in _generation(category))
-    return PromptSet(version, PROMPT_SEED, generation, _questions(), _videos(), _edits())
+    split = SPLIT_OF[version]
+    generation = tuple(item for category in CATEGORIES for item in _generation(category, split))
+    return PromptSet(version, PROMPT_SEED, generation, _questions(split), _videos(split), _edits(split))
 
 
-def _rng(*tags: str | int) -> np.random.Generator:
-    """An independent generator per (purpose, index): items do not depend on each other or on build order."""
+def _rng(split: str, *tags: str | int) -> np.random.Generator:
+    """An independent generator per (purpose, index): items do not depend on each other or on build order. The
+    held-out set's tags are as they were before the seen set existed (its digest is pinned)."""
+    tags = tags if split == "heldout" else (split, *tags)
     return np.random.default_rng([PROMPT_SEED, *(zlib.crc32(t.encode()) if isinstance(t, str) else t for t in tags)])
+
+
+def _in(key: tuple, split: str) -> bool:
+    """Whether a combination key belongs to ``split`` ("heldout", or "train": every key training may draw)."""
+    return is_heldout(key) == (split == "heldout")
 
 
 # -- generation -------------------------------------------------------------------------------------------------
@@ -181,31 +196,36 @@ def _kinds() -> list[Kind]:
     return [(c, s) for c in COLOURS for s in SHAPES]
 
 
+def singles(split: str = "heldout") -> list[Kind]:
+    """The (colour, shape) kinds whose single-object key is in ``split`` (held out: three, one per shape)."""
+    return [k for k in _kinds() if _in(("count", 1, *k), split)]
+
+
 def heldout_singles() -> list[Kind]:
-    """The (colour, shape) kinds whose single-object key is held out (three: one per shape)."""
-    return [k for k in _kinds() if is_heldout(("count", 1, *k))]
+    return singles("heldout")
 
 
-def generation_specs(category: str) -> list[tuple[tuple[Group, ...], str | None]]:
-    """Every distinct held-out prompt of ``category`` as (groups, relation), in a fixed order."""
-    singles, kinds = heldout_singles(), _kinds()
+def generation_specs(category: str, split: str = "heldout") -> list[tuple[tuple[Group, ...], str | None]]:
+    """Every distinct prompt of ``category`` whose combination is in ``split``, as (groups, relation), in a fixed
+    order."""
+    ones, kinds = singles(split), _kinds()
     if category in ("single_object", "colors"):
-        return [(((*a, 1),), None) for a in singles]
+        return [(((*a, 1),), None) for a in ones]
     if category == "counting":
-        keys = [(n, *k) for n in COUNTS[1:] for k in kinds if is_heldout(("count", n, *k))]
+        keys = [(n, *k) for n in COUNTS[1:] for k in kinds if _in(("count", n, *k), split)]
         return [(((c, s, n),), None) for n, c, s in keys]
     if category == "two_object":  # two shapes (GenEval: two classes), the second a training kind
-        others = [b for b in kinds if not is_heldout(("count", 1, *b))]
-        return [(((*a, 1), (*b, 1)), None) for a in singles for b in others if b[1] != a[1]]
-    if category == "color_attr":  # both held out, all colours and shapes differ: a swap makes training kinds
-        return [(((*a, 1), (*b, 1)), None) for a in singles for b in singles if a != b]
+        others = singles("train")
+        return [(((*a, 1), (*b, 1)), None) for a in ones for b in others if b[1] != a[1]]
+    if category == "color_attr":  # colours and shapes differ; held out, both are, and a swap makes training kinds
+        return [(((*a, 1), (*b, 1)), None) for a in ones for b in ones if a[0] != b[0] and a[1] != b[1]]
     if category == "position":
         return [
             (((*a, 1), (*b, 1)), rel)
             for a in kinds
             for b in kinds
             for rel in RELATIONS
-            if a != b and is_heldout(relation_key(a, rel, b))
+            if a != b and _in(relation_key(a, rel, b), split)
         ]
     raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
 
@@ -226,13 +246,13 @@ def truth_scene(rng: np.random.Generator, groups: tuple[Group, ...], relation: s
             return scene
 
 
-def _generation(category: str) -> list[GenerationItem]:
-    specs = generation_specs(category)
-    order = _rng("order", category).permutation(len(specs))
+def _generation(category: str, split: str) -> list[GenerationItem]:
+    specs = generation_specs(category, split)
+    order = _rng(split, "order", category).permutation(len(specs))
     items = []
     for i in range(PER_CATEGORY):
         groups, relation = specs[int(order[i % len(specs)])]
-        scene = truth_scene(_rng("generation", category, i), groups, relation)
+        scene = truth_scene(_rng(split, "generation", category, i), groups, relation)
         key = scene_keys(scene)[0]
         items.append(GenerationItem(f"{category}-{i:03d}", category, caption(scene), groups, relation, scene, key))
     return items
@@ -241,9 +261,9 @@ def _generation(category: str) -> list[GenerationItem]:
 # -- understanding, video, editing ------------------------------------------------------------------------------
 
 
-def _questions() -> list[QuestionItem]:
-    """Questions of each kind about successive held-out scenes (one question a scene, drawn among that kind)."""
-    world = ShapesWorld(PROMPT_SEED, "heldout")
+def _questions(split: str) -> list[QuestionItem]:
+    """Questions of each kind about successive scenes of ``split`` (one question a scene, drawn among that kind)."""
+    world = ShapesWorld(PROMPT_SEED, split)
     items: list[QuestionItem] = []
     for kind in QUESTION_KINDS:
         k = 0
@@ -252,24 +272,24 @@ def _questions() -> list[QuestionItem]:
             k += 1
             of_kind = [q for q in questions(scene) if q.kind == kind]
             if of_kind:
-                q = of_kind[int(_rng("question", kind, k).integers(len(of_kind)))]
+                q = of_kind[int(_rng(split, "question", kind, k).integers(len(of_kind)))]
                 i = sum(item.kind == kind for item in items)
                 items.append(QuestionItem(f"question-{kind}-{i:03d}", kind, scene, q, scene_keys(scene)[0]))
     return items
 
 
-def motion_specs() -> list[tuple[str, str, str]]:
-    """The held-out (colour, shape, direction) motions (twelve)."""
-    return [(c, s, d) for c, s in _kinds() for d in DIRECTIONS if is_heldout(("motion", c, s, d))]
+def motion_specs(split: str = "heldout") -> list[tuple[str, str, str]]:
+    """The (colour, shape, direction) motions of ``split`` (held out: twelve)."""
+    return [(c, s, d) for c, s in _kinds() for d in DIRECTIONS if _in(("motion", c, s, d), split)]
 
 
-def _videos() -> list[VideoItem]:
-    specs = motion_specs()
-    order = _rng("order", "video").permutation(len(specs))
+def _videos(split: str) -> list[VideoItem]:
+    specs = motion_specs(split)
+    order = _rng(split, "order", "video").permutation(len(specs))
     items = []
     for i in range(VIDEOS):
         colour, shape, direction = specs[int(order[i % len(specs)])]
-        rng = _rng("video", i)
+        rng = _rng(split, "video", i)
         dist = TRAVEL[0] + (TRAVEL[1] - TRAVEL[0]) * rng.random()
         dx, dy = STEPS[direction]
         obj = random_object(rng, (colour, shape), SIZES["clip"], (abs(dx) * dist, abs(dy) * dist))
@@ -279,9 +299,9 @@ def _videos() -> list[VideoItem]:
     return items
 
 
-def _edits() -> list[EditItem]:
-    """The world's held-out edit samples in order, the first PER_EDIT_OP of each op (ops are drawn uniformly)."""
-    world = ShapesWorld(PROMPT_SEED, "heldout")
+def _edits(split: str) -> list[EditItem]:
+    """The world's edit samples of ``split`` in order, the first PER_EDIT_OP of each op (ops are drawn uniformly)."""
+    world = ShapesWorld(PROMPT_SEED, split)
     by_op: dict[str, list[EditSample]] = {op: [] for op in EDIT_OPS}
     k = 0
     while min(map(len, by_op.values())) < PER_EDIT_OP:

@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from hydra_x.data.media import to_uint8
+from hydra_x.eval.prompts import SPLIT_OF
 from hydra_x.eval.report import device_info, strict_json, versions
 from hydra_x.eval.shapes_run import Picture, ShapesReport
 
@@ -26,6 +27,7 @@ REPORT_FORMAT = "hydra-x-shapes-report"
 LABEL_PX = 14  # height of the text band above each cell
 GAP_PX = 4
 GRIDS = {"generation": "generation.png", "video": "video.png", "editing": "editing.png"}
+SPLIT_WORDS = {"heldout": "held-out combinations", "train": "seen combinations (the training split's, new scenes)"}
 
 
 def build_report(result: ShapesReport, model: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -85,7 +87,8 @@ def markdown(report: dict[str, Any]) -> str:
     g = s["generation"]
     lines = [
         f"# Shapes evaluation: {report['model']['name']}\n",
-        f"Prompt set `{p['version']}` (sha256 `{p['sha256'][:16]}`), held-out split. {cfg['size']} px, "
+        f"Prompt set `{p['version']}` (sha256 `{p['sha256'][:16]}`), {SPLIT_WORDS[SPLIT_OF[p['version']]]}. "
+        f"{cfg['size']} px, "
         f"{cfg['steps']} {cfg.get('sampler', 'euler')} steps"
         + (f" (time shift {cfg['shift']:g})" if cfg.get("shift") else "")
         + f", guidance {cfg['guidance']}, seed {cfg['seed']}"

@@ -253,6 +253,14 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
     m = report["model"]
     assert m["checkpoint"] == str(ckpt.resolve()) and "preset" not in m
     assert "heads.safetensors" in m["sha256"] and all(len(h) == 64 for h in m["sha256"].values())
+    assert "held-out combinations" in (out / "report.md").read_text()
+    # The control set of seen combinations: its own version and digest in the report, said in the Markdown.
+    seen = tmp_path / "eval-seen"
+    assert main([*args[:4], str(seen), *args[5:], "--prompt-set", "shapes-v1-seen"]) == 0
+    assert capsys.readouterr().out.startswith("HYDRA-X ckpt on shapes-v1-seen: generation ")
+    p = json.loads((seen / "report.json").read_text())["prompt_set"]
+    assert p["version"] == "shapes-v1-seen" and p["sha256"] != report["prompt_set"]["sha256"]
+    assert "seen combinations (the training split's, new scenes)" in (seen / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

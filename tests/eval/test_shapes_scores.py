@@ -27,7 +27,7 @@ from hydra_x.data.shapes import (
     scene_ok,
 )
 from hydra_x.data.shapes_text import EDIT_OPS, caption
-from hydra_x.eval.prompts import CATEGORIES, PROMPT_SET_VERSION, QUESTION_KINDS, prompt_set, truth_scene
+from hydra_x.eval.prompts import CATEGORIES, PROMPT_SET_VERSION, QUESTION_KINDS, SEEN_VERSION, prompt_set, truth_scene
 from hydra_x.eval.shapes import (
     GenerationScore,
     answer_correct,
@@ -41,6 +41,7 @@ from hydra_x.eval.shapes import (
 
 # Changing the set changes this: a new set is a new version (PROMPT_SET_VERSION), never a silent edit of one.
 SHAPES_V1_SHA256 = "bf24ba4712909884715110e8e9be2fd5e27ac50f5d8dd0829750641f261d7344"
+SHAPES_V1_SEEN_SHA256 = "c1fe928f4f25c9d7d19b478cefd394aef112a57c227eb7b41aee79c9311447e8"
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up", "above": "below", "below": "above"}
 
 
@@ -78,6 +79,26 @@ def test_every_item_is_held_out_and_never_drawn_for_training(items):
     assert trained and not trained & set(keys)
 
 
+def test_the_seen_control_set_mirrors_the_held_out_one_with_trained_combinations(items):
+    seen = prompt_set(SEEN_VERSION)
+    assert seen.version == "shapes-v1-seen" and seen.digest() == SHAPES_V1_SEEN_SHA256
+    assert seen.counts() == items.counts()
+    assert [i.id for i in seen.generation] == [i.id for i in items.generation]  # same categories, same ids
+    assert [i.kind for i in seen.questions] == [i.kind for i in items.questions]
+    assert [e.sample.op for e in seen.edits] == [e.sample.op for e in items.edits]
+    scenes = [i.scene for i in seen.generation] + [i.scene for i in seen.questions] + [i.clip for i in seen.videos]
+    scenes += [e.sample.source for e in seen.edits] + [e.sample.target for e in seen.edits]
+    assert all(in_split(scene, "train") for scene in scenes)  # every combination is one training draws
+    for item in seen.generation:
+        assert item.prompt == caption(item.scene) and not is_heldout(item.key)
+    attrs = [[g[:2] for g in i.groups] for i in seen.generation if i.category == "color_attr"]
+    assert attrs and all(a[0] != b[0] and a[1] != b[1] for a, b in attrs)
+    # No prompt of one set is a prompt of the other, and the scenes of the two differ.
+    assert not {i.prompt for i in seen.generation} & {i.prompt for i in items.generation}
+    assert not {i.key for i in seen.videos} & {i.key for i in items.videos}
+    assert {q.scene for q in seen.questions}.isdisjoint({q.scene for q in items.questions})
+
+
 def test_prompts_are_the_captions_of_their_truth_and_state_its_groups(items):
     for item in items.generation:
         assert item.prompt == caption(item.scene)
@@ -106,8 +127,9 @@ def test_limit_takes_a_prefix_of_every_category_kind_and_op(items):
 # -- ground truth scores 1.0 ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [64, 128])
-def test_truth_renders_score_one(items, size):
+@pytest.mark.parametrize(("version", "size"), [(PROMPT_SET_VERSION, 64), (PROMPT_SET_VERSION, 128), (SEEN_VERSION, 64)])
+def test_truth_renders_score_one(version, size):
+    items = prompt_set(version)
     scores = [score_generation(i, render_image(i.scene, size, size)) for i in items.generation]
     assert [s for s in scores if not (s.correct and s.strict)] == []
     summary = generation_summary(scores)
