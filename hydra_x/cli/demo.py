@@ -54,8 +54,8 @@ def summary_text(result) -> str:
             f"tokenizer: held-out photographs PSNR {num('recon_image_psnr', 2, ' dB')}, SSIM "
             f"{num('recon_image_ssim', 4)}; clips PSNR {num('recon_clip_psnr', 2, ' dB')}",
             f"unified model: generation {pct('generation_overall')} (GenEval overall; the tokenizer's round trip "
-            f"{pct('round_trip_generation')}), understanding "
-            f"{pct('understanding_accuracy')}, video motion {pct('video_motion_accuracy')}, editing "
+            f"{pct('round_trip_generation')}), understanding {pct('understanding_accuracy')} (seen combinations "
+            f"{pct('understanding_seen_accuracy')}), video motion {pct('video_motion_accuracy')}, editing "
             f"{pct('editing_success')} (PSNR {num('editing_psnr', 2, ' dB')} outside the edits)",
             f"time: {times} (total {int(total // 60)}:{int(round(total % 60)):02d})",
             f"try it: hydra-x serve{ckpt}  (the web app), or hydra-x chat QUESTION --image FILE{ckpt}",

@@ -140,7 +140,7 @@ def _table(args: argparse.Namespace) -> int:
 
 def _shapes(args: argparse.Namespace) -> int:
     from hydra_x.cli.unified import DEFAULT_PRESET, load_unified
-    from hydra_x.eval.prompts import prompt_set
+    from hydra_x.eval.prompts import PROMPT_SET_VERSION, SEEN_VERSION, prompt_set
     from hydra_x.eval.shapes_report import build_report, summary_line, write_outputs
     from hydra_x.eval.shapes_run import evaluate_shapes, model_info
 
@@ -156,6 +156,11 @@ def _shapes(args: argparse.Namespace) -> int:
         items = prompt_set(args.prompt_set)
     except ValueError as err:
         raise CliError(str(err)) from err
+    if args.seen_questions and args.prompt_set != PROMPT_SET_VERSION:
+        raise CliError(
+            f"--seen-questions asks {SEEN_VERSION}'s questions beside {PROMPT_SET_VERSION}'s; not with "
+            f"--prompt-set {args.prompt_set}"
+        )
     args.seed = 0 if args.seed is None else args.seed
     model = load_unified(args)  # --ckpt xor --preset; a random preset is warned about
     result = evaluate_shapes(
@@ -172,6 +177,7 @@ def _shapes(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=note,
         round_trip=args.round_trip,
+        control=prompt_set(SEEN_VERSION) if args.seen_questions else None,
     )
     info = model_info(model, checkpoint=args.ckpt, preset=args.preset or DEFAULT_PRESET, seed=args.seed)
     if args.name:
@@ -227,6 +233,12 @@ def _add_shapes(sub) -> None:
         dest="round_trip",
         action="store_false",
         help="skip scoring the tokenizer's reconstructions of the truth (the round trip)",
+    )
+    g.add_argument(
+        "--seen-questions",
+        action="store_true",
+        help="also answer the questions of shapes-v1-seen (the same kinds about combinations training draws) and "
+        "report that accuracy beside the held-out one",
     )
     p.set_defaults(func=_shapes)
 

@@ -46,6 +46,8 @@ class DemoEvalConfig:
     limit: int | None = 12  # items per generation category, question kind and edit op (None: the whole set)
     batch_size: int = 16
     seed: int = 0
+    # Also the questions of shapes-v1-seen (combinations training draws): held-out understanding is read beside it.
+    seen_questions: bool = True
 
 
 @dataclass

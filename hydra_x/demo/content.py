@@ -27,6 +27,7 @@ HEADLINE = (
     ("generation_overall", "pct", "generation: GenEval-style overall (mean of 6 categories)"),
     ("round_trip_generation", "pct", "the same, on the tokenizer's reconstructions of the truth (its most)"),
     ("understanding_accuracy", "pct", "understanding: exact-match accuracy"),
+    ("understanding_seen_accuracy", "pct", "the same, on seen combinations (shapes-v1-seen's questions)"),
     ("video_motion_accuracy", "pct", "video: motion accuracy"),
     ("editing_success", "pct", "editing: success"),
     ("editing_psnr", "db", "editing: PSNR outside the edited regions"),
@@ -96,6 +97,12 @@ def shapes_tables(shapes: dict[str, Any]) -> list[Table]:
         "For scale: guessing gives 1 in 6 on colours and 1 in 2 on positions, and a model that gives one answer to "
         "every question of a kind scores the share of that answer among the truths."
     )
+    if c := s.get("understanding_control"):
+        seen = " / ".join(f"{k} {fmt(v, 'pct')}" for k, v in c["by_kind"].items())
+        chance += (
+            f" On seen combinations ({c['prompt_set']}, {c['n']} questions, the same kinds about combinations "
+            f"training draws): {fmt(c['accuracy'], 'pct')} ({seen})."
+        )
     tables.append(Table("Understanding (exact match)", ["question kind", "accuracy"], und, chance))
     v, e = s["video"], s["editing"]
     if v["available"]:

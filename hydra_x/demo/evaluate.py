@@ -29,7 +29,7 @@ from hydra_x.tokenizer.io import resolve_source
 
 RECON_FOLDERS = {"images": "recon-images", "clips": "recon-clips"}
 SHAPES_FOLDER = "shapes"
-SHAPES_SECTIONS = 4  # generation, understanding, video, editing: the steps of its progress bar
+SHAPES_SECTIONS = 4  # generation, understanding, video, editing: the steps of its progress bar (+1: seen questions)
 
 
 def recon_protocols(cfg: DemoConfig) -> dict[str, Protocol]:
@@ -76,8 +76,9 @@ def evaluate_recon(
 
 
 def evaluate_unified(cfg: DemoConfig, model, bar: Callable[[str], None]) -> tuple[dict[str, Any], ShapesReport, Path]:
-    """``hydra-x eval shapes`` on the unified export: held-out generation, questions, clips and edits."""
-    from hydra_x.eval.prompts import prompt_set
+    """``hydra-x eval shapes`` on the unified export: held-out generation, questions, clips and edits (and the
+    questions of the seen-combinations control set, ``--seen-questions``)."""
+    from hydra_x.eval.prompts import SEEN_VERSION, prompt_set
 
     e = cfg.eval
     result = evaluate_shapes(
@@ -91,6 +92,7 @@ def evaluate_unified(cfg: DemoConfig, model, bar: Callable[[str], None]) -> tupl
         limit=e.limit,
         batch_size=e.batch_size,
         progress=bar,
+        control=prompt_set(SEEN_VERSION) if e.seen_questions else None,
     )
     export = cfg.unified_dir / "export"
     info = model_info(model, checkpoint=str(export), preset=None, seed=e.seed)
@@ -118,6 +120,7 @@ def headline(recon: dict[str, dict[str, Any]], shapes: dict[str, Any]) -> dict[s
         "generation_overall": s["generation"]["overall"],
         "round_trip_generation": s["round_trip"]["generation"]["overall"] if s.get("round_trip") else None,
         "understanding_accuracy": s["understanding"]["accuracy"],
+        "understanding_seen_accuracy": s["understanding_control"]["accuracy"] if "understanding_control" in s else None,
         "video_motion_accuracy": video.get("motion_accuracy") if video["available"] else None,
         "editing_success": editing.get("success") if editing["available"] else None,
         "editing_psnr": editing.get("psnr") if editing["available"] else None,

@@ -61,7 +61,7 @@ def evaluate_models(cfg: DemoConfig, log: Callable[[str], None], phases: list) -
         recon, folders = evaluate_recon(cfg, device, dtype, lambda what: (b.set_postfix_str(what), b.update(1)))
     log(f"[4/{PHASE_COUNT}] eval shapes: held-out prompt set, at most {cfg.eval.limit or 'all'} items per group")
     model = HydraX.from_pretrained(cfg.unified_dir / "export", device=device, dtype=dtype).eval()
-    with Timer(phases, "eval shapes"), bar(SHAPES_SECTIONS, "eval shapes") as b:
+    with Timer(phases, "eval shapes"), bar(SHAPES_SECTIONS + cfg.eval.seen_questions, "eval shapes") as b:
         shapes, result, folders["shapes"] = evaluate_unified(cfg, model, lambda what: _section(b, what))
         b.update(b.total - b.n)
     log(f"[5/{PHASE_COUNT}] showcase pictures")

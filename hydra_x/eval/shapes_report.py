@@ -50,6 +50,7 @@ def build_report(result: ShapesReport, model: dict[str, Any], device: torch.devi
         "items": {
             "generation": generation,
             "understanding": [asdict(r) for r in result.understanding],
+            "understanding_control": [asdict(r) for r in result.control_understanding or []],
             "video": [{**asdict(s), "prompt": videos[s.id][0], "asked": videos[s.id][1]} for s in (result.video or [])],
             "editing": [{**asdict(s), "instruction": instructions[s.id]} for s in (result.editing or [])],
         },
@@ -71,10 +72,12 @@ def summary_line(report: dict[str, Any]) -> str:
         editing = f"success {fmt(e['success'])}, PSNR {psnr}, SSIM {fmt(e['ssim'])} outside the edits"
     rt = s.get("round_trip")
     ceiling = f"; tokenizer round trip {fmt(rt['generation']['overall'])}" if rt else ""
+    c = s.get("understanding_control")
+    seen = f" ({c['prompt_set']} {fmt(c['accuracy'])})" if c else ""
     return (
         f"{report['model']['name']} on {report['prompt_set']['version']}: generation {fmt(s['generation']['overall'])} "
-        f"(GenEval overall{ceiling}), understanding {fmt(s['understanding']['accuracy'])}, video motion {video}, "
-        f"editing {editing}"
+        f"(GenEval overall{ceiling}), understanding {fmt(s['understanding']['accuracy'])}{seen}, video motion "
+        f"{video}, editing {editing}"
     )
 
 
@@ -123,6 +126,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["\n## Understanding (exact match)\n", "\n| kind | accuracy |\n|---|---:|"]
     lines += [f"| {k} | {_pct(v)} |" for k, v in u["by_kind"].items()]
     lines.append(f"| **all** ({u['n']}) | {_pct(u['accuracy'])} |")
+    if c := s.get("understanding_control"):
+        kinds = " / ".join(f"{k} {_pct(v)}" for k, v in c["by_kind"].items())
+        lines.append(
+            f"\nOn seen combinations (`{c['prompt_set']}`, {c['n']} questions): **{_pct(c['accuracy'])}** ({kinds})."
+        )
     v = s["video"]
     lines.append("\n## Video\n")
     if v["available"]:

@@ -76,16 +76,27 @@ class ShapesReport:
     pictures: dict[str, list[list[Picture]]] = field(default_factory=dict)  # section -> rows of cells
     # The same scorers on the tokenizer's reconstructions of the truth (section -> scores); None: not measured.
     round_trip: dict[str, list] | None = None
+    # The control set's questions (seen combinations), answered beside the set's own; None: not asked.
+    control: PromptSet | None = None  # the items asked (after ``limit``)
+    control_digest: str | None = None  # of the whole control set
+    control_understanding: list[AnswerRecord] | None = None
 
     def summary(self) -> dict[str, Any]:
-        understanding = understanding_summary([(r.kind, r.correct) for r in self.understanding])
-        return {
+        out = {
             "generation": {**generation_summary(self.generation), "n": len(self.generation)},
-            "understanding": {**understanding, "n": len(self.understanding)},
+            "understanding": _understanding_summary(self.understanding),
             "video": _section(self.video, self.video_reason, video_summary),
             "editing": _section(self.editing, self.editing_reason, edit_summary),
             "round_trip": None if self.round_trip is None else _round_trip_summary(self.round_trip),
         }
+        if self.control is not None and self.control_understanding is not None:
+            seen = _understanding_summary(self.control_understanding)
+            out["understanding_control"] = {"prompt_set": self.control.version, "sha256": self.control_digest, **seen}
+        return out
+
+
+def _understanding_summary(records: list[AnswerRecord]) -> dict[str, Any]:
+    return {**understanding_summary([(r.kind, r.correct) for r in records]), "n": len(records)}
 
 
 def _round_trip_summary(scores: dict[str, list]) -> dict[str, Any]:
@@ -117,12 +128,14 @@ def evaluate_shapes(
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
     round_trip: bool = True,
+    control: PromptSet | None = None,
 ) -> ShapesReport:
     """Score ``model`` (a HydraX) on ``prompt_set`` (the first ``limit`` items of each category, kind and op) at
     ``size`` x ``size`` pixels and ``frames`` frames, sampling with ``steps`` of ``sampler`` on a time grid
     shifted by ``shift`` (None: the model's resolution shift). With ``round_trip``, also the scores of the model's
-    tokenizer's reconstructions of the truth (see the module docstring). Sizes the model cannot take are
-    InputErrors, raised before any work."""
+    tokenizer's reconstructions of the truth (see the module docstring); with ``control`` (e.g. shapes-v1-seen),
+    also the answers to its first ``limit`` questions of each kind, so that held-out understanding reads beside
+    understanding of seen combinations. Sizes the model cannot take are InputErrors, raised before any work."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     visual_spec(model, "image", size, size, None)
@@ -138,7 +151,11 @@ def evaluate_shapes(
     say(f"generation: {len(items.generation)} prompts")
     report.generation, report.pictures["generation"] = _generation(model, items, size, seed, batch_size, gen)
     say(f"understanding: {len(items.questions)} questions")
-    report.understanding = _understanding(model, items, size)
+    report.understanding = answer_questions(model, items, size)
+    if control is not None:
+        report.control, report.control_digest = control.limited(limit), control.digest()
+        say(f"understanding, {control.version}: {len(report.control.questions)} questions")
+        report.control_understanding = answer_questions(model, report.control, size)
     if not video:
         report.video_reason = "the model is image-only (config.video is False)"
     else:
@@ -236,7 +253,8 @@ def _generation(model, items: PromptSet, size: int, seed: int, batch_size: int, 
     return scores, rows
 
 
-def _understanding(model, items: PromptSet, size: int) -> list[AnswerRecord]:
+def answer_questions(model, items: PromptSet, size: int) -> list[AnswerRecord]:
+    """The model's replies to every question of ``items`` about its scene rendered at ``size``, each scored."""
     records = []
     for item in items.questions:
         image = render_image(item.scene, size, size)

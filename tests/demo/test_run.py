@@ -51,6 +51,7 @@ def test_the_reports_figures_are_those_of_the_evaluations_report_json(demo_run):
         "generation_overall": shapes["generation"]["overall"],
         "round_trip_generation": shapes["round_trip"]["generation"]["overall"],
         "understanding_accuracy": shapes["understanding"]["accuracy"],
+        "understanding_seen_accuracy": shapes["understanding_control"]["accuracy"],
         "video_motion_accuracy": shapes["video"]["motion_accuracy"],
         "editing_success": shapes["editing"]["success"],
         "editing_psnr": shapes["editing"]["psnr"],
@@ -59,10 +60,13 @@ def test_the_reports_figures_are_those_of_the_evaluations_report_json(demo_run):
     assert summary["figures"] == expected == result.figures
     # the closing summary reads each figure from its own key (distinct values, so a swapped key shows)
     figures = {**result.figures, "generation_overall": 0.125, "round_trip_generation": 0.5}
+    figures |= {"understanding_accuracy": 0.25, "understanding_seen_accuracy": 0.75}
     text = summary_text(dataclasses.replace(result, figures=figures))
     assert "generation 12.5% (GenEval overall; the tokenizer's round trip 50.0%)" in text
+    assert "understanding 25.0% (seen combinations 75.0%)" in text
     html, md = result.report.read_text(), result.markdown.read_text()
-    for key, kind in (("recon_image_psnr", "db"), ("recon_clip_ssim", "ssim"), ("understanding_accuracy", "pct")):
+    keys = ("recon_image_psnr", "db"), ("recon_clip_ssim", "ssim"), ("understanding_accuracy", "pct")
+    for key, kind in (*keys, ("understanding_seen_accuracy", "pct")):
         assert f"| {fmt(expected[key], kind)} |" in md
         assert f">{fmt(expected[key], kind)}<" in html
     for category, c in shapes["generation"]["categories"].items():

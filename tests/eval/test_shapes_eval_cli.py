@@ -258,9 +258,22 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
     seen = tmp_path / "eval-seen"
     assert main([*args[:4], str(seen), *args[5:], "--prompt-set", "shapes-v1-seen"]) == 0
     assert capsys.readouterr().out.startswith("HYDRA-X ckpt on shapes-v1-seen: generation ")
-    p = json.loads((seen / "report.json").read_text())["prompt_set"]
+    seen_report = json.loads((seen / "report.json").read_text())
+    p = seen_report["prompt_set"]
     assert p["version"] == "shapes-v1-seen" and p["sha256"] != report["prompt_set"]["sha256"]
     assert "seen combinations (the training split's, new scenes)" in (seen / "report.md").read_text()
+    assert "understanding_control" not in report["summary"] and report["items"]["understanding_control"] == []
+    # --seen-questions: the control set's questions answered beside the held-out ones, the same replies as above.
+    both = tmp_path / "eval-both"
+    assert main([*args[:4], str(both), *args[5:], "--seen-questions"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    r = json.loads((both / "report.json").read_text())
+    c = r["summary"]["understanding_control"]
+    assert c["prompt_set"] == "shapes-v1-seen" and c["sha256"] == p["sha256"] and c["n"] == 3
+    assert r["items"]["understanding_control"] == seen_report["items"]["understanding"]
+    assert c["accuracy"] == seen_report["summary"]["understanding"]["accuracy"]
+    assert f"understanding {r['summary']['understanding']['accuracy']:.3f} (shapes-v1-seen {c['accuracy']:.3f})" in line
+    assert "On seen combinations (`shapes-v1-seen`, 3 questions)" in (both / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -271,6 +284,7 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
         (["--preset", "tiny", "--shift", "0"], "--shift must be positive, got 0.0"),
         (["--prompt-set", "shapes-v0"], "unknown prompt-set version 'shapes-v0'"),
         (["--ckpt", "missing_ckpt", "--preset", "tiny"], "give either --ckpt or --preset, not both"),
+        (["--prompt-set", "shapes-v1-seen", "--seen-questions"], "not with --prompt-set shapes-v1-seen"),
         (["--ckpt", "missing_ckpt"], "cannot load the HydraX checkpoint missing_ckpt"),
         # A run folder whose export was never written: named as missing, not handed to the Hub as a repo id.
         (["--ckpt", "/no/such/run/export"], "/no/such/run/export: no such HydraX checkpoint folder"),
