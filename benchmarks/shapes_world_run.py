@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,10 +69,26 @@ def run(command: list[str], log: Path) -> subprocess.Popen:
 
 
 def wait(procs: dict[str, subprocess.Popen], logs: dict[str, Path]) -> None:
+    """Wait for every phase process; then name those that failed (all of them, not only the first)."""
+    failed = []
     for name, proc in procs.items():
         if proc.wait() != 0:
             tail = logs[name].read_text(errors="replace")[-4000:]
-            raise SystemExit(f"{name} failed (exit {proc.returncode}); the end of {logs[name]}:\n{tail}")
+            failed.append(f"{name} failed ({exit_reason(proc.returncode)}); the end of {logs[name]}:\n{tail}")
+    if failed:
+        raise SystemExit("\n\n".join(failed))
+
+
+def exit_reason(code: int) -> str:
+    """A process's exit status in words: a negative one is the signal that ended it, with no Python error in its
+    log (SIGKILL: most often the host's memory, e.g. several runs compiling at once)."""
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}" + (", likely for the host's memory" if -code == signal.SIGKILL else "")
 
 
 def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:

@@ -1,0 +1,50 @@
+"""benchmarks/shapes_world_run.py: a failed phase process is named with why it ended, every failed one."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from shapes_world_run import exit_reason, parse_arms, wait  # noqa: E402
+
+
+def test_every_failed_run_is_named_with_its_exit_or_the_signal_that_killed_it(tmp_path):
+    logs = {name: tmp_path / f"{name}.log" for name in ("ok", "error", "killed")}
+    commands = {
+        "ok": "print('fine')",
+        "error": "raise SystemExit('bad config')",
+        "killed": "import os, signal; print('started', flush=True); os.kill(os.getpid(), signal.SIGKILL)",
+    }
+    procs = {
+        name: subprocess.Popen([sys.executable, "-c", code], stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
+        for name, code in commands.items()
+    }
+    with pytest.raises(SystemExit) as raised:
+        wait(procs, logs)
+    message = str(raised.value)
+    assert "error failed (exit 1)" in message and "bad config" in message
+    assert "killed failed (killed by SIGKILL, likely for the host's memory)" in message and "started" in message
+    assert "ok failed" not in message
+    assert wait({"ok": subprocess.Popen([sys.executable, "-c", "pass"])}, {}) is None
+
+
+def test_exit_reasons_in_words():
+    assert exit_reason(0) == "exit 0" and exit_reason(2) == "exit 2"
+    assert exit_reason(-signal.SIGTERM) == "killed by SIGTERM"
+    assert exit_reason(-250) == "killed by signal 250"
+
+
+def test_arms_are_layouts_or_named_overrides():
+    arms = parse_arms(["sti", "copy=model.edit_layout=sti,model.edit_copy_prior=true"])
+    assert arms == {
+        "sti": ["model.edit_layout=sti"],
+        "copy": ["model.edit_layout=sti", "model.edit_copy_prior=true"],
+    }
+    for bad in (["other"], ["a=lr"], ["sti", "sti"]):
+        with pytest.raises(SystemExit):
+            parse_arms(bad)
