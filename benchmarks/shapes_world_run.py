@@ -17,7 +17,8 @@ limit goes on where it stopped):
    3e-4 the mix kept 25% and the shapes alone 97% in 1700 steps
 2. unified: ``hydra-x train unified --config small`` twice at once on the same GPU (``model.edit_layout=sti`` and
    ``independent``), the same budget, seed and data order, from OUT/tokenizer -> OUT/unified-sti, -independent
-3. eval: ``hydra-x eval shapes`` of each export at the training size -> OUT/eval-sti, OUT/eval-independent; with
+3. eval: ``hydra-x eval shapes --seen-questions`` of each export at the training size -> OUT/eval-sti,
+   OUT/eval-independent (understanding on held-out and on seen combinations side by side); with
    several ``--guidance`` scales, the first there and each other in OUT/eval-ARM-gSCALE (a sampling setting, so
    one training run answers whether guidance is what scatters its objects)
 
@@ -48,6 +49,7 @@ LAYOUTS = ("sti", "independent")
 SCORES = (
     ("generation overall (GenEval)", ("summary", "generation", "overall")),
     ("understanding accuracy", ("summary", "understanding", "accuracy")),
+    ("understanding on seen combinations", ("summary", "understanding_control", "accuracy")),
     ("video: motion accuracy", ("summary", "video", "motion_accuracy")),
     ("video: objects in every frame", ("summary", "video", "presence")),
     ("editing success", ("summary", "editing", "success")),
@@ -226,6 +228,7 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict
                     str(guidance),
                     "--frames",
                     str(5 if args.smoke else 17),
+                    "--seen-questions",
                 ]
                 if args.smoke:
                     cli += ["--limit", "2", "--device", "cpu"]
