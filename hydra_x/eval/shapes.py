@@ -158,6 +158,21 @@ def answer_correct(reply: str, answer: str) -> bool:
     return normalise_answer(reply) == normalise_answer(answer)
 
 
+def names_another_object(reply: str, answer: str, colours_in_picture: set[str]) -> bool | None:
+    """For a colour question answered wrongly: whether the reply is the colour of another object in the picture (the
+    model saw the colours but tied the wrong one to the asked shape), or not (it misread). None when right."""
+    if answer_correct(reply, answer):
+        return None
+    return normalise_answer(reply) in {normalise_answer(c) for c in colours_in_picture}
+
+
+def colour_errors(records: list[tuple[str, bool | None]]) -> dict:
+    """``records``: (question kind, names_another_object) per question -> how many colour answers were wrong and how
+    many of those named another object's colour."""
+    wrong = [other for kind, other in records if kind == "colour" and other is not None]
+    return {"wrong": len(wrong), "another_object": sum(wrong)}
+
+
 def understanding_summary(records: list[tuple[str, bool]]) -> dict:
     """``records``: (question kind, correct) per question -> accuracy overall and per kind."""
     kinds = dict.fromkeys(k for k, _ in records)

@@ -126,6 +126,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["\n## Understanding (exact match)\n", "\n| kind | accuracy |\n|---|---:|"]
     lines += [f"| {k} | {_pct(v)} |" for k, v in u["by_kind"].items()]
     lines.append(f"| **all** ({u['n']}) | {_pct(u['accuracy'])} |")
+    if (ce := u.get("colour_errors")) and ce["wrong"]:
+        lines.append(
+            f"\nWrong colour answers: {ce['wrong']}, of which {ce['another_object']} name the colour of another object "
+            "in the picture (colours seen, tied to the wrong shape) and the rest a colour that is not in it."
+        )
     if c := s.get("understanding_control"):
         kinds = " / ".join(f"{k} {_pct(v)}" for k, v in c["by_kind"].items())
         lines.append(

@@ -28,8 +28,10 @@ from hydra_x.eval.shapes import (
     GenerationScore,
     VideoScore,
     answer_correct,
+    colour_errors,
     edit_summary,
     generation_summary,
+    names_another_object,
     score_edit,
     score_generation,
     score_video,
@@ -58,6 +60,9 @@ class AnswerRecord:
     answer: str
     reply: str
     correct: bool
+    # A wrong answer to a colour question: True if it names another object's colour in the picture, else False; None
+    # for right answers and other kinds.
+    names_another_object: bool | None = None
 
 
 @dataclass
@@ -96,7 +101,12 @@ class ShapesReport:
 
 
 def _understanding_summary(records: list[AnswerRecord]) -> dict[str, Any]:
-    return {**understanding_summary([(r.kind, r.correct) for r in records]), "n": len(records)}
+    summary = understanding_summary([(r.kind, r.correct) for r in records])
+    return {
+        **summary,
+        "n": len(records),
+        "colour_errors": colour_errors([(r.kind, r.names_another_object) for r in records]),
+    }
 
 
 def _round_trip_summary(scores: dict[str, list]) -> dict[str, Any]:
@@ -260,7 +270,14 @@ def answer_questions(model, items: PromptSet, size: int) -> list[AnswerRecord]:
         image = render_image(item.scene, size, size)
         reply = model.chat(item.question.text, image=image, max_new_tokens=MAX_NEW_TOKENS)
         q = item.question
-        records.append(AnswerRecord(item.id, item.kind, q.text, q.answer, reply, answer_correct(reply, q.answer)))
+        other = (
+            names_another_object(reply, q.answer, {o.colour for o in item.scene.objects})
+            if q.kind == "colour"
+            else None
+        )
+        records.append(
+            AnswerRecord(item.id, item.kind, q.text, q.answer, reply, answer_correct(reply, q.answer), other)
+        )
     return records
 
 

@@ -274,6 +274,12 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
     assert c["accuracy"] == seen_report["summary"]["understanding"]["accuracy"]
     assert f"understanding {r['summary']['understanding']['accuracy']:.3f} (shapes-v1-seen {c['accuracy']:.3f})" in line
     assert "On seen combinations (`shapes-v1-seen`, 3 questions)" in (both / "report.md").read_text()
+    for key in ("understanding", "understanding_control"):  # the colour errors counted from the items themselves
+        items = r["items"][key]
+        wrong = [i for i in items if i["kind"] == "colour" and not i["correct"]]
+        errors = r["summary"][key]["colour_errors"]
+        assert errors == {"wrong": len(wrong), "another_object": sum(i["names_another_object"] for i in wrong)}
+        assert all(i["names_another_object"] is None for i in items if i["correct"] or i["kind"] != "colour")
 
 
 @pytest.mark.parametrize(

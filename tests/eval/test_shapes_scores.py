@@ -31,9 +31,11 @@ from hydra_x.eval.prompts import CATEGORIES, PROMPT_SET_VERSION, QUESTION_KINDS,
 from hydra_x.eval.shapes import (
     GenerationScore,
     answer_correct,
+    colour_errors,
     edit_summary,
     generation_summary,
     masked_consistency,
+    names_another_object,
     score_edit,
     score_generation,
     score_video,
@@ -141,6 +143,16 @@ def test_truth_renders_score_one(version, size):
     assert [e for e in edits if not e.success] == []
     assert all(e.psnr == math.inf and e.ssim == 1.0 for e in edits)  # unchanged outside the edited boxes
     assert edit_summary(edits) == {"success": 1.0, "by_op": dict.fromkeys(EDIT_OPS, 1.0), "psnr": 100.0, "ssim": 1.0}
+
+
+def test_wrong_colour_answers_are_told_apart_by_whether_the_colour_is_in_the_picture():
+    colours = {"red", "blue"}
+    assert names_another_object("Red.", "red", colours) is None  # right
+    assert names_another_object("blue", "red", colours) is True  # the other object's colour: a binding error
+    assert names_another_object("green", "red", colours) is False  # misread
+    records = [("colour", None), ("colour", True), ("colour", False), ("colour", True), ("count", None)]
+    assert colour_errors(records) == {"wrong": 3, "another_object": 2}
+    assert colour_errors([]) == {"wrong": 0, "another_object": 0}
 
 
 def test_answers_match_after_normalisation(items):

@@ -88,6 +88,32 @@ def test_each_stage_trains_exactly_the_parts_it_names(tmp_path, stage):
         assert not any(k.startswith("llm.") for k in changed)
 
 
+def test_group_lr_scale_multiplies_one_groups_rate_in_the_optimizer(tmp_path):
+    from hydra_x.train.engine import set_trainable
+    from hydra_x.train.optim import build_optimizer
+
+    cfg = config(tmp_path, stage=2, lr_scale=2.0, group_lr_scale={"sem_vit": 5.0})
+    base = cfg.stage_spec.lrs
+    assert {g: lr for g, (_, lr) in cfg.param_lrs().items()} == {
+        "heads": base["heads"] * 2,
+        "sem_vit": base["sem_vit"] * 2 * 5,
+        "llm": base["llm"] * 2,
+    }
+    model = HydraX.from_config(cfg.model, seed=0)
+    set_trainable(model, cfg.stage_spec.trains)  # as build.build_run does before its optimizer
+    optimizer = build_optimizer(model, cfg.optim, cfg.param_lrs())
+    rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert rates == {g: lr for g, (_, lr) in cfg.param_lrs().items()}
+    sem = {id(p) for g in optimizer.param_groups if g["name"] == "sem_vit" for p in g["params"]}
+    assert sem == {id(p) for n, p in model.named_parameters() if n.startswith(PARAM_GROUPS["sem_vit"])}
+    with pytest.raises(ValueError, match="unknown group 'vit'"):
+        config(tmp_path, group_lr_scale={"vit": 2.0}).__post_init__()
+    with pytest.raises(ValueError, match="'llm' is frozen in stage 'align'"):
+        config(tmp_path, stage=1, group_lr_scale={"llm": 2.0}).__post_init__()
+    with pytest.raises(ValueError, match="must be positive"):
+        config(tmp_path, stage=2, group_lr_scale={"heads": 0.0}).__post_init__()
+
+
 def test_a_fresh_run_sets_latent_statistics_measured_on_its_generation_targets(tmp_path):
     HydraXTokenizer.from_preset("tiny", seed=0).save_pretrained(tmp_path / "tokenizer")  # stage 1-2: no statistics
     train(config(tmp_path / "run", steps=1, tokenizer_init=str(tmp_path / "tokenizer"), latent_stats_samples=64))

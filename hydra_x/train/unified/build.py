@@ -156,7 +156,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
     if cfg.compile and cfg.compile_tokenizer:
         compile_tokenizer_blocks(model, cfg.compile_mode)
     autocast, _ = engine.autocasts()
-    optimizer = build_optimizer(model, cfg.optim, stage.param_lrs(cfg.lr_scale))
+    optimizer = build_optimizer(model, cfg.optim, cfg.param_lrs())
     scheduler = build_scheduler(optimizer, cfg.optim, lambda: engine.planned_steps)
     info = engine.info
     loader = UnifiedDataLoader(

@@ -61,6 +61,9 @@ class UnifiedTrainConfig(EngineConfig):
     data: UnifiedDataConfig = field(default_factory=UnifiedDataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(weight_decay=0.0, warmup_steps=100))
     lr_scale: float = 1.0  # multiplies the stage's learning rates (which replace optim.lr)
+    # Per parameter group (heads, sem_vit, llm) a further multiplier of its rate, e.g. {"sem_vit": 5.0}; a group the
+    # stage keeps frozen cannot be given one.
+    group_lr_scale: dict[str, float] = field(default_factory=dict)
     loss: UnifiedLossConfig = field(default_factory=UnifiedLossConfig)
     max_length: int = 1024  # tokens per packed row
     # Rows of padding up to a multiple of this many rows per step: fewer row counts, fewer graphs to compile (with
@@ -100,6 +103,11 @@ class UnifiedTrainConfig(EngineConfig):
             raise ValueError(f"head_attention_drop is a share of steps in [0, 1), got {self.head_attention_drop}")
         if self.lr_scale <= 0:
             raise ValueError(f"lr_scale must be positive, got {self.lr_scale}")
+        self.stage_spec.param_lrs(self.lr_scale, self.group_lr_scale)  # names and values checked here
+
+    def param_lrs(self) -> dict[str, tuple[tuple[str, ...], float]]:
+        """For build_optimizer: each trained group's prefixes and learning rate."""
+        return self.stage_spec.param_lrs(self.lr_scale, self.group_lr_scale)
 
     @property
     def stage_spec(self):

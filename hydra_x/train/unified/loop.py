@@ -92,7 +92,7 @@ def train(cfg: UnifiedTrainConfig) -> dict:
     logger = engine.start(
         {**cfg.to_dict(), "resolved_model": run.model.config.to_dict()},
         f"stage {cfg.stage} ({stage.name}): {len(run.trainable)} trainable tensors ({local:.1f}M on this rank), "
-        f"learning rates {stage.param_lrs(cfg.lr_scale)}, LLM {cfg.model.llm}",
+        f"learning rates {cfg.param_lrs()}, LLM {cfg.model.llm}",
     )
     batches = iter(run.loader)
     scores: dict = {}

@@ -30,9 +30,21 @@ class UnifiedStage:
     def trains(self) -> tuple[str, ...]:
         return tuple(p for group in self.lrs for p in PARAM_GROUPS[group])
 
-    def param_lrs(self, scale: float = 1.0) -> dict[str, tuple[tuple[str, ...], float]]:
-        """For build_optimizer: group -> (prefixes, learning rate x ``scale``)."""
-        return {g: (PARAM_GROUPS[g], lr * scale) for g, lr in self.lrs.items()}
+    def param_lrs(
+        self, scale: float = 1.0, group_scales: dict[str, float] | None = None
+    ) -> dict[str, tuple[tuple[str, ...], float]]:
+        """For build_optimizer: group -> (prefixes, learning rate x ``scale`` x ``group_scales[group]``)."""
+        group_scales = group_scales or {}
+        for group, value in group_scales.items():
+            if group not in PARAM_GROUPS:
+                raise ValueError(f"group_lr_scale: unknown group {group!r}; groups are {sorted(PARAM_GROUPS)}")
+            if group not in self.lrs:
+                raise ValueError(
+                    f"group_lr_scale: {group!r} is frozen in stage '{self.name}' (it trains {sorted(self.lrs)})"
+                )
+            if not value > 0:
+                raise ValueError(f"group_lr_scale[{group!r}] must be positive, got {value}")
+        return {g: (PARAM_GROUPS[g], lr * scale * group_scales.get(g, 1.0)) for g, lr in self.lrs.items()}
 
 
 STAGES: dict[int, UnifiedStage] = {
