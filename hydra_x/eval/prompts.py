@@ -201,10 +201,6 @@ def singles(split: str = "heldout") -> list[Kind]:
     return [k for k in _kinds() if _in(("count", 1, *k), split)]
 
 
-def heldout_singles() -> list[Kind]:
-    return singles("heldout")
-
-
 def generation_specs(category: str, split: str = "heldout") -> list[tuple[tuple[Group, ...], str | None]]:
     """Every distinct prompt of ``category`` whose combination is in ``split``, as (groups, relation), in a fixed
     order."""

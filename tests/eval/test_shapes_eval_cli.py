@@ -88,6 +88,36 @@ def test_evaluate_scores_perfect_and_idle_editors_and_says_what_is_missing(model
     assert "editing n/a" in summary_line(report) and "not available: the model has no edit method" in markdown(report)
 
 
+class WrongColours(View):
+    """The tiny model, but its chat answers every colour question with another object's colour in the picture when
+    there is one (else "grey"), and every other question right: a model that reads colours and cannot bind them."""
+
+    def __init__(self, model: HydraX, size: int) -> None:
+        super().__init__(model)
+        self.scenes = {render_image(q.scene, size, size).numpy().tobytes(): q for q in prompt_set().questions}
+
+    def chat(self, text: str, *, image, max_new_tokens: int) -> str:
+        item = self.scenes[image.numpy().tobytes()]  # the picture of the question it was asked, exactly
+        assert text == item.question.text
+        if item.kind != "colour":
+            return item.question.answer
+        others = sorted({o.colour for o in item.scene.objects} - {item.question.answer})
+        return others[0] if others else "grey"
+
+
+def test_wrong_colour_answers_are_read_against_the_asked_picture(model):
+    result = evaluate_shapes(WrongColours(model, 64), prompt_set(), **{**FAST, "limit": 20})
+    colour = [(r, q) for r, q in zip(result.understanding, prompt_set().limited(20).questions) if r.kind == "colour"]
+    binding = sum(len({o.colour for o in q.scene.objects}) > 1 for _, q in colour)
+    assert 0 < binding < len(colour) == 20  # both kinds of wrong answer occur in the first 20 colour questions
+    assert [r.names_another_object for r, _ in colour] == [
+        len({o.colour for o in q.scene.objects}) > 1 for _, q in colour
+    ]
+    u = result.summary()["understanding"]
+    assert u["by_kind"] == {"colour": 0.0, "count": 1.0, "position": 1.0}
+    assert u["colour_errors"] == {"wrong": 20, "another_object": binding}
+
+
 def test_the_sampler_and_its_time_shift_reach_every_task():
     model = HydraX.from_preset("tiny", seed=0).eval()
     with torch.no_grad():  # a velocity that is not zero (adaLN-Zero starts the head at zero), so times matter
