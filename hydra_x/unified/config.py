@@ -40,6 +40,10 @@ class UnifiedConfig:
     # Add each visual token's position in its block (latent step, row, column) to its LLM embedding, as fixed
     # sinusoidal features through a learnt linear layer that starts at zero (hydra_x.unified.heads).
     visual_positions: bool = False
+    # The projector also reads each visual token's (normalised, possibly noisy) latent beside the Sem-ViT's feature
+    # of it. Off: the paper's, where the LLM sees the Sem-ViT's features alone. For Sem-ViTs with no semantic start
+    # (offline, no teacher distils it), whose random layers mix each token's latent with its neighbours'.
+    visual_latent_skip: bool = False
     # Attention inside a video block: bidirectional (the default: every latent step is denoised jointly at one
     # flow time, so each step may use every other, which is what keeps motion coherent across the clip) or
     # causal (step t sees steps <= t, for streaming or frame-by-frame extension). Images are always full.

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from einops import rearrange
 
 from hydra_x.hub import looks_like_path
 from hydra_x.tokenizer.model import HydraXTokenizer
@@ -49,7 +50,8 @@ class HydraX(nn.Module):
         self.visual_ids = VisualTokenIds.from_tokenizer(text_tokenizer)
         hidden = llm.config.hidden_size
         width = config.head_width or hidden
-        self.projector = Projector(config.tokenizer.width, hidden, config.projector_depth, config.visual_positions)
+        sem_width = config.tokenizer.width + (config.latent_channels if config.visual_latent_skip else 0)
+        self.projector = Projector(sem_width, hidden, config.projector_depth, config.visual_positions)
         self.time_embed = _time_embedding(hidden, config.time_dim)
         self.flow_head = FlowHead(
             hidden,
@@ -216,7 +218,7 @@ class HydraX(nn.Module):
         """Latents (B, C, S, h, w), clean or noisy -> LLM input embeddings (B, S * h * w, D), the Sem-ViT's tokens
         through the projector, plus the time embedding of ``t`` (B,) for noisy ones."""
         s = self.tokenizer.semantic(z)  # (B, S, N, D_sem): the tokenizer's own mask (tubelet for videos)
-        h = self.projector(s.flatten(1, 2).to(self.dtype), grid=tuple(z.shape[2:]))
+        h = self.projector(self._projector_input(s, z).flatten(1, 2), grid=tuple(z.shape[2:]))
         if t is not None:
             h = h + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
         return h
@@ -228,9 +230,17 @@ class HydraX(nn.Module):
         Sem-ViT as one 2-step clip under the tubelet mask, whatever the tokenizer's own mode: the target's tokens
         see the source's, the source's see only themselves (so they equal the source's alone). Returns the LLM
         embeddings (B, N, D) of the source, and of the target with the time embedding of ``t`` (B,)."""
-        s = self.tokenizer.semantic(torch.cat([z_src, z_tgt], dim=2), mode="tubelet")  # (B, 2, N, D_sem)
-        h = self.projector(s.to(self.dtype), grid=(1, *z_src.shape[3:]))  # (B, 2, N, D): each its own image
+        z = torch.cat([z_src, z_tgt], dim=2)
+        s = self.tokenizer.semantic(z, mode="tubelet")  # (B, 2, N, D_sem)
+        h = self.projector(self._projector_input(s, z), grid=(1, *z_src.shape[3:]))  # (B, 2, N, D): each alone
         return h[:, 0], h[:, 1] + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
+
+    def _projector_input(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The Sem-ViT's features s (B, S, N, D_sem) of latents z (B, C, S, h, w), with each token's latent
+        beside its feature under visual_latent_skip, in the projector's dtype."""
+        if self.config.visual_latent_skip:
+            s = torch.cat([s, rearrange(z, "b c s h w -> b s (h w) c").to(s.dtype)], dim=-1)
+        return s.to(self.dtype)
 
     @torch.no_grad()
     def encode_each(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
