@@ -44,11 +44,6 @@ class UnifiedConfig:
     # of it. Off: the paper's, where the LLM sees the Sem-ViT's features alone. For Sem-ViTs with no semantic start
     # (offline, no teacher distils it), whose random layers mix each token's latent with its neighbours'.
     visual_latent_skip: bool = False
-    # An edit target's tokens also read the edit source's clean latent at their own grid cell, through the projector
-    # (InstructPix2Pix's channel concatenation, at the LLM's input; zeros at every other visual token), so the LLM's
-    # layers see, per cell, what is there and what the instruction asks. Off: the paper's, where the source
-    # reaches the target through attention alone (in the Sem-ViT under STI, and in the LLM).
-    edit_source_tokens: bool = False
     # Attention inside a video block: bidirectional (the default: every latent step is denoised jointly at one
     # flow time, so each step may use every other, which is what keeps motion coherent across the clip) or
     # causal (step t sees steps <= t, for streaming or frame-by-frame extension). Images are always full.

@@ -50,8 +50,7 @@ class HydraX(nn.Module):
         self.visual_ids = VisualTokenIds.from_tokenizer(text_tokenizer)
         hidden = llm.config.hidden_size
         width = config.head_width or hidden
-        extra = int(config.visual_latent_skip) + int(config.edit_source_tokens)
-        sem_width = config.tokenizer.width + extra * config.latent_channels
+        sem_width = config.tokenizer.width + (config.latent_channels if config.visual_latent_skip else 0)
         self.projector = Projector(sem_width, hidden, config.projector_depth, config.visual_positions)
         self.time_embed = _time_embedding(hidden, config.time_dim)
         self.flow_head = FlowHead(
@@ -215,14 +214,11 @@ class HydraX(nn.Module):
         z = self.tokenizer.encode(pixels.to(device=self.device, dtype=self.tokenizer._dtype()))
         return z.float()
 
-    def visual_embeddings(
-        self, z: torch.Tensor, t: torch.Tensor | None = None, source: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def visual_embeddings(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """Latents (B, C, S, h, w), clean or noisy -> LLM input embeddings (B, S * h * w, D), the Sem-ViT's tokens
-        through the projector, plus the time embedding of ``t`` (B,) for noisy ones. ``source`` (z's shape): edit
-        sources for edit_source_tokens (zeros where a member is no edit target; None: none is)."""
+        through the projector, plus the time embedding of ``t`` (B,) for noisy ones."""
         s = self.tokenizer.semantic(z)  # (B, S, N, D_sem): the tokenizer's own mask (tubelet for videos)
-        h = self.projector(self._projector_input(s, z, source).flatten(1, 2), grid=tuple(z.shape[2:]))
+        h = self.projector(self._projector_input(s, z).flatten(1, 2), grid=tuple(z.shape[2:]))
         if t is not None:
             h = h + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
         return h
@@ -236,21 +232,15 @@ class HydraX(nn.Module):
         embeddings (B, N, D) of the source, and of the target with the time embedding of ``t`` (B,)."""
         z = torch.cat([z_src, z_tgt], dim=2)
         s = self.tokenizer.semantic(z, mode="tubelet")  # (B, 2, N, D_sem)
-        source = torch.cat([torch.zeros_like(z_src), z_src], dim=2)  # the target's cells read the source's
-        h = self.projector(self._projector_input(s, z, source), grid=(1, *z_src.shape[3:]))  # (B, 2, N, D)
+        h = self.projector(self._projector_input(s, z), grid=(1, *z_src.shape[3:]))  # (B, 2, N, D): each alone
         return h[:, 0], h[:, 1] + self.time_embed(t.to(self.device)).to(h.dtype)[:, None]
 
-    def _projector_input(self, s: torch.Tensor, z: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+    def _projector_input(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The Sem-ViT's features s (B, S, N, D_sem) of latents z (B, C, S, h, w), with each token's latent
-        beside its feature under visual_latent_skip, and the edit source's latent at its cell (``source``, z's
-        shape; None: zeros) under edit_source_tokens, in the projector's dtype."""
-        tokens = lambda x: rearrange(x, "b c s h w -> b s (h w) c").to(s.dtype)  # noqa: E731
-        parts = [s]
+        beside its feature under visual_latent_skip, in the projector's dtype."""
         if self.config.visual_latent_skip:
-            parts.append(tokens(z))
-        if self.config.edit_source_tokens:
-            parts.append(tokens(torch.zeros_like(z) if source is None else source))
-        return torch.cat(parts, dim=-1).to(self.dtype)
+            s = torch.cat([s, rearrange(z, "b c s h w -> b s (h w) c").to(s.dtype)], dim=-1)
+        return s.to(self.dtype)
 
     @torch.no_grad()
     def encode_each(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -291,14 +281,9 @@ class HydraX(nn.Module):
         for i, z in enumerate(z_in):
             if i not in paired:
                 groups.setdefault(tuple(z.shape), []).append(i)
-        sources = {tgt: src for src, tgt in visuals.pairs} if self.config.edit_source_tokens else {}
         for members in groups.values():
             z = torch.stack([z_in[i] for i in members]).to(self.device)
-            source = None  # the independent layout's edit targets read their sources' latents here
-            if any(i in sources for i in members):
-                source = torch.stack([z0[sources[i]] if i in sources else torch.zeros_like(z0[i]) for i in members])
-                source = source.to(self.device)
-            emb = self.visual_embeddings(z, source=source)
+            emb = self.visual_embeddings(z)
             if any(i in times for i in members):
                 # The time embedding on the noisy members only; times and flags are stacked from device scalars, so
                 # nothing is copied from the host in the middle of the forward.

@@ -167,7 +167,7 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
     if model.config.edit_layout == "sti":
         target = lambda zz, tt: model.pair_embeddings(z_src.to(zz.dtype), zz, tt)[1]  # noqa: E731
     else:
-        target = lambda zz, tt: model.visual_embeddings(zz, tt, source=z_src.to(zz.dtype))  # noqa: E731
+        target = model.visual_embeddings
     source = z_src if model.config.edit_reads_source else None
     return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how, source=source)
 
