@@ -215,7 +215,8 @@ class HydraXTokenizer(nn.Module):
     def _to_latent(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         return rearrange(tokens, "b s (h w) c -> b c s h w", h=grid[0], w=grid[1])
 
-    def _to_tokens(self, z: torch.Tensor) -> torch.Tensor:
+    def latent_tokens(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent (B, C, S, h, w) -> tokens (B, S, h * w, C) in the order the ViTs see them (row-major)."""
         return rearrange(z, "b c s h w -> b s (h w) c")
 
     def encode(
@@ -256,9 +257,9 @@ class HydraXTokenizer(nn.Module):
         z = check_latent(z, self.config, values=self.validate_inputs).to(self._dtype())
         grid = (z.shape[-2], z.shape[-1])
         if self.config.decoder == "flow":
-            x = self.decoder.sample_pixels(self._to_tokens(z), grid, None, steps, generator).to(self._dtype())
+            x = self.decoder.sample_pixels(self.latent_tokens(z), grid, None, steps, generator).to(self._dtype())
         else:
-            x = self.decoder(self._to_tokens(z), grid)
+            x = self.decoder(self.latent_tokens(z), grid)
         as_image = z.shape[2] == 1 if video is None else not video
         if as_image and z.shape[2] != 1:
             raise ValueError(f"video=False needs a one-step latent; got {z.shape[2]} steps")
@@ -268,7 +269,7 @@ class HydraXTokenizer(nn.Module):
         """Normalised latent (B, C, S, h, w), clean or noisy, image or video -> s (B, S, N, D)."""
         z = check_latent(z, self.config, values=self.validate_inputs).to(self._dtype())
         grid = (z.shape[-2], z.shape[-1])
-        restored = self.bottleneck.restore(self._to_tokens(z))
+        restored = self.bottleneck.restore(self.latent_tokens(z))
         return self.sem_vit(restored, grid, mode or self.config.sem_attention_mode)
 
     def forward(

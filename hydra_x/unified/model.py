@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange
 
 from hydra_x.hub import looks_like_path
 from hydra_x.tokenizer.model import HydraXTokenizer
@@ -50,8 +49,8 @@ class HydraX(nn.Module):
         self.visual_ids = VisualTokenIds.from_tokenizer(text_tokenizer)
         hidden = llm.config.hidden_size
         width = config.head_width or hidden
-        sem_width = config.tokenizer.width + (config.latent_channels if config.visual_latent_skip else 0)
-        self.projector = Projector(sem_width, hidden, config.projector_depth, config.visual_positions)
+        projector_in = config.tokenizer.width + (config.latent_channels if config.visual_latent_skip else 0)
+        self.projector = Projector(projector_in, hidden, config.projector_depth, config.visual_positions)
         self.time_embed = _time_embedding(hidden, config.time_dim)
         self.flow_head = FlowHead(
             hidden,
@@ -239,7 +238,7 @@ class HydraX(nn.Module):
         """The Sem-ViT's features s (B, S, N, D_sem) of latents z (B, C, S, h, w), with each token's latent
         beside its feature under visual_latent_skip, in the projector's dtype."""
         if self.config.visual_latent_skip:
-            s = torch.cat([s, rearrange(z, "b c s h w -> b s (h w) c").to(s.dtype)], dim=-1)
+            s = torch.cat([s, self.tokenizer.latent_tokens(z).to(s.dtype)], dim=-1)
         return s.to(self.dtype)
 
     @torch.no_grad()
