@@ -196,6 +196,9 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
         cli += args.unified_set + overrides
         logs[arm] = out / "logs" / f"unified-{arm}.log"
         procs[arm] = run(cli, logs[arm])
+        if args.smoke:
+            # One after another on the CPU: each process takes every core, and several LLMs at once its memory.
+            procs[arm].wait()
     wait(procs, logs)
 
 
