@@ -21,6 +21,7 @@ Every rank takes the same branches: what decides them (stop signals, timings) is
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ from hydra_x.train.config import EngineConfig
 from hydra_x.train.mfu import forget_compiled_code, measure_peak_tflops
 from hydra_x.train.parallel import parallelize
 from hydra_x.train.run_log import RunLogger
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -173,6 +176,9 @@ class Engine:
         self.cfg = cfg
         self.info: DistInfo = init_distributed(cfg.device, single_process_group=bool(cfg.fsdp))
         self.device = self.info.device
+        if cfg.device == "cpu" and torch.cuda.is_available() and self.info.rank == 0:
+            # The toy recipes (tiny, demo) pin the CPU so that they run alike everywhere; an idle GPU should show.
+            log.warning("this run trains on the CPU (device=cpu) though a GPU is available: device=cuda uses it")
         torch.manual_seed(cfg.seed * 1000 + self.info.rank)  # random draws differ per rank, reproducibly
         self.run_dir = Path(cfg.out_dir)
         self.ckpts = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_last)
