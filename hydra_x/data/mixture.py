@@ -195,7 +195,7 @@ def build_source(sid: int, sc: UnifiedSource, config: UnifiedDataConfig):
     """The source object of ``config.sources[sid]``; DataSourceError when it cannot be used at all."""
     size, frames, stride = config.image_size, config.clip_frames, config.frame_stride
     if sc.kind == "shapes":
-        return ShapesTasks(config.seed, sc.split, size, frames)
+        return ShapesTasks(config.seed, sc.split, size, frames, sc.edit_ops)
     if sc.kind == "conversations":
         index = scan_conversations(sc.path, sc.media_root)
         return ConversationSource(index, sid, config.seed, size, frames, stride)

@@ -14,6 +14,7 @@ from typing import Any
 from hydra_x.config import config_from_dict, config_to_dict
 from hydra_x.data.examples import TASKS
 from hydra_x.data.shapes import SPLITS
+from hydra_x.data.shapes_text import check_edit_ops
 
 SOURCE_TASKS: dict[str, tuple[str, ...]] = {
     "shapes": TASKS,  # the embedded default: every task, unlimited, nothing to download
@@ -36,6 +37,8 @@ class UnifiedSource:
     tasks: tuple[str, ...] | None = None  # only these of its tasks (None: all it provides)
     media_root: str | None = None  # conversations: where relative media paths start (default: the file's folder)
     split: str = "train"  # shapes: "train" or "heldout"
+    # shapes: the edit kinds its edits are drawn from (None: all of recolour, remove, add, move, resize)
+    edit_ops: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -55,6 +58,11 @@ class UnifiedSource:
                 )
         if self.media_root is not None and self.kind != "conversations":
             raise ValueError(f"media_root is for conversations sources, not {self.kind}")
+        if self.edit_ops is not None:
+            if self.kind != "shapes":
+                raise ValueError(f"edit_ops is for shapes sources, not {self.kind}")
+            object.__setattr__(self, "edit_ops", tuple(self.edit_ops))
+            check_edit_ops(self.edit_ops)
         if self.split not in SPLITS or (self.split != "train" and self.kind != "shapes"):
             raise ValueError(f"split {self.split!r}: only a shapes source takes a split, one of {SPLITS}")
 

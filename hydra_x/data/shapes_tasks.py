@@ -19,7 +19,16 @@ import numpy as np
 
 from hydra_x.data.examples import IMAGE_CAPTION_PROMPTS, TASKS, VIDEO_CAPTION_PROMPTS, Example, Visual
 from hydra_x.data.shapes import COLOURS, DIRECTIONS, SHAPES, render_clip, render_image
-from hydra_x.data.shapes_text import NUMBERS, QUESTION_KINDS, Question, ShapesWorld, number_word, questions
+from hydra_x.data.shapes_text import (
+    EDIT_OPS,
+    NUMBERS,
+    QUESTION_KINDS,
+    Question,
+    ShapesWorld,
+    check_edit_ops,
+    number_word,
+    questions,
+)
 
 # Questions asked about a clip: how things move, and what stays true in every frame (objects never change colour
 # or shape and never leave the frame; where they are relative to each other changes, so "position" is not asked).
@@ -95,7 +104,16 @@ class ShapesTasks:
     name = "shapes"
     tasks = frozenset(TASKS)
 
-    def __init__(self, seed: int = 0, split: str = "train", image_size: int = 256, clip_frames: int = 17):
+    def __init__(
+        self,
+        seed: int = 0,
+        split: str = "train",
+        image_size: int = 256,
+        clip_frames: int = 17,
+        edit_ops: tuple[str, ...] | None = None,  # the edit kinds drawn (None: all)
+    ):
+        self.edit_ops = EDIT_OPS if edit_ops is None else edit_ops
+        check_edit_ops(self.edit_ops)
         self.world = ShapesWorld(seed, split)
         self.seed, self.split, self.size, self.frames = int(seed), split, int(image_size), int(clip_frames)
 
@@ -127,7 +145,7 @@ class ShapesTasks:
             messages = [_user(f"<image>\n{qs.question.text}"), _assistant(qs.question.answer)]
             return Example(task, messages, [Visual(image)], key)
         if task == "edit":
-            edit = self.world.edit_sample(k)
+            edit = self.world.edit_sample(k, self.edit_ops)
             source, target = (render_image(s, self.size, self.size) for s in (edit.source, edit.target))
             instruction = edit.instruction[0].upper() + edit.instruction[1:] + "."
             messages = [_user(f"<image>\n{instruction}"), _assistant("<image>")]

@@ -256,6 +256,15 @@ def clip_sample(world: SceneWorld, k: int) -> ClipSample:
 # -- edits ------------------------------------------------------------------------------------------------------
 
 
+def check_edit_ops(ops: tuple[str, ...]) -> None:
+    """ValueError naming what is wrong unless ``ops`` is a non-empty tuple of distinct edit ops."""
+    if not isinstance(ops, tuple) or not ops:
+        raise ValueError(f"edit ops must be a non-empty tuple of {EDIT_OPS}, got {ops!r}")
+    unknown = [op for op in ops if op not in EDIT_OPS]
+    if unknown or len(set(ops)) != len(ops):
+        raise ValueError(f"edit ops must be distinct ones of {EDIT_OPS}, got {list(ops)}")
+
+
 def _edit(rng: np.random.Generator, source: Scene, op: str) -> EditSample | None:
     """One random edit of kind ``op`` on ``source``; None when the drawn one does not fit (caller retries)."""
     objs = source.objects
@@ -307,11 +316,12 @@ def _add(rng: np.random.Generator, source: Scene) -> EditSample | None:
     return None
 
 
-def edit_sample(world: SceneWorld, k: int) -> EditSample:
-    """One edit, its op drawn uniformly, of a single-object ("add") or two-object ("remove") source scene, or
-    either (the rest); a source that leaves the drawn edit no room is redrawn."""
+def edit_sample(world: SceneWorld, k: int, ops: tuple[str, ...] = EDIT_OPS) -> EditSample:
+    """One edit, its op drawn uniformly from ``ops``, of a single-object ("add") or two-object ("remove") source
+    scene, or either (the rest); a source that leaves the drawn edit no room is redrawn."""
+    check_edit_ops(ops)
     rng = world.rng("edit", k)
-    op = EDIT_OPS[int(rng.integers(len(EDIT_OPS)))]
+    op = ops[int(rng.integers(len(ops)))]
     while True:
         kind = {"add": "single", "remove": "relation"}.get(op) or ("single" if rng.random() < 0.4 else "relation")
         source = sample_scene(rng, world.split, kind)
@@ -333,5 +343,5 @@ class ShapesWorld(SceneWorld):
     def clip_sample(self, k: int) -> ClipSample:
         return clip_sample(self, k)
 
-    def edit_sample(self, k: int) -> EditSample:
-        return edit_sample(self, k)
+    def edit_sample(self, k: int, ops: tuple[str, ...] = EDIT_OPS) -> EditSample:
+        return edit_sample(self, k, ops)
