@@ -54,7 +54,9 @@ def instruction_effect(edit: Editor, edits: list[EditSample], size: int) -> Inst
     inside, outside, nearer = [], [], 0
     for e in edits:
         source, target = render_image(e.source, size, size), render_image(e.target, size, size)
-        region = (source - target).abs().sum(0) > 0.1  # the recoloured object
+        # The recoloured object's own pixels: EditSample.changed_mask is its box, whose corners are background
+        # that source and target share and would dilute "nearer the target" with pixels no edit should touch.
+        region = (source - target).abs().sum(0) > 0.1
         asked = edit(source, e.instruction).float().cpu()
         other = edit(source, other_colour(e.instruction)).float().cpu()
         change = (asked - other).abs().mean(0)

@@ -318,8 +318,8 @@ def _add(rng: np.random.Generator, source: Scene) -> EditSample | None:
 
 def edit_sample(world: SceneWorld, k: int, ops: tuple[str, ...] = EDIT_OPS) -> EditSample:
     """One edit, its op drawn uniformly from ``ops``, of a single-object ("add") or two-object ("remove") source
-    scene, or either (the rest); a source that leaves the drawn edit no room is redrawn."""
-    check_edit_ops(ops)
+    scene, or either (the rest); a source that leaves the drawn edit no room is redrawn. ``ops`` is checked where
+    it is configured (``check_edit_ops``: the data source, ``ShapesTasks``), not once per sample."""
     rng = world.rng("edit", k)
     op = ops[int(rng.integers(len(ops)))]
     while True:
