@@ -120,24 +120,25 @@ class ShardCursor:
         return out
 
 
-def sample_caption(sample: ShardSample) -> str:
-    """The caption of a sample: its ``txt`` member, else ``json``'s "caption"; SampleError "no_caption" if none."""
-    text = None
+def sample_caption(sample: ShardSample, field: str = "caption") -> str:
+    """The caption (or, with ``field``, e.g. an edit's instruction) of a sample: its ``txt`` member, else
+    ``json``'s ``field``; SampleError "no_<field>" if none."""
+    text, category = None, f"no_{field}"
     if "txt" in sample.members:
         try:
             text = sample.members["txt"].decode("utf-8")
         except UnicodeDecodeError:
-            raise SampleError(sample.name, "the txt caption is not UTF-8 text", "no_caption") from None
+            raise SampleError(sample.name, f"the txt {field} is not UTF-8 text", category) from None
     elif "json" in sample.members:
         try:
             meta = json.loads(sample.members["json"])
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SampleError(sample.name, "the json member is not JSON", "no_caption") from None
-        text = meta.get("caption") if isinstance(meta, dict) else None
+            raise SampleError(sample.name, "the json member is not JSON", category) from None
+        text = meta.get(field) if isinstance(meta, dict) else None
     if not isinstance(text, str) or not text.strip():
         have = ", ".join(sorted(sample.members)) or "nothing"
-        problem = f"no caption (a non-empty txt, or json with a caption; has: {have})"
-        raise SampleError(sample.name, problem, "no_caption")
+        problem = f"no {field} (a non-empty txt, or json with a {field}; has: {have})"
+        raise SampleError(sample.name, problem, category)
     return text.strip()
 
 

@@ -17,13 +17,15 @@ wrong structure, no assistant reply, placeholders that do not match the media, a
 are left out, each counted once under a named reason (:data:`SCAN_REASONS`) and reported. Media that exist but do
 not decode are found when drawn, skipped and counted like the tokenizer's bad files. A file with no usable record
 is a :class:`~hydra_x.data.config.DataSourceError`. Draws are with replacement, hashed from (seed, source, draw
-counter, attempt), so a draw is a pure function of those numbers and needs no state.
+counter, attempt), so a draw is a pure function of those numbers and needs no state. Files of edit triples
+(:mod:`hydra_x.data.edit_pairs`) are scanned, drawn and skipped the same way, with their own record parser.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,12 +53,14 @@ class RecordError(Exception):
 
 @dataclass(frozen=True)
 class Record:
-    """A checked record: its task, chat messages, and (kind, path) of its media in placeholder order."""
+    """A checked record: its task, chat messages, and (kind, path) of its media in placeholder order; ``roles``
+    the Visual role of each (empty: all "understand", as in a conversation; an edit generates its target)."""
 
     key: str
     task: str
     messages: list[dict[str, str]]
     media: list[tuple[str, Path]] = field(default_factory=list)
+    roles: tuple[str, ...] = ()
 
 
 def _messages(obj: dict) -> list[dict[str, str]]:
@@ -122,6 +126,9 @@ def _record_key(path: Path, array: bool, where: int, obj: object) -> str:
     return f"{path}:{'#' if array else ''}{where}" + (f" ({rid})" if rid is not None else "")
 
 
+RecordParser = Callable[[object, str, Path], Record]  # (parsed JSON, record key, media root) -> Record or RecordError
+
+
 @dataclass
 class ConversationIndex:
     """Where the usable records of a file are, per task (byte offsets of lines, or positions in a JSON array)."""
@@ -132,17 +139,19 @@ class ConversationIndex:
     positions: dict[str, np.ndarray]  # task -> (n, 2) int64: (byte offset or array position, line or position)
     skipped: list[tuple[str, str]]  # (record key, "category: problem")
     total: int
+    parse: RecordParser = parse_record  # what a record is: a conversation, or an edit (hydra_x.data.edit_pairs)
+    kind: str = "conversations"  # the source kind, in names and errors
 
 
-def _iter_raw(path: Path, array: bool):
+def _iter_raw(path: Path, array: bool, kind: str):
     """(position, line number or array position, parsed object or the JSON error) of each record."""
     if array:
         try:
             items = json.loads(path.read_bytes())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataSourceError(f"conversations:{path}: not a JSON array ({err})") from None
+            raise DataSourceError(f"{kind}:{path}: not a JSON array ({err})") from None
         if not isinstance(items, list):
-            raise DataSourceError(f"conversations:{path}: a .json file must hold an array of records")
+            raise DataSourceError(f"{kind}:{path}: a .json file must hold an array of records")
         yield from ((i, i, obj) for i, obj in enumerate(items))
         return
     with open(path, "rb") as f:
@@ -157,31 +166,36 @@ def _iter_raw(path: Path, array: bool):
             offset += len(line)
 
 
-def scan_conversations(path: str | os.PathLike, media_root: str | os.PathLike | None = None) -> ConversationIndex:
-    """Check every record of a JSONL / JSON file once (see the module docstring)."""
+def scan_conversations(
+    path: str | os.PathLike,
+    media_root: str | os.PathLike | None = None,
+    parse: RecordParser = parse_record,
+    kind: str = "conversations",
+) -> ConversationIndex:
+    """Check every record of a JSONL / JSON file once (see the module docstring); ``parse`` reads one record."""
     path = Path(path)
     if not path.is_file():
-        raise DataSourceError(f"conversations:{path}: {'not a file' if path.exists() else 'no such file'}")
+        raise DataSourceError(f"{kind}:{path}: {'not a file' if path.exists() else 'no such file'}")
     root = Path(media_root) if media_root is not None else path.parent
     array = path.suffix.lower() == ".json"
     positions: dict[str, list[tuple[int, int]]] = {}
     skipped, total = [], 0
-    for pos, where, obj in _iter_raw(path, array):
+    for pos, where, obj in _iter_raw(path, array, kind):
         total += 1
         key = _record_key(path, array, where, obj)
         try:
             if isinstance(obj, Exception):
                 raise RecordError("bad_record", f"not JSON ({obj})")
-            record = parse_record(obj, key, root)
+            record = parse(obj, key, root)
         except RecordError as err:
             skipped.append((key, str(err)))
             continue
         positions.setdefault(record.task, []).append((pos, where))
     if not positions:
         shown = "; ".join(f"{k}: {r}" for k, r in skipped[:_EXAMPLES_SHOWN]) or "the file is empty"
-        raise DataSourceError(f"conversations:{path}: no usable record among {total} ({shown})")
+        raise DataSourceError(f"{kind}:{path}: no usable record among {total} ({shown})")
     arrays = {task: np.asarray(p, dtype=np.int64).reshape(-1, 2) for task, p in positions.items()}
-    return ConversationIndex(path, root, array, arrays, skipped, total)
+    return ConversationIndex(path, root, array, arrays, skipped, total, parse, kind)
 
 
 class ConversationSource:
@@ -190,7 +204,7 @@ class ConversationSource:
     def __init__(self, index: ConversationIndex, source_id: int, seed: int, size: int, frames: int, stride: int):
         self.index, self.sid, self.seed = index, source_id, seed
         self.size, self.frames, self.stride = size, frames, stride
-        self.name = f"conversations:{index.path}"
+        self.name = f"{index.kind}:{index.path}"
         self.tasks = frozenset(index.positions)
         self._records: list | None = None  # a .json array, parsed once per process (not pickled to workers)
         self._failed: dict[int, SampleError] = {}  # position -> why it failed, per process
@@ -219,7 +233,7 @@ class ConversationSource:
             raise SampleError(key, f"the record changed since the scan: not JSON ({err})", "corrupt") from None
         key = _record_key(self.index.path, self.index.array, where, obj)
         try:
-            return parse_record(obj, key, self.index.root)
+            return self.index.parse(obj, key, self.index.root)
         except RecordError as err:
             raise SampleError(key, f"the record changed since the scan: {err}", "corrupt") from None
 
@@ -232,7 +246,8 @@ class ConversationSource:
             raise seen_again(self._failed[pos])
         try:
             record = self.record(pos, where)
-            visuals = [Visual(self._load(kind, path)) for kind, path in record.media]
+            roles = record.roles or ("understand",) * len(record.media)
+            visuals = [Visual(self._load(kind, path), role) for (kind, path), role in zip(record.media, roles)]
         except MediaError as err:
             failure = err if isinstance(err, SampleError) else SampleError(err.path, err.problem, skip_category(err))
             self._failed[pos] = failure

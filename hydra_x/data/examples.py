@@ -145,6 +145,12 @@ def _check_sft(task: str, got: tuple[tuple[str, str], ...]) -> None:
         raise ExampleError(f"a video_sft example has at least one video, got {got}")
 
 
+def edit_messages(instruction: str) -> list[dict[str, str]]:
+    """An edit example's (and an edit request's) chat: the source image and the instruction; the reply is the
+    target image."""
+    return [{"role": "user", "content": f"<image>\n{instruction}"}, {"role": "assistant", "content": "<image>"}]
+
+
 # ---------------------------------------------------------------------------- shared by the file-backed sources
 
 

@@ -2,7 +2,7 @@
 
 Example i of rank r in step s is global example g = r * E + i (E = examples_per_step). Its task is drawn by
 ``task_ratios`` from a hash of (seed, s, g), and its source, among those that provide the task, by their weights
-from another hash. Map-style sources (shapes, conversations) then give draw ``s * E * world_size + g`` (attempt
+from another hash. Map-style sources (shapes, conversations, edits) then give draw ``s * E * world_size + g`` (attempt
 0, then 1, ... if it fails), so their examples are a pure function of (config, step, global index, global batch)
 and need no state: any resume, any worker count, and any split of one global batch across ranks give the same
 examples. Shard sources read a stream (:mod:`hydra_x.data.caption_shards`): step s of a rank reads its stream
@@ -32,7 +32,8 @@ import numpy as np
 from hydra_x.data.buckets import hash_uniform
 from hydra_x.data.caption_shards import CaptionShardSource, CaptionStream
 from hydra_x.data.config import DataSourceError
-from hydra_x.data.conversations import ConversationSource, scan_conversations
+from hydra_x.data.conversations import ConversationSource, parse_record, scan_conversations
+from hydra_x.data.edit_pairs import EditShardSource, parse_edit_record
 from hydra_x.data.examples import Example
 from hydra_x.data.failures import first_seen, skip_entry
 from hydra_x.data.media import MediaError
@@ -115,7 +116,7 @@ class _Spec:
     config: UnifiedDataConfig
     rank: int
     world_size: int
-    sources: list  # ShapesTasks | ConversationSource | CaptionShardSource
+    sources: list  # ShapesTasks | ConversationSource | CaptionShardSource (EditShardSource among them)
     providers: dict[str, list[int]]
     stream_states: dict[str, dict[str, dict]] = field(default_factory=dict)  # stream -> source -> position
     fresh_states: dict[str, dict] = field(default_factory=dict)  # source -> where streams without a state start
@@ -196,9 +197,12 @@ def build_source(sid: int, sc: UnifiedSource, config: UnifiedDataConfig):
     size, frames, stride = config.image_size, config.clip_frames, config.frame_stride
     if sc.kind == "shapes":
         return ShapesTasks(config.seed, sc.split, size, frames, sc.edit_ops)
-    if sc.kind == "conversations":
-        index = scan_conversations(sc.path, sc.media_root)
+    if sc.kind in ("conversations", "edits"):
+        parse = parse_edit_record if sc.kind == "edits" else parse_record
+        index = scan_conversations(sc.path, sc.media_root, parse, sc.kind)
         return ConversationSource(index, sid, config.seed, size, frames, stride)
+    if sc.kind == "edit_shards":
+        return EditShardSource(sc.path, sid, config.seed, size, sc.name)
     media = "image" if sc.kind == "caption_shards" else "video"
     return CaptionShardSource(sc.path, media, sid, config.seed, size, frames, stride, sc.name)
 

@@ -21,7 +21,10 @@ SOURCE_TASKS: dict[str, tuple[str, ...]] = {
     "conversations": ("text", "image_sft", "video_sft"),  # JSONL / JSON, LLaVA or OpenAI style
     "caption_shards": ("image_caption", "image_gen"),  # WebDataset shards of image + caption
     "video_caption_shards": ("video_caption", "video_gen"),  # WebDataset shards of video + caption
+    "edits": ("edit",),  # JSONL / JSON of (source image, instruction, target image) records
+    "edit_shards": ("edit",),  # WebDataset shards of source + instruction + target
 }
+MEDIA_ROOT_KINDS = ("conversations", "edits")  # the file-backed sources whose records name media paths
 SOURCE_KINDS = tuple(SOURCE_TASKS)
 MP_CONTEXTS = ("forkserver", "spawn", "fork")
 
@@ -29,13 +32,13 @@ MP_CONTEXTS = ("forkserver", "spawn", "fork")
 @dataclass(frozen=True)
 class UnifiedSource:
     kind: str  # one of SOURCE_KINDS
-    # conversations: a .jsonl (or .json array) file; shards: a folder of .tar files, a glob or a brace pattern
+    # conversations, edits: a .jsonl (or .json array) file; shards: a folder of .tar files, a glob or a brace pattern
     path: str | None = None
     # Relative share among the sources that provide a task: an example of task t comes from source i with
     # probability weight_i / (sum of the weights of t's sources).
     weight: float = 1.0
     tasks: tuple[str, ...] | None = None  # only these of its tasks (None: all it provides)
-    media_root: str | None = None  # conversations: where relative media paths start (default: the file's folder)
+    media_root: str | None = None  # conversations, edits: where relative media paths start (default: the file's folder)
     split: str = "train"  # shapes: "train" or "heldout"
     # shapes: the edit kinds its edits are drawn from (None: all of recolour, remove, add, move, resize)
     edit_ops: tuple[str, ...] | None = None
@@ -56,8 +59,8 @@ class UnifiedSource:
                     f"source {self.name}: tasks {list(self.tasks)} must be a non-empty subset of what a "
                     f"{self.kind} source provides, {SOURCE_TASKS[self.kind]}"
                 )
-        if self.media_root is not None and self.kind != "conversations":
-            raise ValueError(f"media_root is for conversations sources, not {self.kind}")
+        if self.media_root is not None and self.kind not in MEDIA_ROOT_KINDS:
+            raise ValueError(f"media_root is for {' and '.join(MEDIA_ROOT_KINDS)} sources, not {self.kind}")
         if self.edit_ops is not None:
             if self.kind != "shapes":
                 raise ValueError(f"edit_ops is for shapes sources, not {self.kind}")

@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-from hydra_x.data.examples import IMAGE_CAPTION_PROMPTS, TASKS, VIDEO_CAPTION_PROMPTS, Example, Visual
+from hydra_x.data.examples import IMAGE_CAPTION_PROMPTS, TASKS, VIDEO_CAPTION_PROMPTS, Example, Visual, edit_messages
 from hydra_x.data.shapes import COLOURS, DIRECTIONS, SHAPES, render_clip, render_image
 from hydra_x.data.shapes_text import (
     EDIT_OPS,
@@ -148,8 +148,7 @@ class ShapesTasks:
             edit = self.world.edit_sample(k, self.edit_ops)
             source, target = (render_image(s, self.size, self.size) for s in (edit.source, edit.target))
             instruction = edit.instruction[0].upper() + edit.instruction[1:] + "."
-            messages = [_user(f"<image>\n{instruction}"), _assistant("<image>")]
-            return Example(task, messages, [Visual(source), Visual(target, "generate")], key)
+            return Example(task, edit_messages(instruction), [Visual(source), Visual(target, "generate")], key)
         return self._clip_example(task, k, rng, key)
 
     def _clip_example(self, task: str, k: int, rng: np.random.Generator, key: str) -> Example:
