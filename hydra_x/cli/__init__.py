@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="reconstruction metrics under a pinned protocol (PSNR, SSIM, LPIPS, rFID / rFVD), for HYDRA-X "
         "and diffusers autoencoders, and the shapes-world scores of a unified model (generation, understanding, "
-        "video, editing); see 'hydra-x eval --help'",
+        "video, editing) and its edits of your own triples scored against their targets; see 'hydra-x eval --help'",
         add_help=False,
     )
     sub.add_parser(

@@ -5,6 +5,7 @@ shapes-world scorers of the unified model (generation, understanding, video, edi
     hydra-x eval recon --model diffusers:REPO_OR_FOLDER --data ... --protocol video17x256 --out DIR
     hydra-x eval table a/report.json b/report.json [--out table.md]
     hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --frames 17 --steps 20 --guidance 3 --shift S --limit N]
+    hydra-x eval edits --ckpt DIR --data edits.jsonl --out DIR [--size 256 --steps 20 --guidance 3 --limit N]
     torchrun --nproc_per_node N -m hydra_x.cli.eval recon ...     (samples split by index across ranks)
 
 Errors a user can fix print one line ``hydra-x eval: error: ...`` and exit with 2, as in hydra_x.cli.
@@ -139,10 +140,10 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _shapes(args: argparse.Namespace) -> int:
-    from hydra_x.cli.unified import DEFAULT_PRESET, load_unified
+    from hydra_x.cli.unified import load_unified
     from hydra_x.eval.prompts import PROMPT_SET_VERSION, SEEN_VERSION, prompt_set
     from hydra_x.eval.shapes_report import build_report, summary_line, write_outputs
-    from hydra_x.eval.shapes_run import evaluate_shapes, model_info
+    from hydra_x.eval.shapes_run import evaluate_shapes
 
     for name in ("size", "steps", "limit", "batch_size"):
         value = getattr(args, name)
@@ -179,12 +180,23 @@ def _shapes(args: argparse.Namespace) -> int:
         round_trip=args.round_trip,
         control=prompt_set(SEEN_VERSION) if args.seen_questions else None,
     )
+    report = build_report(result, _model_info(args, model), model.device)
+    return _wrote(summary_line(report), write_outputs(Path(args.out), report, result))
+
+
+def _model_info(args: argparse.Namespace, model) -> dict:
+    """The unified model in a report: its checkpoint (with weight digests) or preset, named by --name if given."""
+    from hydra_x.cli.unified import DEFAULT_PRESET
+    from hydra_x.eval.shapes_run import model_info
+
     info = model_info(model, checkpoint=args.ckpt, preset=args.preset or DEFAULT_PRESET, seed=args.seed)
     if args.name:
         info["name"] = args.name
-    report = build_report(result, info, model.device)
-    paths = write_outputs(Path(args.out), report, result)
-    print(summary_line(report))
+    return info
+
+
+def _wrote(summary: str, paths: list[Path]) -> int:
+    print(summary)
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
@@ -202,22 +214,8 @@ def _add_shapes(sub) -> None:
         "settings), report.md and sample grids (generation.png, video.png, editing.png); prints one summary line.",
     )
     p.add_argument("--out", required=True, help="folder for report.json, report.md and the grids")
-    g = p.add_argument_group("model")
-    g.add_argument("--ckpt", metavar="DIR_OR_HUB_ID", help="HydraX weights: a save_pretrained folder or a Hub id")
-    g.add_argument("--preset", metavar="NAME", help="without --ckpt: a HydraX preset with random weights (tests)")
-    g.add_argument("--seed", type=int, help="sampling seed, and the seed of --preset's random weights (default 0)")
-    g.add_argument("--name", help="the model's name in the report")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
-    g.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto", help="auto: bf16 on cuda")
-    g = p.add_argument_group("sampling")
-    g.add_argument("--size", type=int, default=64, help="image side in pixels, a multiple of the patch (default 64)")
+    g = _add_sampling(p, size=64)
     g.add_argument("--frames", type=int, default=17, help="frames per generated clip, 1 + 4k (default 17)")
-    g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
-    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
-    g.add_argument("--sampler", choices=("euler", "heun"), default="euler", help="default euler")
-    g.add_argument(
-        "--shift", type=float, help="time shift toward the noise (default: the model's resolution-dependent shift)"
-    )
     g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
     g = p.add_argument_group("prompt set")
     g.add_argument(
@@ -243,11 +241,83 @@ def _add_shapes(sub) -> None:
     p.set_defaults(func=_shapes)
 
 
+def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGroup:
+    """The unified model's and its sampling's options (``hydra-x eval shapes`` and ``edits``); returns the
+    sampling group."""
+    g = p.add_argument_group("model")
+    g.add_argument("--ckpt", metavar="DIR_OR_HUB_ID", help="HydraX weights: a save_pretrained folder or a Hub id")
+    g.add_argument("--preset", metavar="NAME", help="without --ckpt: a HydraX preset with random weights (tests)")
+    g.add_argument("--seed", type=int, help="sampling seed, and the seed of --preset's random weights (default 0)")
+    g.add_argument("--name", help="the model's name in the report")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    g.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto", help="auto: bf16 on cuda")
+    g = p.add_argument_group("sampling")
+    g.add_argument(
+        "--size", type=int, default=size, help=f"image side in pixels, a multiple of the patch (default {size})"
+    )
+    g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    g.add_argument("--sampler", choices=("euler", "heun"), default="euler", help="default euler")
+    g.add_argument(
+        "--shift", type=float, help="time shift toward the noise (default: the model's resolution-dependent shift)"
+    )
+    return g
+
+
+def _edits(args: argparse.Namespace) -> int:
+    from hydra_x.cli.unified import load_unified
+    from hydra_x.eval.edits import build_report, evaluate_edit_file, summary_line, write_outputs
+
+    for name in ("size", "steps", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CliError(f"--{name} must be at least 1, got {value}")
+    if args.shift is not None and not args.shift > 0:
+        raise CliError(f"--shift must be positive, got {args.shift}")
+    args.seed = 0 if args.seed is None else args.seed
+    model = load_unified(args)
+    settings = dict(size=args.size, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed)
+    options = {k: settings[k] for k in ("steps", "guidance", "sampler")} | {"shift": args.shift}
+    try:
+        result, pictures = evaluate_edit_file(
+            model.edit, args.data, media_root=args.media_root, size=args.size, limit=args.limit, seed=args.seed,
+            progress=note, **options,
+        )  # fmt: skip
+    except ValueError as err:  # no record could be edited
+        raise CliError(str(err)) from err
+    data = {"path": args.data, "media_root": args.media_root, "limit": args.limit}
+    report = build_report(result, data, {**settings, "shift": args.shift}, _model_info(args, model), model.device)
+    return _wrote(summary_line(report), write_outputs(Path(args.out), report, pictures))
+
+
+def _add_edits(sub) -> None:
+    p = sub.add_parser(
+        "edits",
+        help="a unified model's edits of your own (source, instruction, target) triples, scored against the targets",
+        description="Edit the sources of an edits file (JSONL or JSON: source / instruction / target, or "
+        "InstructPix2Pix's input_image / edit_prompt / edited_image, or MagicBrush's source_img / instruction / "
+        "target_img), in file order, and score each edit against its target with MagicBrush's pixel metrics (L1, "
+        "L2 on pixels in [0, 1]) and PSNR / SSIM, beside the unedited source's figures (what an edit that changes "
+        "nothing scores). Writes OUT/report.json (every record's figures, the records skipped and why, the model, "
+        "the settings), report.md and editing.png (source | edit | target); prints one summary line.",
+    )
+    p.add_argument("--data", required=True, help="the edits file (.jsonl, or .json holding an array)")
+    p.add_argument("--media-root", help="where the records' relative image paths start (default: the file's folder)")
+    p.add_argument("--out", required=True, help="folder for report.json, report.md and editing.png")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="take only the first N records the scan keeps (one whose image does not decode is listed as skipped)",
+    )
+    _add_sampling(p, size=256)
+    p.set_defaults(func=_edits)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
         description="Evaluate tokenizers (reconstruction metrics under a pinned protocol) and unified models "
-        "(shapes-world scorers).",
+        "(shapes-world scorers; edits of your own triples).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
@@ -317,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the table to this file")
     p.set_defaults(func=_table)
     _add_shapes(sub)
+    _add_edits(sub)
     return parser
 
 

@@ -181,7 +181,7 @@ def _failure(item: dict[str, Any]) -> str:
     return f'- `{item["id"]}` "{item["prompt"]}": {item["reason"]}\n'
 
 
-def _grid(rows: list[list[Picture]]) -> np.ndarray:
+def picture_grid(rows: list[list[Picture]]) -> np.ndarray:
     """(H, W, 3) uint8: one row of cells per group, each cell its images side by side under its label."""
     first = rows[0][0]
     s_h, s_w = first.images[0].shape[-2:]
@@ -211,6 +211,6 @@ def write_outputs(out: Path, report: dict[str, Any], result: ShapesReport) -> li
     paths[1].write_text(markdown(report))
     for section, rows in result.pictures.items():
         if rows:
-            Image.fromarray(_grid(rows)).save(out / GRIDS[section])
+            Image.fromarray(picture_grid(rows)).save(out / GRIDS[section])
             paths.append(out / GRIDS[section])
     return paths
