@@ -161,3 +161,28 @@ def test_the_unified_model_trains_on_an_edits_file_from_the_command_line(edits_f
     assert [s["kind"] for s in saved["sources"]] == ["edits"] and saved["task_ratios"] == {"edit": 1.0}
     skipped = json.loads((run / "summary.json").read_text())["skipped"]
     assert skipped.get("bad_record") == 3 and skipped.get("missing_media") == 1  # the scan's, logged by the run
+
+
+def test_shapes_edits_written_to_disk_come_back_as_the_same_examples(tmp_path, monkeypatch):
+    """benchmarks/write_shapes_edits.py's file, read by the edits source, gives the shapes world's own edits."""
+    import runpy
+
+    from hydra_x.data.conversations import ConversationSource, scan_conversations
+    from hydra_x.data.edit_pairs import parse_edit_record
+    from hydra_x.data.media import read_image
+    from hydra_x.data.shapes_tasks import ShapesTasks
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "write_shapes_edits.py"
+    argv = ["write_shapes_edits.py", "--out", str(tmp_path), "--count", "3", "--size", str(SIZE)]
+    monkeypatch.setattr("sys.argv", argv)
+    runpy.run_path(str(script), run_name="__main__")
+    index = scan_conversations(tmp_path / "edits.jsonl", None, parse_edit_record, "edits")
+    reader = ConversationSource(index, 0, 0, SIZE, 1, 1)
+    truth = ShapesTasks(0, "heldout", SIZE, 5)
+    records = [reader.record(pos, where) for pos, where in index.positions["edit"].tolist()]
+    assert len(records) == 3
+    for k, record in enumerate(records):
+        expected = truth.example("edit", k)
+        assert record.key.endswith(f"(shapes:heldout:edit:{k})") and record.messages == expected.messages
+        for (_, path), role, want in zip(record.media, record.roles, expected.visuals):
+            assert role == want.role and torch.allclose(read_image(path), want.pixels, atol=1 / 255)
