@@ -114,3 +114,15 @@ def test_missing_lpips_weights_are_the_users_to_supply(tmp_path, monkeypatch, ca
     assert main(args) == 2
     error = the_error(capsys.readouterr().err, MODULE)
     assert "LPIPS" in error and "loss.lpips=0" in error and "this is a bug" not in error
+
+
+def test_one_task_weight_of_a_unified_recipe_is_set_by_its_dotted_key(capsys):
+    """As the GPU arms do (`data.task_ratios.edit=4`): that weight changes, the recipe's others stay."""
+    from hydra_x.train.unified.__main__ import parse_config
+
+    recipe = parse_config(["--config", "small"]).data.task_ratios
+    assert parse_config(["--config", "small", "data.task_ratios.edit=4"]).data.task_ratios == {**recipe, "edit": 4}
+    assert recipe["edit"] != 4
+    with pytest.raises(SystemExit):
+        parse_config(["--config", "small", "data.task_ratios.edits=4"])
+    assert "unknown key 'edits'; known: ['edit'," in capsys.readouterr().err
