@@ -91,7 +91,11 @@ def evaluate_edit_file(
     items: list[EditItem] = []
     pictures: list[Picture] = []
     for k, (pos, where) in enumerate(positions.tolist()):
-        record = reader.record(pos, where)
+        try:
+            record = reader.record(pos, where)
+        except MediaError as err:  # the file changed since the scan
+            skipped.append({"record": str(err.path), "reason": err.problem})
+            continue
         try:
             source, target = (fit_image(read_image(p), size) for _, p in record.media)
         except MediaError as err:
