@@ -145,14 +145,7 @@ def _shapes(args: argparse.Namespace) -> int:
     from hydra_x.eval.shapes_report import build_report, summary_line, write_outputs
     from hydra_x.eval.shapes_run import evaluate_shapes
 
-    for name in ("size", "steps", "limit", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.frames < 1:
-        raise CliError(f"--frames must be at least 1, got {args.frames}")
-    if args.shift is not None and not args.shift > 0:
-        raise CliError(f"--shift must be positive, got {args.shift}")
+    _check_sampling(args, ("size", "steps", "limit", "batch_size", "frames"))
     try:
         items = prompt_set(args.prompt_set)
     except ValueError as err:
@@ -241,6 +234,16 @@ def _add_shapes(sub) -> None:
     p.set_defaults(func=_shapes)
 
 
+def _check_sampling(args: argparse.Namespace, counts: tuple[str, ...]) -> None:
+    """The counts given must be at least 1 and --shift positive (``hydra-x eval shapes`` and ``edits``)."""
+    for name in counts:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.shift is not None and not args.shift > 0:
+        raise CliError(f"--shift must be positive, got {args.shift}")
+
+
 def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGroup:
     """The unified model's and its sampling's options (``hydra-x eval shapes`` and ``edits``); returns the
     sampling group."""
@@ -268,12 +271,7 @@ def _edits(args: argparse.Namespace) -> int:
     from hydra_x.cli.unified import load_unified
     from hydra_x.eval.edits import build_report, evaluate_edit_file, summary_line, write_outputs
 
-    for name in ("size", "steps", "limit"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise CliError(f"--{name} must be at least 1, got {value}")
-    if args.shift is not None and not args.shift > 0:
-        raise CliError(f"--shift must be positive, got {args.shift}")
+    _check_sampling(args, ("size", "steps", "limit"))
     args.seed = 0 if args.seed is None else args.seed
     model = load_unified(args)
     settings = dict(size=args.size, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed)
