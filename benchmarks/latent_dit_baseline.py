@@ -3,6 +3,9 @@ tokenizer's latents of the same shapes world, scored by the same scorer on the s
 
     python benchmarks/latent_dit_baseline.py --tokenizer runs/demo/unified/export/tokenizer \
         --text-tokenizer runs/demo/unified/export/llm --size 64 --steps 2000 --batch 32       # CPU, minutes
+    python3 benchmarks/latent_dit_baseline.py --tokenizer R/tokenizer/export --text-tokenizer LLM_FOLDER \
+        --size 128 --batch 256 --width 384 --depth 8 --heads 6 --minutes 10 --eval-at 800 \
+        --device cuda --json dit.json --grid dit.png                                           # one GPU
 
 The DiT sees [caption tokens; noisy latent tokens + learned positions] with full attention, adaLN by the flow
 time, and predicts each latent token's velocity (a linear out layer): no LLM, no Sem-ViT, no per-token head.
@@ -15,18 +18,25 @@ if it does not, the latents or the amount of training are.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hydra_x.data.shapes import render_image
 from hydra_x.data.shapes_tasks import ShapesTasks
 from hydra_x.eval.prompts import CATEGORIES, prompt_set
 from hydra_x.eval.shapes import generation_summary, score_generation
+from hydra_x.eval.shapes_report import picture_grid
+from hydra_x.eval.shapes_run import Picture
 from hydra_x.nn.adaln import TimeEmbedding, modulate
 from hydra_x.nn.flow import sample, time_from_normal
+from hydra_x.tokenizer.latent_stats import measure_latent_stats
 from hydra_x.tokenizer.model import HydraXTokenizer
 
 
@@ -79,6 +89,26 @@ class LatentDiT(nn.Module):
         return self.out(self.norm(x[:, n_text:]))
 
 
+class Batches(torch.utils.data.Dataset):
+    """Batch ``i`` of the training stream: pixels (B, 3, H, W), caption ids and keep mask (10% dropped, for CFG),
+    rendered in DataLoader workers: beside training runs that hold the host's cores, one process rendering and
+    tokenising 256 scenes a step made 87 steps in 10 minutes on the GPU machine."""
+
+    def __init__(self, size: int, batch: int, text_tokenizer, length: int) -> None:
+        self.size, self.batch, self.text_tokenizer, self.length = size, batch, text_tokenizer, length
+        self.tasks = ShapesTasks(0, "train", size, 5)
+
+    def __len__(self) -> int:
+        return 10**9
+
+    def __getitem__(self, i: int):
+        examples = [self.tasks.example("image_gen", i * self.batch + j) for j in range(self.batch)]
+        drop = torch.rand(self.batch, generator=torch.Generator().manual_seed(i)) < 0.1
+        captions = [e.messages[0]["content"] for e in examples]
+        ids, keep = captions_to_ids(self.text_tokenizer, captions, self.length, drop)
+        return torch.stack([e.visuals[0].pixels for e in examples]), ids, keep
+
+
 def captions_to_ids(text_tokenizer, captions: list[str], length: int, drop: torch.Tensor | None = None):
     ids = torch.zeros(len(captions), length, dtype=torch.long)
     keep = torch.zeros(len(captions), length, dtype=torch.bool)
@@ -92,12 +122,50 @@ def captions_to_ids(text_tokenizer, captions: list[str], length: int, drop: torc
     return ids, keep
 
 
+@torch.no_grad()
+def evaluate(model, tok, text_tok, grid, args, device, autocast) -> tuple[dict, list[list[Picture]]]:
+    """The held-out prompts (``args.limit`` a category) drawn with Euler and CFG, scored; and a grid's rows (truth |
+    sample) of the first four of each category."""
+    model.eval()
+    items = prompt_set()
+    tokens, channels, length = math.prod(grid), tok.config.latent_channels, 32
+    scores, rows = [], []
+    for category in CATEGORIES:
+        mine = [i for i in items.generation if i.category == category][: args.limit]
+        ids_c, keep_c = captions_to_ids(text_tok, [i.prompt for i in mine], length)
+        ids_u, keep_u = captions_to_ids(text_tok, [""] * len(mine), length, torch.ones(len(mine), dtype=torch.bool))
+        ids2, keep2 = torch.cat([ids_c, ids_u]).to(device), torch.cat([keep_c, keep_u]).to(device)
+
+        def velocity(z_t: torch.Tensor, t: torch.Tensor, ids2=ids2, keep2=keep2) -> torch.Tensor:
+            with autocast():
+                v = model(ids2, keep2, torch.cat([z_t, z_t]), torch.cat([t, t]).float()).float()
+            v_c, v_u = v.chunk(2)
+            return v_u + args.guidance * (v_c - v_u)
+
+        gen = torch.Generator().manual_seed(0)
+        noise = torch.randn(len(mine), tokens, channels, generator=gen).to(device)
+        z = sample(velocity, noise, args.sample_steps)
+        images = tok.decode(z.transpose(1, 2).unflatten(2, tuple(grid))).float().clamp(-1, 1).cpu()
+        mine_scores = [score_generation(item, image) for item, image in zip(mine, images)]
+        scores += mine_scores
+        rows.append(
+            [
+                Picture(f"{s.id} {'ok' if s.correct else 'x'}", (render_image(item.scene, args.size, args.size), image))
+                for s, item, image in list(zip(mine_scores, mine, images))[:4]
+            ]
+        )
+    model.train()
+    return generation_summary(scores), rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenizer", required=True, help="a trained tokenizer folder with latent statistics")
+    p.add_argument("--tokenizer", required=True, help="a trained tokenizer folder (latent statistics measured if none)")
     p.add_argument("--text-tokenizer", required=True, help="a folder or hub id with a transformers text tokenizer")
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=2000, help="at most this many steps")
+    p.add_argument("--minutes", type=float, default=0.0, help="also stop after this many minutes of training (0: none)")
+    p.add_argument("--eval-at", type=int, nargs="*", default=[], help="also score the prompts after these steps")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--width", type=int, default=256)
@@ -108,15 +176,27 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--limit", type=int, default=24, help="held-out prompts per category")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers rendering the batches")
+    p.add_argument("--threads", type=int, help="torch's CPU threads in the training process (default: torch's)")
+    p.add_argument("--json", type=Path, help="write the scores here")
+    p.add_argument("--grid", type=Path, help="write a PNG of truths and samples (four a category) here")
     args = p.parse_args()
 
     from transformers import AutoTokenizer
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    # bf16 on a GPU (the unified runs' precision there), fp32 on the CPU
+    autocast = (lambda: torch.autocast("cuda", torch.bfloat16)) if device.type == "cuda" else nullcontext
     tok = HydraXTokenizer.from_pretrained(args.tokenizer).to(device).eval()
     text_tok = AutoTokenizer.from_pretrained(args.text_tokenizer)
     tasks = ShapesTasks(0, "train", args.size, 5)
+    if not tok.has_latent_stats:  # as a unified run does: one shared scale over 256 of its generation targets
+        scenes = lambda b: [tasks.example("image_gen", 10**6 + 64 * b + i).visuals[0].pixels for i in range(64)]  # noqa: E731
+        targets = (torch.stack(scenes(b)) for b in range(4))
+        tok.set_latent_stats(*measure_latent_stats(tok, targets, device, shared_std=True, all_processes=False))
     with torch.no_grad():
         z = tok.encode(tasks.example("image_gen", 0).visuals[0].pixels[None].to(device))
     channels, grid = z.shape[1], z.shape[2:]
@@ -126,20 +206,30 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     print(f"latent grid {tuple(grid)} x {channels}; DiT {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M")
 
-    start, k = time.perf_counter(), 0
-    for step in range(1, args.steps + 1):
-        examples = [tasks.example("image_gen", k + i) for i in range(args.batch)]
+    results, rows = [], []
+    batches = iter(
+        torch.utils.data.DataLoader(
+            Batches(args.size, args.batch, text_tok, length),
+            batch_size=None,
+            num_workers=args.workers,
+            pin_memory=device.type == "cuda",
+            prefetch_factor=4 if args.workers else None,
+            persistent_workers=args.workers > 0,
+        )
+    )
+    start, k, step = time.perf_counter(), 0, 0
+    while step < args.steps and not (args.minutes and time.perf_counter() - start > 60 * args.minutes):
+        step += 1
+        x, ids, keep = next(batches)
         k += args.batch
         with torch.no_grad():
-            x = torch.stack([e.visuals[0].pixels for e in examples]).to(device)
-            z0 = tok.encode(x).flatten(2).transpose(1, 2).float()  # (B, N, C)
-        drop = torch.rand(args.batch) < 0.1
-        ids, keep = captions_to_ids(text_tok, [e.messages[0]["content"] for e in examples], length, drop)
+            z0 = tok.encode(x.to(device, non_blocking=True)).flatten(2).transpose(1, 2).float()  # (B, N, C)
         t = time_from_normal(torch.randn(args.batch), mean=args.time_mean).to(device)
         noise = torch.randn_like(z0)
         z_t = (1 - t[:, None, None]) * z0 + t[:, None, None] * noise
-        v = model(ids.to(device), keep.to(device), z_t, t)
-        loss = F.mse_loss(v, noise - z0)
+        with autocast():
+            v = model(ids.to(device), keep.to(device), z_t, t)
+        loss = F.mse_loss(v.float(), noise - z0)
         lr = args.lr * min(1.0, step / 100)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -147,33 +237,29 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 200 == 0 or step == args.steps:
-            print(f"step {step} loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s, {k} examples)")
+        if step % 200 == 0:
+            print(f"step {step} loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s, {k} examples)", flush=True)
+        if step in args.eval_at:
+            summary, rows = evaluate(model, tok, text_tok, grid, args, device, autocast)
+            results.append({"step": step, "examples": k, "seconds": time.perf_counter() - start, **summary})
+            print(f"step {step}: generation overall {summary['overall']:.3f}", flush=True)
+    summary, rows = evaluate(model, tok, text_tok, grid, args, device, autocast)
+    results.append({"step": step, "examples": k, "seconds": time.perf_counter() - start, **summary})
+    for r in results:
+        cats = {c: round(v["accuracy"], 2) for c, v in r["categories"].items()}
+        share = "-" if r["asked_colour_share"] is None else f"{r['asked_colour_share']:.0%}"  # None: nothing read
+        print(
+            f"step {r['step']} ({r['examples']} examples, {r['seconds']:.0f} s): generation overall {r['overall']:.3f} "
+            f"{cats}; objects per picture {r['objects_per_image']:.2f} (asked {r['asked_per_image']:.2f}), "
+            f"in an asked colour {share}"
+        )
+    if args.json:
+        settings = {key: str(value) for key, value in vars(args).items()}
+        args.json.write_text(json.dumps({"args": settings, "results": results}, indent=1))
+    if args.grid:
+        from PIL import Image
 
-    model.eval()
-    items = prompt_set()
-    scores = []
-    for category in CATEGORIES:
-        mine = [i for i in items.generation if i.category == category][: args.limit]
-        ids_c, keep_c = captions_to_ids(text_tok, [i.prompt for i in mine], length)
-        ids_u, keep_u = captions_to_ids(text_tok, [""] * len(mine), length, torch.ones(len(mine), dtype=torch.bool))
-        ids2, keep2 = torch.cat([ids_c, ids_u]).to(device), torch.cat([keep_c, keep_u]).to(device)
-
-        def velocity(z_t: torch.Tensor, t: torch.Tensor, ids2=ids2, keep2=keep2) -> torch.Tensor:
-            tt = torch.cat([t, t]).float()
-            v = model(ids2, keep2, torch.cat([z_t, z_t]), tt)
-            v_c, v_u = v.chunk(2)
-            return v_u + args.guidance * (v_c - v_u)
-
-        gen = torch.Generator().manual_seed(0)
-        noise = torch.randn(len(mine), tokens, channels, generator=gen).to(device)
-        with torch.no_grad():
-            z = sample(velocity, noise, args.sample_steps)
-            images = tok.decode(z.transpose(1, 2).unflatten(2, tuple(grid))).float().clamp(-1, 1).cpu()
-        scores += [score_generation(item, image) for item, image in zip(mine, images)]
-    summary = generation_summary(scores)
-    cats = {c: round(v["accuracy"], 2) for c, v in summary["categories"].items()}
-    print(f"generation overall {summary['overall']:.3f} {cats}")
+        Image.fromarray(picture_grid(rows)).save(args.grid)
 
 
 if __name__ == "__main__":
