@@ -35,7 +35,7 @@ from hydra_x.eval.shapes import generation_summary, score_generation
 from hydra_x.eval.shapes_report import picture_grid
 from hydra_x.eval.shapes_run import Picture
 from hydra_x.nn.adaln import TimeEmbedding, modulate
-from hydra_x.nn.flow import sample, time_from_normal
+from hydra_x.nn.flow import sample, shift_time, time_from_normal
 from hydra_x.tokenizer.latent_stats import measure_latent_stats
 from hydra_x.tokenizer.model import HydraXTokenizer
 
@@ -144,7 +144,7 @@ def evaluate(model, tok, text_tok, grid, args, device, autocast) -> tuple[dict, 
 
         gen = torch.Generator().manual_seed(0)
         noise = torch.randn(len(mine), tokens, channels, generator=gen).to(device)
-        z = sample(velocity, noise, args.sample_steps)
+        z = sample(velocity, noise, args.sample_steps, shift=args.shift)
         images = tok.decode(z.transpose(1, 2).unflatten(2, tuple(grid))).float().clamp(-1, 1).cpu()
         mine_scores = [score_generation(item, image) for item, image in zip(mine, images)]
         scores += mine_scores
@@ -172,6 +172,9 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--time-mean", type=float, default=1.0)
+    p.add_argument(
+        "--shift", type=float, default=1.0, help="time shift toward the noise, in training and sampling alike (SD3's)"
+    )
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--limit", type=int, default=24, help="held-out prompts per category")
@@ -224,7 +227,7 @@ def main() -> None:
         k += args.batch
         with torch.no_grad():
             z0 = tok.encode(x.to(device, non_blocking=True)).flatten(2).transpose(1, 2).float()  # (B, N, C)
-        t = time_from_normal(torch.randn(args.batch), mean=args.time_mean).to(device)
+        t = shift_time(time_from_normal(torch.randn(args.batch), mean=args.time_mean), args.shift).to(device)
         noise = torch.randn_like(z0)
         z_t = (1 - t[:, None, None]) * z0 + t[:, None, None] * noise
         with autocast():
