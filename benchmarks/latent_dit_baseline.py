@@ -109,6 +109,19 @@ class Batches(torch.utils.data.Dataset):
         return torch.stack([e.visuals[0].pixels for e in examples]), ids, keep
 
 
+def block_noise(white: torch.Tensor, grid, share: float, cells: int, generator=None) -> torch.Tensor:
+    """Unit Gaussian noise (B, N, C) whose share ``share`` of the variance is one draw per cell of a ``cells`` x
+    ``cells`` grid over the latent grid (neighbouring tokens share it), the rest ``white`` (B, N, C): a prior whose
+    chance fluctuations, which decide where objects go, are as large as objects rather than one token each."""
+    if not share:
+        return white
+    b, _, c = white.shape
+    h, w = grid[-2:]
+    coarse = torch.randn(b, c, cells, cells, generator=generator).to(white)
+    coarse = F.interpolate(coarse, size=(h, w), mode="nearest").flatten(2).transpose(1, 2)  # (B, N, C)
+    return (1 - share) ** 0.5 * white + share**0.5 * coarse
+
+
 def captions_to_ids(text_tokenizer, captions: list[str], length: int, drop: torch.Tensor | None = None):
     ids = torch.zeros(len(captions), length, dtype=torch.long)
     keep = torch.zeros(len(captions), length, dtype=torch.bool)
@@ -143,7 +156,8 @@ def evaluate(model, tok, text_tok, grid, args, device, autocast) -> tuple[dict, 
             return v_u + args.guidance * (v_c - v_u)
 
         gen = torch.Generator().manual_seed(0)
-        noise = torch.randn(len(mine), tokens, channels, generator=gen).to(device)
+        white = torch.randn(len(mine), tokens, channels, generator=gen)
+        noise = block_noise(white, grid, args.block_noise, args.noise_cells, gen).to(device)
         z = sample(velocity, noise, args.sample_steps, shift=args.shift)
         images = tok.decode(z.transpose(1, 2).unflatten(2, tuple(grid))).float().clamp(-1, 1).cpu()
         mine_scores = [score_generation(item, image) for item, image in zip(mine, images)]
@@ -175,6 +189,10 @@ def main() -> None:
     p.add_argument(
         "--shift", type=float, default=1.0, help="time shift toward the noise, in training and sampling alike (SD3's)"
     )
+    p.add_argument(
+        "--block-noise", type=float, default=0.0, help="share of the noise's variance shared by neighbouring tokens"
+    )
+    p.add_argument("--noise-cells", type=int, default=4, help="cells a side of the shared part (block_noise)")
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--limit", type=int, default=24, help="held-out prompts per category")
@@ -228,7 +246,7 @@ def main() -> None:
         with torch.no_grad():
             z0 = tok.encode(x.to(device, non_blocking=True)).flatten(2).transpose(1, 2).float()  # (B, N, C)
         t = shift_time(time_from_normal(torch.randn(args.batch), mean=args.time_mean), args.shift).to(device)
-        noise = torch.randn_like(z0)
+        noise = block_noise(torch.randn_like(z0), grid, args.block_noise, args.noise_cells)
         z_t = (1 - t[:, None, None]) * z0 + t[:, None, None] * noise
         with autocast():
             v = model(ids.to(device), keep.to(device), z_t, t)

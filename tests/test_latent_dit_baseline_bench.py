@@ -16,7 +16,7 @@ from tests.unified.fixtures import tiny_tokenizer
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
-from latent_dit_baseline import Batches, captions_to_ids  # noqa: E402
+from latent_dit_baseline import Batches, block_noise, captions_to_ids  # noqa: E402
 
 
 def test_a_batch_is_its_scenes_and_captions_with_seeded_drops():
@@ -62,3 +62,15 @@ def test_a_run_scores_at_each_step_asked_and_at_its_end(tmp_path):
         for r in results
     )
     assert (tmp_path / "dit.png").stat().st_size > 0
+
+
+def test_block_noise_is_unit_noise_shared_within_cells_only():
+    white = torch.randn(20000, 64, 2, generator=torch.Generator().manual_seed(0))
+    assert block_noise(white, (1, 8, 8), 0.0, 4) is white
+    noise = block_noise(white, (1, 8, 8), 0.5, 4, torch.Generator().manual_seed(1))
+    assert abs(noise.var().item() - 1) < 0.02 and abs(noise.mean().item()) < 0.02
+    corr = lambda i, j: torch.corrcoef(torch.stack([noise[:, i, 0], noise[:, j, 0]]))[0, 1].item()  # noqa: E731
+    # tokens 0, 1, 8, 9 make the first 2 x 2 cell of a 4 x 4 grid over 8 x 8 tokens; token 2 is the next cell
+    assert all(abs(corr(0, j) - 0.5) < 0.03 for j in (1, 8, 9))
+    assert abs(corr(0, 2)) < 0.03 and abs(corr(0, 16)) < 0.03
+    assert abs(torch.corrcoef(torch.stack([noise[:, 0, 0], noise[:, 0, 1]]))[0, 1].item()) < 0.03  # channels apart
