@@ -1,11 +1,11 @@
 #!/bin/bash
 # The shapes world within the issue's budget on one GPU, as one job: the `small` tokenizer (3.5 minutes), then ONE
-# unified run with the GPU to itself (16 minutes, so tokenizer and unified model take 19.5 of the 20), beside it a
-# plain in-context DiT on the same tokenizer's latents (benchmarks/latent_dit_baseline.py, a light process: its
-# batches are rendered in workers), then `hydra-x eval shapes` on the whole held-out set (24 prompts a category)
-# and the instruction effect of the edits. Run from the repository root:
+# unified run with the GPU to itself (16 minutes, so tokenizer and unified model take 19.5 of the 20), beside it two
+# plain in-context DiTs on the same tokenizer's latents (benchmarks/latent_dit_baseline.py, light processes whose
+# batches are rendered in workers; white noise and block noise), then `hydra-x eval shapes` on the whole held-out
+# set (24 prompts a category) and the instruction effect of the edits. Run from the repository root:
 #
-#     R=/path/to/results bash benchmarks/shapes_world_job.sh       # writes R/A/..., R/dit.*, R/instr.txt, R/DONE
+#     R=/path/to/results bash benchmarks/shapes_world_job.sh       # writes R/A/..., R/dit-*, R/instr.txt, R/DONE
 #
 # Overrides of the unified run: ARM="key=value,..." (default: the `small` recipe with edits weighted 4 and two
 # attention layers in the flow head that join at step 800, the best arm of three in the twenty-first session's run).
@@ -19,15 +19,19 @@ LLM=$(python3 -m hydra_x.unified.llm convert-smollm2 2> "$R/convert.log" | tail 
 python3 benchmarks/shapes_world_run.py --out "$R/A" --tokenizer-minutes 3.5 --shapes-images 3000 --shapes-clips 400 \
   --phases tokenizer
 echo "tokenizer done at $(( $(date +%s) - T0 )) s"
-python3 benchmarks/latent_dit_baseline.py --tokenizer "$R/A/tokenizer/export" --text-tokenizer "$LLM" --size 128 \
-  --batch 256 --width 384 --depth 8 --heads 6 --minutes $(( UNIFIED_MINUTES - 4 )) --steps 100000 --eval-at 800 2000 \
-  --workers 3 --threads 2 --limit 24 --device cuda --json "$R/dit.json" --grid "$R/dit.png" > "$R/dit.log" 2>&1 &
-DIT=$!
+DITS=()
+for SHARE in 0 0.5; do  # white noise, and half of it shared by each 2 x 2 cell of tokens (--block-noise)
+  python3 benchmarks/latent_dit_baseline.py --tokenizer "$R/A/tokenizer/export" --text-tokenizer "$LLM" --size 128 \
+    --batch 256 --width 384 --depth 8 --heads 6 --minutes $(( UNIFIED_MINUTES - 4 )) --steps 100000 --eval-at 800 2000 \
+    --block-noise $SHARE --workers 2 --threads 2 --limit 24 --device cuda --json "$R/dit-$SHARE.json" \
+    --grid "$R/dit-$SHARE.png" > "$R/dit-$SHARE.log" 2>&1 &
+  DITS+=($!)
+done
 python3 benchmarks/shapes_world_run.py --out "$R/A" --unified-minutes "$UNIFIED_MINUTES" --compile --workers 6 \
   --phases unified --arms "one=$ARM"
 echo "unified done at $(( $(date +%s) - T0 )) s"
-wait $DIT
-tail -n 3 "$R/dit.log"
+wait "${DITS[@]}"
+tail -n 3 "$R"/dit-*.log
 LAYOUT=$(python3 -c "import sys; print('sti' if 'edit_layout=sti' in sys.argv[1] else 'independent')" "$ARM")
 python3 benchmarks/shapes_world_run.py --out "$R/A" --phases eval --sample-steps 20 --guidance 3 \
   --arms "one=model.edit_layout=$LAYOUT"
