@@ -178,7 +178,9 @@ def main() -> None:
     p.add_argument("--text-tokenizer", required=True, help="a folder or hub id with a transformers text tokenizer")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--steps", type=int, default=2000, help="at most this many steps")
-    p.add_argument("--minutes", type=float, default=0.0, help="also stop after this many minutes of training (0: none)")
+    p.add_argument(
+        "--minutes", type=float, default=0.0, help="also stop after this many minutes (training and --eval-at; 0: none)"
+    )
     p.add_argument("--eval-at", type=int, nargs="*", default=[], help="also score the prompts after these steps")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
@@ -202,6 +204,8 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="write the scores here")
     p.add_argument("--grid", type=Path, help="write a PNG of truths and samples (four a category) here")
     args = p.parse_args()
+    if not 0 <= args.block_noise <= 1 or args.noise_cells < 1:
+        p.error(f"--block-noise is a share in [0, 1], --noise-cells >= 1: got {args.block_noise}, {args.noise_cells}")
 
     from transformers import AutoTokenizer
 
