@@ -7,6 +7,11 @@ Time convention: t = 1 is pure noise, t = 0 is the data.
     v   = d x_t / d t = eps - x        (the velocity a model regresses)
     x   = x_t - t v                    (the clean estimate from a velocity prediction)
 
+eps is white noise, or (``prior_noise`` with a block share) unit Gaussian noise of which a share is drawn once per
+cell of a coarse grid over the latent grid and shared by the cell's tokens and latent steps: any fixed Gaussian
+prior is a valid start for the flow, and with this one the chance fluctuations from which a sample's layout is
+decided are object-sized rather than one token each (PYoCo's mixed noise shares a part across a video's frames).
+
 Sampling integrates d x / d t = v(x, t) from t = 1 down to t = 0 with Euler or Heun on a grid that is uniform,
 or warped by a time shift (more steps near the noise for larger inputs, as SD3 does); one Euler step returns
 exactly the clean estimate at t = 1. Every tensor is (B, ...) with a per-sample time t of shape (B,).
@@ -18,6 +23,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 TIME_DISTRIBUTIONS = ("logit_normal", "uniform")
 SAMPLERS = ("euler", "heun")
@@ -31,6 +37,31 @@ def _per_sample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if t.ndim != 1 or t.shape[0] != like.shape[0]:
         raise ValueError(f"t must have shape (B,) = ({like.shape[0]},), got {tuple(t.shape)}")
     return t.to(like).view(-1, *([1] * (like.ndim - 1)))
+
+
+def prior_noise(
+    shape: tuple[int, ...],
+    block_share: float = 0.0,
+    cells: int = 4,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Unit Gaussian noise of ``shape`` (..., C, S, h, w), float32. With ``block_share`` s > 0, sqrt(1 - s) white
+    noise plus sqrt(s) times one draw per channel and cell of a ``cells`` x ``cells`` grid over (h, w) (fewer where
+    the grid is smaller), shared by every token and latent step of the cell. s = 0 draws exactly
+    ``torch.randn(shape, generator=generator, device=device)``."""
+    if not 0.0 <= block_share <= 1.0:
+        raise ValueError(f"the noise's block share must be in [0, 1], got {block_share}")
+    if cells < 1:
+        raise ValueError(f"the noise needs at least 1 cell a side, got {cells}")
+    white = torch.randn(shape, generator=generator, device=device)
+    if not block_share:
+        return white
+    *lead, h, w = shape[:-3] + shape[-2:]
+    cell_grid = (min(cells, h), min(cells, w))
+    coarse = torch.randn((math.prod(lead), 1, *cell_grid), generator=generator, device=device)
+    coarse = F.interpolate(coarse, size=(h, w), mode="nearest").view(*lead, 1, h, w)  # one value per cell and step
+    return (1.0 - block_share) ** 0.5 * white + block_share**0.5 * coarse
 
 
 def interpolate(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

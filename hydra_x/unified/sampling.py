@@ -21,7 +21,7 @@ import torch
 from einops import rearrange
 
 from hydra_x.errors import InputError
-from hydra_x.nn.flow import guided, resolution_shift, sample
+from hydra_x.nn.flow import guided, prior_noise, resolution_shift, sample
 from hydra_x.unified.heads import copy_velocity
 from hydra_x.unified.masks import additive_mask, attention_mask, query_mask, query_position_ids
 from hydra_x.unified.packing import PackedBatch, pad_to_batch
@@ -219,7 +219,7 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
         shift = resolution_shift(spec.length, cfg.time_shift_base_tokens, cfg.max_time_shift)
     c = cfg.latent_channels
     generator = torch.Generator().manual_seed(how.seed)
-    noise = torch.randn((b, c, spec.steps, *grid), generator=generator).to(model.device)
+    noise = prior_noise((b, c, spec.steps, *grid), cfg.noise_block_share, cfg.noise_cells, generator).to(model.device)
 
     def field(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         """Velocity (B', C, S, h, w) of both halves (conditional, unconditional) at z_t ``zz``, times ``tt``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hydra_x.nn.flow import guided, interpolate, resolution_shift, sample, shift_time, time_grid
+from hydra_x.nn.flow import guided, interpolate, prior_noise, resolution_shift, sample, shift_time, time_grid
 
 
 @pytest.mark.parametrize("shift", [1.0, 0.5, 3.0])
@@ -99,3 +99,32 @@ def test_a_later_start_begins_on_the_path_from_init_and_steps_only_below_it(meth
         sample(field, eps, 5, method, init=x0, start=0.0)
     with pytest.raises(ValueError, match="init latents"):
         sample(field, eps, 5, method, start=0.5)
+
+
+def test_prior_noise_without_a_block_share_is_the_plain_draw():
+    shape = (2, 8, 3, 4, 6)
+    drawn = prior_noise(shape, 0.0, 4, torch.Generator().manual_seed(3))
+    assert torch.equal(drawn, torch.randn(shape, generator=torch.Generator().manual_seed(3)))
+
+
+def test_prior_noise_shares_its_block_part_within_a_cell_and_across_steps_only():
+    noise = prior_noise((6000, 2, 2, 8, 8), 0.5, 4, torch.Generator().manual_seed(0))
+    assert abs(noise.var().item() - 1) < 0.02 and abs(noise.mean().item()) < 0.02
+    at = lambda c, s, i, j: noise[:, c, s, i, j]  # noqa: E731
+    corr = lambda a, b: torch.corrcoef(torch.stack([a, b]))[0, 1].item()  # noqa: E731
+    # a 4 x 4 grid of cells over 8 x 8 tokens: (0, 0), (0, 1), (1, 1) share a cell; (0, 2) and (2, 0) do not
+    for other in (at(0, 0, 0, 1), at(0, 0, 1, 1), at(0, 1, 0, 0), at(0, 1, 1, 0)):
+        assert abs(corr(at(0, 0, 0, 0), other) - 0.5) < 0.04
+    for other in (at(0, 0, 0, 2), at(0, 0, 2, 0), at(1, 0, 0, 0)):
+        assert abs(corr(at(0, 0, 0, 0), other)) < 0.04
+    whole = prior_noise((1, 1, 1, 8, 8), 1.0, 4, torch.Generator().manual_seed(1))[0, 0, 0]
+    assert torch.equal(whole[::2, ::2].repeat_interleave(2, 0).repeat_interleave(2, 1), whole)  # one value a cell
+    assert len(set(whole.flatten().tolist())) == 16
+    small = prior_noise((1, 1, 1, 2, 3), 1.0, 4, torch.Generator().manual_seed(1))  # fewer tokens than cells
+    assert len(set(small.flatten().tolist())) == 6
+
+
+@pytest.mark.parametrize("share, cells", [(-0.1, 4), (1.5, 4), (0.5, 0)])
+def test_prior_noise_refuses_a_bad_share_or_grid(share, cells):
+    with pytest.raises(ValueError, match="block share|cell"):
+        prior_noise((1, 1, 1, 2, 2), share, cells)

@@ -14,7 +14,7 @@ import torch
 
 from hydra_x.data.examples import Example
 from hydra_x.data.mixture import StepExamples
-from hydra_x.nn.flow import resolution_shift, shift_time
+from hydra_x.nn.flow import prior_noise, resolution_shift, shift_time
 from hydra_x.train.seeding import sample_generator, sample_key
 from hydra_x.unified.inputs import VisualInputs
 from hydra_x.unified.packing import PackedBatch, pack
@@ -121,7 +121,7 @@ def build_batch(
     else:
         packed, dropped = prepared.packed, prepared.dropped
     pixels, times, noises = [], [], []
-    device = model.device
+    device, mcfg = model.device, model.config
     for p in packed.placements:
         x = examples[p.sample].visuals[p.block].pixels
         pixels.append(x)
@@ -130,7 +130,7 @@ def build_batch(
         index = first_index + p.sample
         key = (cfg.seed, micro_step, index, p.block)
         g = sample_generator(device).manual_seed(sample_key(*key, NOISE_STREAM))
-        noises.append(torch.randn(latent_shape(tcfg, x), generator=g, device=device))
+        noises.append(prior_noise(latent_shape(tcfg, x), mcfg.noise_block_share, mcfg.noise_cells, g, device))
         n = torch.randn((), generator=sample_generator(torch.device("cpu")).manual_seed(sample_key(*key, TIME_STREAM)))
         t = torch.sigmoid(loss.time_mean + loss.time_std * n)
         if model.config.time_shift_base_tokens:
