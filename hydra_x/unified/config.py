@@ -71,7 +71,8 @@ class UnifiedConfig:
     # The flow's noise, training and sampling alike (hydra_x.nn.flow.prior_noise): this share of its variance is one
     # draw per channel and cell of a noise_cells x noise_cells grid over each block (shared by the cell's tokens and
     # latent steps), the rest white. 0: white noise, the paper's. On a plain DiT over the CPU demo tokenizer's latents
-    # 0.5 scored 14.6% against white noise's 9.0% (docs/benchmarks.md); not yet measured in this model.
+    # 0.5 scored 14.6% against white noise's 9.0%; the demo's unified recipe with 0.5 scored 7.6% against 9.0%, with
+    # more pieces (docs/benchmarks.md): a switch to measure, not a recipe's.
     noise_block_share: float = 0.0
     noise_cells: int = 4
     # The size it was trained at: the default of generation and the size chat resizes inputs to.
