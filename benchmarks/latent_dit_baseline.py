@@ -35,7 +35,7 @@ from hydra_x.eval.shapes import generation_summary, score_generation
 from hydra_x.eval.shapes_report import picture_grid
 from hydra_x.eval.shapes_run import Picture
 from hydra_x.nn.adaln import TimeEmbedding, modulate
-from hydra_x.nn.flow import sample, shift_time, time_from_normal
+from hydra_x.nn.flow import prior_noise, sample, shift_time, time_from_normal
 from hydra_x.tokenizer.latent_stats import measure_latent_stats
 from hydra_x.tokenizer.model import HydraXTokenizer
 
@@ -116,9 +116,8 @@ def block_noise(white: torch.Tensor, grid, share: float, cells: int, generator=N
     if not share:
         return white
     b, _, c = white.shape
-    h, w = grid[-2:]
-    coarse = torch.randn(b, c, cells, cells, generator=generator).to(white)
-    coarse = F.interpolate(coarse, size=(h, w), mode="nearest").flatten(2).transpose(1, 2)  # (B, N, C)
+    # The unified model's block noise (all shared) over a one-step latent grid, as the DiT's token rows (B, N, C).
+    coarse = prior_noise((b, c, 1, *grid[-2:]), 1.0, cells, generator).to(white).flatten(2).transpose(1, 2)
     return (1 - share) ** 0.5 * white + share**0.5 * coarse
 
 
