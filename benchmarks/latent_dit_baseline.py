@@ -12,7 +12,10 @@ time, and predicts each latent token's velocity (a linear out layer): no LLM, no
 Same flow maths as the unified model (x_t = (1 - t) x0 + t eps, v = eps - x0, logit-normal times, Euler, CFG by
 dropping the caption 10% of the time). If it draws the asked scenes from as many examples as the unified model
 sees, the unified model's path (Sem-ViT on noisy latents, the LLM, the flow head) is what holds it back;
-if it does not, the latents or the amount of training are.
+if it does not, the latents or the amount of training are. ``--pixels PATCH`` puts raw pixel patches in the
+latents' place (the same token grid, no encoder or decoder) to tell those two apart; ``--predict x`` has the out
+layer predict the clean tokens, turned into the velocity the loss and the sampler use (JiT's choice for
+high-dimensional tokens).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from hydra_x.eval.shapes import generation_summary, score_generation
 from hydra_x.eval.shapes_report import picture_grid
 from hydra_x.eval.shapes_run import Picture
 from hydra_x.nn.adaln import TimeEmbedding, modulate
-from hydra_x.nn.flow import prior_noise, sample, shift_time, time_from_normal
+from hydra_x.nn.flow import prior_noise, sample, shift_time, time_from_normal, velocity_from_clean
 from hydra_x.tokenizer.latent_stats import measure_latent_stats
 from hydra_x.tokenizer.model import HydraXTokenizer
 
@@ -64,12 +67,36 @@ class Block(nn.Module):
         return x + a2 * self.mlp(modulate(self.norm2(x), s2, g2))
 
 
+def sincos_2d(width: int, h: int, w: int) -> torch.Tensor:
+    """(h w, width) fixed positions of an h x w grid, row-major: half the channels sin / cos of the row at
+    geometric frequencies, half of the column (DiT's and MAE's 2D sin-cos embedding)."""
+    if width % 4:
+        raise ValueError(f"2D sin-cos positions need a width divisible by 4, got {width}")
+    freqs = 1.0 / 10000 ** (torch.arange(width // 4) / (width // 4))
+    rows, cols = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    angle = lambda pos: pos.reshape(-1, 1) * freqs  # noqa: E731
+    return torch.cat([angle(rows).sin(), angle(rows).cos(), angle(cols).sin(), angle(cols).cos()], dim=1)
+
+
 class LatentDiT(nn.Module):
-    def __init__(self, vocab: int, channels: int, tokens: int, width: int, depth: int, heads: int) -> None:
+    def __init__(
+        self,
+        vocab: int,
+        channels: int,
+        tokens: int,
+        width: int,
+        depth: int,
+        heads: int,
+        predict: str = "velocity",
+        grid: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
+        self.predict = predict
         self.text = nn.Embedding(vocab, width)
         self.z_in = nn.Linear(channels, width)
         self.pos = nn.Parameter(torch.randn(1, tokens + 64, width) * 0.02)
+        # fixed 2D sin-cos positions of the latent grid (DiT's), added to the learnt ones; None: learnt alone
+        self.register_buffer("grid_pos", None if grid is None else sincos_2d(width, *grid[-2:]), persistent=False)
         self.time = TimeEmbedding(width, 256)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
@@ -82,11 +109,37 @@ class LatentDiT(nn.Module):
         n_text = ids.shape[1]
         x = torch.cat([self.text(ids), self.z_in(z_t)], dim=1)
         x = x + self.pos[:, : x.shape[1]]
+        if self.grid_pos is not None:
+            x[:, n_text:] = x[:, n_text:] + self.grid_pos
         keep = torch.cat([keep, keep.new_ones(z_t.shape[:2])], dim=1)
         c = self.time(t)
         for block in self.blocks:
             x = block(x, c, keep)
-        return self.out(self.norm(x[:, n_text:]))
+        out = self.out(self.norm(x[:, n_text:]))
+        return velocity_from_clean(z_t, t, out.to(z_t)) if self.predict == "x" else out
+
+
+class PixelPatches(nn.Module):
+    """The tokenizer's interface over raw pixels: a ``patch`` x ``patch`` patch of the picture is one token of
+    3 patch^2 channels, scaled by one mean and std measured on training scenes. The control for the latents: the
+    same DiT on the same token grid with no encoder or decoder between it and the pixels."""
+
+    def __init__(self, patch: int) -> None:
+        super().__init__()
+        self.patch = patch
+        self.register_buffer("stats", torch.tensor([0.0, 1.0]))
+        self.config = argparse.Namespace(latent_channels=3 * patch * patch)
+
+    def measure(self, pixels: torch.Tensor) -> None:
+        self.stats = torch.stack([pixels.mean(), pixels.std()]).to(self.stats)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 3 p^2, 1, H / p, W / p), normalised."""
+        z = F.pixel_unshuffle((x.float() - self.stats[0]) / self.stats[1], self.patch)
+        return z.unsqueeze(2)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(z.squeeze(2), self.patch) * self.stats[1] + self.stats[0]
 
 
 class Batches(torch.utils.data.Dataset):
@@ -173,7 +226,11 @@ def evaluate(model, tok, text_tok, grid, args, device, autocast) -> tuple[dict, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenizer", required=True, help="a trained tokenizer folder (latent statistics measured if none)")
+    space = p.add_mutually_exclusive_group(required=True)
+    space.add_argument("--tokenizer", help="a trained tokenizer folder (latent statistics measured if none)")
+    space.add_argument(
+        "--pixels", type=int, metavar="PATCH", help="no tokenizer: PATCH x PATCH pixel patches are the tokens"
+    )
     p.add_argument("--text-tokenizer", required=True, help="a folder or hub id with a transformers text tokenizer")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--steps", type=int, default=2000, help="at most this many steps")
@@ -187,6 +244,18 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--time-mean", type=float, default=1.0)
+    p.add_argument(
+        "--positions",
+        choices=("learnt", "sincos"),
+        default="learnt",
+        help="latent tokens' positions: learnt alone (from a 0.02 start), or with fixed 2D sin-cos ones added (DiT's)",
+    )
+    p.add_argument(
+        "--predict",
+        choices=("velocity", "x"),
+        default="velocity",
+        help="what the out layer predicts; x is turned into the velocity that the loss and the sampler use (JiT)",
+    )
     p.add_argument(
         "--shift", type=float, default=1.0, help="time shift toward the noise, in training and sampling alike (SD3's)"
     )
@@ -214,11 +283,17 @@ def main() -> None:
     device = torch.device(args.device)
     # bf16 on a GPU (the unified runs' precision there), fp32 on the CPU
     autocast = (lambda: torch.autocast("cuda", torch.bfloat16)) if device.type == "cuda" else nullcontext
-    tok = HydraXTokenizer.from_pretrained(args.tokenizer).to(device).eval()
     text_tok = AutoTokenizer.from_pretrained(args.text_tokenizer)
     tasks = ShapesTasks(0, "train", args.size, 5)
-    if not tok.has_latent_stats:  # as a unified run does: one shared scale over 256 of its generation targets
-        scenes = lambda b: [tasks.example("image_gen", 10**6 + 64 * b + i).visuals[0].pixels for i in range(64)]  # noqa: E731
+    scenes = lambda b: [tasks.example("image_gen", 10**6 + 64 * b + i).visuals[0].pixels for i in range(64)]  # noqa: E731
+    if args.pixels:
+        if args.size % args.pixels:
+            p.error(f"--pixels {args.pixels} does not divide --size {args.size}")
+        tok = PixelPatches(args.pixels).to(device)
+        tok.measure(torch.cat([torch.stack(scenes(b)) for b in range(4)]))
+    else:
+        tok = HydraXTokenizer.from_pretrained(args.tokenizer).to(device).eval()
+    if args.tokenizer and not tok.has_latent_stats:  # as a unified run does: one scale over 256 generation targets
         targets = (torch.stack(scenes(b)) for b in range(4))
         tok.set_latent_stats(*measure_latent_stats(tok, targets, device, shared_std=True, all_processes=False))
     with torch.no_grad():
@@ -226,7 +301,16 @@ def main() -> None:
     channels, grid = z.shape[1], z.shape[2:]
     tokens = math.prod(grid)
     length = 32
-    model = LatentDiT(len(text_tok), channels, tokens, args.width, args.depth, args.heads).to(device)
+    model = LatentDiT(
+        len(text_tok),
+        channels,
+        tokens,
+        args.width,
+        args.depth,
+        args.heads,
+        args.predict,
+        tuple(grid) if args.positions == "sincos" else None,
+    ).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     print(f"latent grid {tuple(grid)} x {channels}; DiT {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M")
 

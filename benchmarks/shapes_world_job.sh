@@ -2,8 +2,8 @@
 # The shapes world within the issue's budget on one GPU, as one job: the `small` tokenizer (3.5 minutes), then ONE
 # unified run with the GPU to itself (16 minutes, so tokenizer and unified model take 19.5 of the 20), beside it two
 # plain in-context DiTs on the same tokenizer's latents (benchmarks/latent_dit_baseline.py, light processes whose
-# batches are rendered in workers; white noise and block noise), then `hydra-x eval shapes` on the whole held-out
-# set (24 prompts a category) and the instruction effect of the edits. Run from the repository root:
+# batches are rendered in workers; learnt positions, and fixed 2D sin-cos ones), then `hydra-x eval shapes` on the
+# whole held-out set (24 prompts a category) and the instruction effect of the edits. Run from the repository root:
 #
 #     R=/path/to/results bash benchmarks/shapes_world_job.sh       # writes R/A/..., R/dit-*, R/instr.txt, R/DONE
 #
@@ -20,11 +20,11 @@ python3 benchmarks/shapes_world_run.py --out "$R/A" --tokenizer-minutes 3.5 --sh
   --phases tokenizer
 echo "tokenizer done at $(( $(date +%s) - T0 )) s"
 DITS=()
-for SHARE in 0 0.5; do  # white noise, and half of it shared by each 2 x 2 cell of tokens (--block-noise)
+for POS in learnt sincos; do  # learnt positions alone, and fixed 2D sin-cos ones added (DiT's; 6x fewer examples on the CPU)
   python3 benchmarks/latent_dit_baseline.py --tokenizer "$R/A/tokenizer/export" --text-tokenizer "$LLM" --size 128 \
     --batch 256 --width 384 --depth 8 --heads 6 --minutes $(( UNIFIED_MINUTES - 4 )) --steps 100000 --eval-at 800 2000 \
-    --block-noise $SHARE --workers 2 --threads 2 --limit 24 --device cuda --json "$R/dit-$SHARE.json" \
-    --grid "$R/dit-$SHARE.png" > "$R/dit-$SHARE.log" 2>&1 &
+    --positions $POS --workers 2 --threads 2 --limit 24 --device cuda --json "$R/dit-$POS.json" \
+    --grid "$R/dit-$POS.png" > "$R/dit-$POS.log" 2>&1 &
   DITS+=($!)
 done
 python3 benchmarks/shapes_world_run.py --out "$R/A" --unified-minutes "$UNIFIED_MINUTES" --compile --workers 6 \

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+import torch.nn as nn
 
 from hydra_x.data.shapes_tasks import ShapesTasks
 from tests.helpers import tiny
@@ -16,7 +18,14 @@ from tests.unified.fixtures import tiny_tokenizer
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
-from latent_dit_baseline import Batches, block_noise, captions_to_ids  # noqa: E402
+from latent_dit_baseline import (  # noqa: E402
+    Batches,
+    LatentDiT,
+    PixelPatches,
+    block_noise,
+    captions_to_ids,
+    sincos_2d,
+)
 
 
 def test_a_batch_is_its_scenes_and_captions_with_seeded_drops():
@@ -45,11 +54,13 @@ def test_workers_render_the_same_stream(tmp_path):
         assert all(torch.equal(a, b) for a, b in zip(next(plain), next(workers)))
 
 
-def test_a_run_scores_at_each_step_asked_and_at_its_end(tmp_path):
+@pytest.mark.parametrize("space", ["tokenizer", "pixels"])
+def test_a_run_scores_at_each_step_asked_and_at_its_end(tmp_path, space):
     tiny().save_pretrained(tmp_path / "tok")
     tiny_tokenizer().save_pretrained(tmp_path / "text")
     out = tmp_path / "dit.json"
-    cli = [sys.executable, str(BENCH / "latent_dit_baseline.py"), "--tokenizer", str(tmp_path / "tok")]
+    cli = [sys.executable, str(BENCH / "latent_dit_baseline.py")]
+    cli += ["--tokenizer", str(tmp_path / "tok")] if space == "tokenizer" else ["--pixels", "8", "--predict", "x"]
     cli += ["--text-tokenizer", str(tmp_path / "text"), "--size", "32", "--steps", "4", "--batch", "4"]
     cli += ["--width", "32", "--depth", "1", "--heads", "2", "--eval-at", "2", "--limit", "1", "--sample-steps", "2"]
     cli += ["--json", str(out), "--grid", str(tmp_path / "dit.png"), "--workers", "1"]
@@ -74,3 +85,57 @@ def test_block_noise_is_unit_noise_shared_within_cells_only():
     assert all(abs(corr(0, j) - 0.5) < 0.03 for j in (1, 8, 9))
     assert abs(corr(0, 2)) < 0.03 and abs(corr(0, 16)) < 0.03
     assert abs(torch.corrcoef(torch.stack([noise[:, 0, 0], noise[:, 0, 1]]))[0, 1].item()) < 0.03  # channels apart
+
+
+def test_pixel_patches_are_the_pictures_patches_and_decode_back():
+    x = torch.rand(2, 3, 16, 24) * 2 - 1
+    space = PixelPatches(8)
+    space.measure(x)
+    z = space.encode(x)
+    assert z.shape == (2, 192, 1, 2, 3) and space.config.latent_channels == 192
+    assert abs(z.mean().item()) < 1e-5 and abs(z.std().item() - 1) < 1e-3  # the measured scale
+    # token (row 1, column 2) is the patch x[:, :, 8:16, 16:24], channel-major, then rows, then columns
+    patch = (x[0, :, 8:16, 16:24] - space.stats[0]) / space.stats[1]
+    assert torch.allclose(z[0, :, 0, 1, 2], patch.reshape(-1), atol=1e-6)
+    assert torch.allclose(space.decode(z), x, atol=1e-5)
+
+
+def test_an_x_predicting_dit_returns_the_velocity_toward_its_clean_estimate():
+    torch.manual_seed(0)
+    model = LatentDiT(50, 4, 9, 32, 1, 2, predict="x")
+    nn.init.normal_(model.out.weight)  # a non-zero clean estimate
+    ids, keep = torch.randint(0, 50, (2, 5)), torch.ones(2, 5, dtype=torch.bool)
+    z_t, t = torch.randn(2, 9, 4), torch.tensor([0.5, 0.02])
+    v = model(ids, keep, z_t, t)
+    model.predict = "velocity"
+    x_hat = model(ids, keep, z_t, t)  # the same out layer, read as it is
+    assert torch.allclose(z_t[0] - 0.5 * v[0], x_hat[0], atol=1e-5)  # x = z_t - t v
+    assert torch.allclose(v[1], (z_t[1] - x_hat[1]) / 0.05, atol=1e-4)  # t clamped at 0.05, as JiT
+
+
+def test_sincos_positions_tell_rows_and_columns_apart_and_reach_only_the_latent_tokens():
+    pos = sincos_2d(16, 3, 4)  # row-major: token 5 is row 1, column 1
+    assert pos.shape == (12, 16)
+    assert torch.equal(pos[5, :8], pos[6, :8]) and not torch.equal(pos[5, 8:], pos[6, 8:])  # same row
+    assert torch.equal(pos[5, 8:], pos[9, 8:]) and not torch.equal(pos[5, :8], pos[9, :8])  # same column
+    assert torch.allclose(pos[5, 0], torch.tensor(1.0).sin()) and torch.allclose(pos[9, 8], torch.tensor(1.0).sin())
+    assert len({tuple(row.tolist()) for row in pos}) == 12
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sincos_2d(6, 2, 2)
+    torch.manual_seed(0)
+    plain = LatentDiT(50, 4, 12, 16, 1, 2)
+    placed = LatentDiT(50, 4, 12, 16, 1, 2, grid=(1, 3, 4))
+    placed.load_state_dict(plain.state_dict())  # the same weights; the fixed positions are no parameter
+    seen = {}
+    hook = lambda name: lambda module, args: seen.__setitem__(name, args[0])  # noqa: E731
+    plain.blocks[0].register_forward_pre_hook(hook("plain"))
+    placed.blocks[0].register_forward_pre_hook(hook("placed"))
+    ids, keep, z_t, t = (
+        torch.randint(0, 50, (2, 5)),
+        torch.ones(2, 5, dtype=torch.bool),
+        torch.randn(2, 12, 4),
+        torch.rand(2),
+    )
+    plain(ids, keep, z_t, t), placed(ids, keep, z_t, t)
+    assert torch.equal(seen["placed"][:, :5], seen["plain"][:, :5])  # captions untouched
+    assert torch.allclose(seen["placed"][:, 5:] - seen["plain"][:, 5:], pos.expand(2, -1, -1), atol=1e-6)
