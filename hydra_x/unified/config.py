@@ -40,6 +40,10 @@ class UnifiedConfig:
     # Add each visual token's position in its block (latent step, row, column) to its LLM embedding, as fixed
     # sinusoidal features through a learnt linear layer that starts at zero (hydra_x.unified.heads).
     visual_positions: bool = False
+    # Start that linear layer at zero (the model's first outputs are those without positions), or at the heads'
+    # random init, so that the tokens differ by position from the first step, as a DiT's fixed 2D sin-cos positions
+    # make them (a plain DiT drew objects whole with 6x fewer examples with them: docs/benchmarks.md).
+    visual_positions_zero_init: bool = True
     # The projector also reads each visual token's (normalised, possibly noisy) latent beside the Sem-ViT's feature
     # of it. Off: the paper's, where the LLM sees the Sem-ViT's features alone. For Sem-ViTs with no semantic start
     # (offline, no teacher distils it), whose random layers mix each token's latent with its neighbours'.

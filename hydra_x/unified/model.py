@@ -87,7 +87,7 @@ class HydraX(nn.Module):
             for module in (self.projector, self.time_embed, self.flow_head):
                 init_weights(module, 0.02)
         self.flow_head.init_zero()
-        if self.projector.positions is not None:
+        if self.projector.positions is not None and self.config.visual_positions_zero_init:
             self.projector.positions.init_zero()
 
     @classmethod

@@ -27,6 +27,19 @@ def test_positions_start_at_zero_so_a_new_model_computes_what_it_would_without_t
     torch.testing.assert_close(with_positions, without)
 
 
+def test_without_a_zero_start_a_new_model_tells_tokens_apart_by_position():
+    model = HydraX.from_preset("tiny", seed=0, visual_positions=True, visual_positions_zero_init=False).eval()
+    z = torch.zeros(1, model.config.latent_channels, 2, 3, 3)  # a constant latent: every token the same
+    with torch.no_grad():
+        placed = model.visual_embeddings(z)[0]
+        kept, model.projector.positions = model.projector.positions, None
+        plain = model.visual_embeddings(z)[0]
+        model.projector.positions = kept
+    assert torch.unique(placed, dim=0).shape[0] == placed.shape[0] == 2 * 3 * 3
+    # the positions are as large as the projector's own output, not a vanishing start
+    assert (placed - plain).norm(dim=-1).mean() > 0.2 * plain.norm(dim=-1).mean()
+
+
 def test_features_depend_on_the_coordinates_alone_in_step_major_row_major_order():
     pos = GridPositions(8)
     small, large = pos.features(2, 3, 4, torch.device("cpu")), pos.features(3, 5, 6, torch.device("cpu"))
