@@ -274,6 +274,8 @@ def main() -> None:
     args = p.parse_args()
     if not 0 <= args.block_noise <= 1 or args.noise_cells < 1:
         p.error(f"--block-noise is a share in [0, 1], --noise-cells >= 1: got {args.block_noise}, {args.noise_cells}")
+    if args.pixels is not None and (args.pixels < 1 or args.size % args.pixels):
+        p.error(f"--pixels must be a patch size that divides --size {args.size}, got {args.pixels}")
 
     from transformers import AutoTokenizer
 
@@ -286,9 +288,7 @@ def main() -> None:
     text_tok = AutoTokenizer.from_pretrained(args.text_tokenizer)
     tasks = ShapesTasks(0, "train", args.size, 5)
     scenes = lambda b: [tasks.example("image_gen", 10**6 + 64 * b + i).visuals[0].pixels for i in range(64)]  # noqa: E731
-    if args.pixels:
-        if args.size % args.pixels:
-            p.error(f"--pixels {args.pixels} does not divide --size {args.size}")
+    if args.pixels is not None:
         tok = PixelPatches(args.pixels).to(device)
         tok.measure(torch.cat([torch.stack(scenes(b)) for b in range(4)]))
     else:

@@ -139,3 +139,10 @@ def test_sincos_positions_tell_rows_and_columns_apart_and_reach_only_the_latent_
     plain(ids, keep, z_t, t), placed(ids, keep, z_t, t)
     assert torch.equal(seen["placed"][:, :5], seen["plain"][:, :5])  # captions untouched
     assert torch.allclose(seen["placed"][:, 5:] - seen["plain"][:, 5:], pos.expand(2, -1, -1), atol=1e-6)
+
+
+@pytest.mark.parametrize("patch", ["0", "7"])
+def test_a_pixel_patch_that_does_not_tile_the_picture_is_refused(patch):
+    cli = [sys.executable, str(BENCH / "latent_dit_baseline.py"), "--pixels", patch, "--text-tokenizer", "unused"]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and f"--pixels must be a patch size that divides --size 64, got {patch}" in done.stderr
