@@ -42,7 +42,7 @@ class UnifiedConfig:
     visual_positions: bool = False
     # Start that linear layer at zero (the model's first outputs are those without positions), or at the heads'
     # random init, so that the tokens differ by position from the first step, as a DiT's fixed 2D sin-cos positions
-    # make them (a plain DiT drew objects whole with 6x fewer examples with them: docs/benchmarks.md).
+    # make them (with those a plain DiT drew compact blobs instead of scattered pieces: docs/benchmarks.md).
     visual_positions_zero_init: bool = True
     # The projector also reads each visual token's (normalised, possibly noisy) latent beside the Sem-ViT's feature
     # of it. Off: the paper's, where the LLM sees the Sem-ViT's features alone. For Sem-ViTs with no semantic start

@@ -110,7 +110,8 @@ def build_batch(
 ) -> tuple[PackedBatch, VisualInputs, int]:
     """(packed rows, visual inputs in placement order, how many captions were dropped). ``prepared``: the rows
     a :class:`StepPacker` already packed for these examples (in a data worker)."""
-    tcfg, loss = model.config.tokenizer, cfg.loss
+    mcfg, loss = model.config, cfg.loss
+    tcfg = mcfg.tokenizer
     if prepared is None:
         packed, dropped = pack_examples(model.text_tokenizer, tcfg, examples, cfg, micro_step, first_index)
     elif (prepared.micro_step, prepared.first_index) != (micro_step, first_index):
@@ -121,7 +122,7 @@ def build_batch(
     else:
         packed, dropped = prepared.packed, prepared.dropped
     pixels, times, noises = [], [], []
-    device, mcfg = model.device, model.config
+    device = model.device
     for p in packed.placements:
         x = examples[p.sample].visuals[p.block].pixels
         pixels.append(x)
@@ -133,8 +134,8 @@ def build_batch(
         noises.append(prior_noise(latent_shape(tcfg, x), mcfg.noise_block_share, mcfg.noise_cells, g, device))
         n = torch.randn((), generator=sample_generator(torch.device("cpu")).manual_seed(sample_key(*key, TIME_STREAM)))
         t = torch.sigmoid(loss.time_mean + loss.time_std * n)
-        if model.config.time_shift_base_tokens:
-            shift = resolution_shift(p.length, model.config.time_shift_base_tokens, model.config.max_time_shift)
+        if mcfg.time_shift_base_tokens:
+            shift = resolution_shift(p.length, mcfg.time_shift_base_tokens, mcfg.max_time_shift)
             t = shift_time(t, shift)
         times.append(t)
     t_all = torch.stack(times).to(device) if times else None
