@@ -47,7 +47,7 @@ from hydra_x.train.unified.loop import train_step
 from hydra_x.train.unified.recipes import small
 from hydra_x.unified import model as model_module
 from hydra_x.unified.config import unified_config
-from hydra_x.unified.llm import TinyLLMConfig, save_tiny_llm
+from hydra_x.unified.llm import TinyLLMConfig, save_tiny_llm, smollm2_135m_shape
 
 PARTS = ("data", "batch", "forward", "backward", "optimizer")
 # Operators that copy a value to the host or size an output by data: each waits for the GPU.
@@ -88,15 +88,7 @@ def build(args, examples: int, root: Path):
     """A fresh `small` run (random weights) on ``args.device`` and its batch iterator, warmed up."""
     cuda = args.device == "cuda"
     if cuda:  # SmolLM2-135M's shape, Qwen2's architecture
-        shape = TinyLLMConfig(
-            hidden_size=576,
-            intermediate_size=1536,
-            num_layers=args.llm_layers,
-            num_heads=9,
-            num_kv_heads=3,
-            vocab_size=49152,
-            tie_word_embeddings=True,
-        )
+        shape = smollm2_135m_shape(args.llm_layers)
         tokenizer = tokenizer_config("small")
     else:
         shape = TinyLLMConfig(num_layers=args.llm_layers)

@@ -80,6 +80,20 @@ class TinyLLMConfig:
     tie_word_embeddings: bool = False  # as Qwen2.5-7B; the 1.5B ties them
 
 
+def smollm2_135m_shape(num_layers: int = 30) -> TinyLLMConfig:
+    """SmolLM2-135M's shape (width 576, 9 query and 3 key-value heads, MLP 1536, tied 49152-token embeddings) as a
+    :class:`TinyLLMConfig`: for benchmarks that measure cost with random weights, where ``num_layers`` may shrink."""
+    return TinyLLMConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_layers=num_layers,
+        num_heads=9,
+        num_kv_heads=3,
+        tie_word_embeddings=True,
+    )
+
+
 def build_tiny_llm(
     seed: int = 0, config: TinyLLMConfig | None = None, *, attn_implementation: str = "sdpa"
 ) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerBase]:
