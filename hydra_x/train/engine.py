@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hydra_x.distributed import DistInfo, all_reduce_max, all_reduce_mean, destroy_distributed, init_distributed
 from hydra_x.train.checkpoint import CheckpointManager
 from hydra_x.train.config import EngineConfig
-from hydra_x.train.mfu import forget_compiled_code, measure_peak_tflops
+from hydra_x.train.mfu import forget_compiled_code, measure_peak_tflops, useful_flops
 from hydra_x.train.parallel import parallelize
 from hydra_x.train.run_log import RunLogger
 
@@ -202,6 +202,8 @@ class Engine:
         self.logger: RunLogger | None = None
         self.peak_tflops: float | None = None
         self.flops_per_step: float | None = None
+        self.counting_flops = False  # during the step whose FLOPs are counted
+        self._attention_pairs = [0, 0]  # (visible, all) attention pairs that step, where the model reports them
         self.stopping = False
         self._probe_start = time.perf_counter()
         self._step_start = 0.0
@@ -259,12 +261,28 @@ class Engine:
         self._step_start = time.perf_counter()
         counting = self.flops_per_step is None and self.device.type == "cuda"
         counter = FlopCounterMode(display=False) if counting else nullcontext()
-        with counter:
-            yield
+        self.counting_flops = counting
+        try:
+            with counter:
+                yield
+        finally:
+            self.counting_flops = False
         if counting:
-            self.flops_per_step = counter.get_total_flops()
+            visible, pairs = self._attention_pairs
+            share = visible / pairs if pairs else None
+            self.flops_per_step = useful_flops(counter.get_flop_counts().get("Global", {}), share)
+            if share is not None:
+                self.logger.info(
+                    f"MFU counts {100 * share:.1f}% of the dense attention (the pairs its mask lets through)"
+                )
             if compiled:
                 forget_compiled_code()
+
+    def count_attention_pairs(self, visible: int, pairs: int) -> None:
+        """During the FLOP-counted step (``counting_flops``): (query, key) pairs the step's attention masks let
+        through, of all it computes densely. MFU then counts that share of the attention (mfu.useful_flops)."""
+        self._attention_pairs[0] += visible
+        self._attention_pairs[1] += pairs
 
     def end_step(self) -> None:
         """Count the step; sync with the GPU only where a time is read; apply the time budget once measured."""

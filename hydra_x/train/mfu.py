@@ -1,4 +1,5 @@
-"""Model FLOP utilisation: the GPU's bf16 matmul ceiling (the denominator) and what counting FLOPs costs compile."""
+"""Model FLOP utilisation: the GPU's bf16 matmul ceiling (the denominator), the attention a mask hides taken out of
+the count (the numerator), and what counting FLOPs costs compile."""
 
 from __future__ import annotations
 
@@ -27,6 +28,26 @@ def measure_peak_tflops(device: torch.device) -> float | None:
         end.synchronize()
         times.append(start.elapsed_time(end) / 1e3 / 20)
     return 2 * 8192**3 / sorted(times)[3] / 1e12
+
+
+def is_attention_op(op) -> bool:
+    """SDPA's kernels and FlexAttention, forward and backward, as FlopCounterMode names them."""
+    return "attention" in str(op)
+
+
+def useful_flops(counts: dict, visible_share: float | None) -> float:
+    """A step's FLOPs (``counts``: op -> FLOPs, FlopCounterMode's "Global" entry) with its attention counted at the
+    ``visible_share`` of (query, key) pairs its mask lets through. FlopCounterMode counts every attention call as
+    dense over its whole length; a packed row of examples that see only themselves does a fraction of that work.
+    The share applies to every attention operator of the step: in the unified model the LLM's rows are nearly all
+    of it (a picture's Sem-ViT attends over 64 tokens, a row over 2048). ``visible_share`` None: the count as is."""
+    total = float(sum(counts.values()))
+    if visible_share is None:
+        return total
+    if not 0.0 <= visible_share <= 1.0:
+        raise ValueError(f"visible_share must be in [0, 1], got {visible_share}")
+    attention = sum(flops for op, flops in counts.items() if is_attention_op(op))
+    return total - (1.0 - visible_share) * attention
 
 
 def forget_compiled_code() -> None:

@@ -67,6 +67,30 @@ def attention_mask(batch: PackedBatch, video_attention: VideoAttention = "bidire
     return mask[:, None]
 
 
+def visible_pairs(batch: PackedBatch, video_attention: VideoAttention = "bidirectional") -> tuple[int, int]:
+    """(visible, all) (query, key) pairs of the batch's rows under :func:`attention_mask`'s rule, one row at a time
+    (a whole batch's dense mask would be rows x L x L). The share is what a kernel that skips masked keys computes
+    of the dense attention: what MFU should count (FlexAttention's work, SDPA's useful work)."""
+    step_causal = _step_causal(video_attention)
+    length = batch.sample.shape[1]
+    idx = torch.arange(length, device=batch.sample.device)
+    visible = 0
+    for sample, block, step in zip(batch.sample, batch.block, batch.step, strict=True):
+        row = _rule(
+            idx[:, None],
+            idx[None, :],
+            sample[:, None],
+            sample[None, :],
+            block[:, None],
+            block[None, :],
+            step[:, None],
+            step[None, :],
+            step_causal,
+        )
+        visible += int(row.sum())
+    return visible, batch.sample.shape[0] * length * length
+
+
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Bool mask -> 0 where visible, finfo(dtype).min elsewhere. Eager attention adds the mask to the scores, so a
     bool mask there silently becomes +1 / +0 instead of blocking anything."""

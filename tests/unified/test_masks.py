@@ -15,6 +15,7 @@ from hydra_x.unified.masks import (
     flex_mask_mod,
     query_mask,
     query_position_ids,
+    visible_pairs,
 )
 from hydra_x.unified.packing import PackedBatch, pack, pad_to_batch
 from hydra_x.unified.sequence import VisualSpec, build_sequence, generation_sample
@@ -90,6 +91,18 @@ def test_dense_mask_matches_the_rule(tok, mode):
     assert mask.shape == (2, 1, batch.sample.shape[1], batch.sample.shape[1]) and mask.dtype == torch.bool
     assert torch.equal(mask, reference(batch, mode))
     assert mask.any(-1).all()  # no empty rows: SDPA would give NaN
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_visible_pairs_are_the_dense_masks_true_entries(tok, mode):
+    ss = mixed(tok)
+    batch = pack(ss, len(ss[0]) + len(ss[2]) + 2, tok.pad_token_id)
+    mask = attention_mask(batch, mode)
+    assert visible_pairs(batch, mode) == (int(mask.sum()), mask.numel())
+    # one causal text sample of n tokens in a row of L: n (n + 1) / 2 pairs, and each pad sees itself
+    text = ss[2]
+    n, length = len(text), len(text) + 5
+    assert visible_pairs(pack([text], length, tok.pad_token_id), mode) == (n * (n + 1) // 2 + 5, length * length)
 
 
 def test_text_before_an_image_ignores_it_and_image_tokens_see_each_other(tok, model):

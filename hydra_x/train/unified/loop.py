@@ -23,6 +23,7 @@ from hydra_x.train.unified.build import UnifiedRun, build_run
 from hydra_x.train.unified.config import UnifiedTrainConfig
 from hydra_x.train.unified.heldout import heldout_checks
 from hydra_x.train.unified.objective import unified_loss
+from hydra_x.unified.masks import visible_pairs
 from hydra_x.unified.model import HydraX
 
 
@@ -49,6 +50,8 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
         micro_step, first = step * cfg.grad_accum + micro, rank * len(item.examples)
         with region("batch"):
             packed, visuals, _ = build_batch(model, item.examples, cfg, micro_step, first, item.prepared)
+        if engine.counting_flops:  # the LLM attends within each packed example only: MFU counts that share
+            engine.count_attention_pairs(*visible_pairs(packed, model.config.video_attention))
         if engine.fsdp:
             model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)
         run.mark_graph_step()
