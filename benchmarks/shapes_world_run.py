@@ -27,6 +27,8 @@ limit goes on where it stopped):
 
     python benchmarks/shapes_world_run.py --arms sti sti-pos=model.visual_positions=true --out runs/sw-pos
 
+``--size`` and ``--frames`` (default: the recipes' 128 and 17) set the renders, both runs and the evaluation alike.
+
 Then one table: the steps each run reached, its last logged losses, and the scores side by side
 (OUT/summary.json). The budgets include start-up (data workers, compile, the LLM's load); the two unified runs
 share the GPU, so each reaches fewer steps than it would alone.
@@ -93,6 +95,13 @@ def exit_reason(code: int) -> str:
     return f"killed by {name}" + (", likely for the host's memory" if -code == signal.SIGKILL else "")
 
 
+def size_overrides(args: argparse.Namespace, run: str) -> list[str]:
+    """The picture side and clip length of ``--size`` and ``--frames`` as overrides of the tokenizer or unified run,
+    so that the runs train at the size the renders have and the evaluation scores."""
+    data = [f"data.image_size={args.size}", f"data.clip_frames={args.frames}"]
+    return data if run == "tokenizer" else [*data, f"model.image_size={args.size}", f"model.clip_frames={args.frames}"]
+
+
 def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
     folder = out / "tokenizer"
     if (folder / "export").is_dir():
@@ -126,6 +135,7 @@ def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
         ]
     else:
         cli += [f"time_budget_minutes={args.tokenizer_minutes}", "steps=100000", "eval_every=0", "ckpt_every=100000"]
+        cli += size_overrides(args, "tokenizer")
     if args.shapes_images or args.shapes_clips:
         cli.append("data.sources=" + json.dumps(shapes_sources(args, out, photos=args.with_photos)))
     cli += args.tokenizer_set
@@ -138,7 +148,7 @@ def shapes_sources(args: argparse.Namespace, out: Path, photos: bool = True) -> 
     clips (weights 1 and 0.5)."""
     from hydra_x.demo.data import write_shapes_clips, write_shapes_images
 
-    size, frames = (32, 5) if args.smoke else (args.size, 17)
+    size, frames = (32, 5) if args.smoke else (args.size, args.frames)
     sources: list[dict[str, Any]] = []
     if photos:
         sources += [{"kind": "embedded_images", "weight": 1.0}, {"kind": "embedded_videos", "weight": 0.5}]
@@ -189,6 +199,7 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
                 "eval_every=0",
                 f"data.num_workers={args.workers}",
             ]
+            cli += size_overrides(args, "unified")
             if args.compile:
                 cli += ["compile=true"]
             if args.examples:
@@ -230,7 +241,7 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict
                     "--guidance",
                     str(guidance),
                     "--frames",
-                    str(5 if args.smoke else 17),
+                    str(5 if args.smoke else args.frames),
                     "--seen-questions",
                 ]
                 if args.smoke:
@@ -324,7 +335,10 @@ def main() -> None:
     parser.add_argument("--tokenizer-minutes", type=float, default=4.5)
     parser.add_argument("--unified-minutes", type=float, default=11.0)
     parser.add_argument("--workers", type=int, default=6, help="data workers of each unified run")
-    parser.add_argument("--size", type=int, default=128, help="image side for the evaluation (the recipe's)")
+    parser.add_argument(
+        "--size", type=int, default=128, help="picture side of the renders, both runs and the evaluation (the recipe's)"
+    )
+    parser.add_argument("--frames", type=int, default=17, help="frames of a clip, likewise (the recipe's)")
     parser.add_argument("--sample-steps", type=int, default=30)
     parser.add_argument(
         "--guidance", type=float, nargs="+", default=[3.0], help="guidance scales to evaluate each arm at (eval phase)"

@@ -1,7 +1,9 @@
-"""benchmarks/shapes_world_run.py: a failed phase process is named with why it ended, every failed one."""
+"""benchmarks/shapes_world_run.py: a failed phase process is named with why it ended, every failed one; the
+picture size reaches every run."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import subprocess
 import sys
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from shapes_world_run import exit_reason, parse_arms, wait  # noqa: E402
+from shapes_world_run import exit_reason, parse_arms, size_overrides, wait  # noqa: E402
 
 
 def test_every_failed_run_is_named_with_its_exit_or_the_signal_that_killed_it(tmp_path):
@@ -48,3 +50,10 @@ def test_arms_are_layouts_or_named_overrides():
     for bad in (["other"], ["a=lr"], ["sti", "sti"]):
         with pytest.raises(SystemExit):
             parse_arms(bad)
+
+
+def test_size_and_frames_reach_both_runs():
+    args = argparse.Namespace(size=64, frames=9)
+    tokenizer, unified = size_overrides(args, "tokenizer"), size_overrides(args, "unified")
+    assert tokenizer == ["data.image_size=64", "data.clip_frames=9"]
+    assert set(unified) == {*tokenizer, "model.image_size=64", "model.clip_frames=9"}
