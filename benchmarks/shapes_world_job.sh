@@ -6,13 +6,13 @@
 # default sin-cos: 64.6% in 9 minutes at 128 px against learnt positions' 39.6%), then `hydra-x eval shapes` on the
 # whole held-out set (24 prompts a category) and the instruction effect of the edits. Run from the repository root:
 #
-#     R=/path/to/results bash benchmarks/shapes_world_job.sh       # writes R/A/..., R/dit-*, R/instr.txt, R/DONE
+#     R=/path/to/results bash benchmarks/shapes_world_job.sh       # writes R/A/..., R/dit-*, R/instr-*.txt, R/DONE
 #
 # SIZE=64 FRAMES=9: pictures of 64 px (16 visual tokens, not 64) and clips of 9 frames; EXAMPLES=512: twice the
 # examples a unified step (at 64 px still less GPU work than 256 at 128 px).
 # Overrides of the unified run: ARM="key=value,..." (default: the `small` recipe with edits weighted 4, two attention
 # layers in the flow head that join at step 800 and grid positions from a random start: the twenty-third session's
-# arm, the best yet in understanding and editing).
+# arm, the best yet in understanding and editing). ARM2="key=value,...": a second run beside it (e.g. the STI layout).
 set -x
 R=${R:-runs/shapes-world-job}
 ARM=${ARM:-model.edit_layout=independent,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_step=800,model.visual_positions=true,model.visual_positions_zero_init=false}
@@ -21,6 +21,10 @@ SIZE=${SIZE:-128}     # picture side of renders, runs and scores; 64 gives a qua
 FRAMES=${FRAMES:-17}  # frames of a clip
 DIT_POSITIONS=${DIT_POSITIONS:-sincos}
 EXAMPLES=${EXAMPLES:-256}  # examples a unified step (the recipe's 256); the steps are bound by the host, not the GPU
+ARM2=${ARM2:-}  # a second unified run beside the first, the same budget (each host-bound run leaves the GPU idle)
+ARMS=("one=$ARM")
+[ -n "$ARM2" ] && ARMS+=("two=$ARM2")
+WORKERS=$(( ${#ARMS[@]} == 1 ? 6 : 4 ))  # data workers a run: 16 cores for the runs, their workers and the DiT
 mkdir -p "$R"
 T0=$(date +%s)
 LLM=$(python3 -m hydra_x.unified.llm convert-smollm2 2> "$R/convert.log" | tail -n 1)
@@ -35,17 +39,22 @@ for POS in $DIT_POSITIONS; do
     --grid "$R/dit-$POS.png" > "$R/dit-$POS.log" 2>&1 &
   DITS+=($!)
 done
-python3 benchmarks/shapes_world_run.py --out "$R/A" --unified-minutes "$UNIFIED_MINUTES" --compile --workers 6 \
-  --examples "$EXAMPLES" --size "$SIZE" --frames "$FRAMES" --phases unified --arms "one=$ARM"
+python3 benchmarks/shapes_world_run.py --out "$R/A" --unified-minutes "$UNIFIED_MINUTES" --compile --workers "$WORKERS" \
+  --examples "$EXAMPLES" --size "$SIZE" --frames "$FRAMES" --phases unified --arms "${ARMS[@]}"
 echo "unified done at $(( $(date +%s) - T0 )) s"
 wait "${DITS[@]}"
 tail -n 3 "$R"/dit-*.log
-LAYOUT=$(python3 -c "import sys; print('sti' if 'edit_layout=sti' in sys.argv[1] else 'independent')" "$ARM")
+EVAL_ARMS=()
+for A in "${ARMS[@]}"; do  # the scorer reads each export's own config; the layout names the arm's edits
+  LAYOUT=$(python3 -c "import sys; print('sti' if 'edit_layout=sti' in sys.argv[1] else 'independent')" "$A")
+  EVAL_ARMS+=("${A%%=*}=model.edit_layout=$LAYOUT")
+done
 python3 benchmarks/shapes_world_run.py --out "$R/A" --phases eval --sample-steps 20 --guidance 3 \
-  --size "$SIZE" --frames "$FRAMES" \
-  --arms "one=model.edit_layout=$LAYOUT"
+  --size "$SIZE" --frames "$FRAMES" --arms "${EVAL_ARMS[@]}"
 echo "eval done at $(( $(date +%s) - T0 )) s"
-python3 benchmarks/edit_instruction_effect.py --ckpt "$R/A/unified-one/export" --size "$SIZE" --device cuda \
-  --guidance 3 10 > "$R/instr.txt" 2>&1
+for A in "${ARMS[@]}"; do
+  python3 benchmarks/edit_instruction_effect.py --ckpt "$R/A/unified-${A%%=*}/export" --size "$SIZE" --device cuda \
+    --guidance 3 10 > "$R/instr-${A%%=*}.txt" 2>&1
+done
 echo "all done at $(( $(date +%s) - T0 )) s"
 touch "$R/DONE"
