@@ -69,8 +69,8 @@ def attention_mask(batch: PackedBatch, video_attention: VideoAttention = "bidire
 
 def visible_pairs(batch: PackedBatch, video_attention: VideoAttention = "bidirectional") -> tuple[int, int]:
     """(visible, all) (query, key) pairs of the batch's rows under :func:`attention_mask`'s rule, one row at a time
-    (a whole batch's dense mask would be rows x L x L). The share is what a kernel that skips masked keys computes
-    of the dense attention: what MFU should count (FlexAttention's work, SDPA's useful work)."""
+    (a whole batch's dense mask would be rows x L x L). Their share of the dense attention is the model's work,
+    what MFU counts: SDPA computes every pair of a row, FlexAttention skips the blocks of 128 x 128 that hide all."""
     step_causal = _step_causal(video_attention)
     length = batch.sample.shape[1]
     idx = torch.arange(length, device=batch.sample.device)
