@@ -1,0 +1,44 @@
+"""benchmarks/shapes_world_job.sh, run with a python3 that records its calls: the size, frames and examples reach
+every phase, an empty DIT_POSITIONS runs no DiT, and ARM2 trains and scores a second arm."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+JOB = Path(__file__).resolve().parents[1] / "benchmarks" / "shapes_world_job.sh"
+
+
+def calls(tmp_path: Path, **env: str) -> list[str]:
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    # `python3 -c` (the job's one inline script) runs for real; every other call is recorded
+    run_inline = f'if [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi'
+    fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "R": str(tmp_path / "r"), **env}
+    subprocess.run(["bash", str(JOB)], env=env, check=True, capture_output=True, timeout=60)
+    return (tmp_path / "calls").read_text().splitlines()
+
+
+def test_size_frames_and_examples_reach_every_phase_and_one_sincos_dit_runs_by_default(tmp_path):
+    lines = calls(tmp_path, SIZE="64", FRAMES="9", EXAMPLES="512")
+    runs = [line for line in lines if "shapes_world_run.py" in line]
+    assert len(runs) == 3 and all("--size 64 --frames 9" in line for line in runs)
+    assert "--examples 512" in runs[1] and "--phases unified" in runs[1]
+    dits = [line for line in lines if "latent_dit_baseline.py" in line]
+    assert len(dits) == 1 and "--positions sincos" in dits[0] and "--size 64" in dits[0]
+    effects = [line for line in lines if "edit_instruction_effect.py" in line]
+    assert len(effects) == 1 and "unified-one/export --size 64" in effects[0]
+
+
+def test_no_dit_when_asked_and_a_second_arm_is_trained_and_scored(tmp_path):
+    lines = calls(tmp_path, DIT_POSITIONS="", ARM2="model.edit_layout=sti")
+    assert not any("latent_dit_baseline.py" in line for line in lines)
+    unified = next(line for line in lines if "--phases unified" in line)
+    assert unified.endswith("two=model.edit_layout=sti") and "--workers 4" in unified
+    scored = next(line for line in lines if "--phases eval" in line)
+    assert scored.endswith("--arms one=model.edit_layout=independent two=model.edit_layout=sti")
+    assert sum("edit_instruction_effect.py" in line for line in lines) == 2
