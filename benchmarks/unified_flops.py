@@ -26,12 +26,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hydra_x.data.mixture import UnifiedDataLoader
-from hydra_x.tokenizer import tokenizer_config
 from hydra_x.train.unified.batch import build_batch
 from hydra_x.train.unified.build import build_model
 from hydra_x.train.unified.objective import unified_loss
 from hydra_x.train.unified.recipes import small
-from hydra_x.unified.config import unified_config
 from hydra_x.unified.llm import save_tiny_llm, smollm2_135m_shape
 
 # Parts of HydraX: the modules whose FlopCounterMode keys hold their whole subtree's FLOPs, forward and backward
@@ -95,17 +93,16 @@ def main() -> None:
     tasks = args.tasks or [t for t, w in ratios.items() if w > 0]
     with tempfile.TemporaryDirectory() as tmp:
         llm = args.llm or str(save_tiny_llm(Path(tmp) / "llm", seed=0, config=smollm2_135m_shape()))
-        cfg.model = unified_config(
-            "small", llm=llm, tokenizer=tokenizer_config("small"), attention="sdpa", visual_latent_skip=True
-        ).replace(image_size=args.size or cfg.data.image_size, clip_frames=args.clip_frames or cfg.data.clip_frames)
+        data = cfg.data
+        data.image_size, data.clip_frames = args.size or data.image_size, args.clip_frames or data.clip_frames
+        # the recipe's model with a fresh tokenizer, on the CPU's attention (FlexAttention has no CPU backward)
+        cfg.model = cfg.model.replace(
+            llm=llm, attention="sdpa", image_size=data.image_size, clip_frames=data.clip_frames
+        )
         cfg.tokenizer_init, cfg.latent_stats_samples = None, 0
         # Rows of 512 tokens, as many as the examples fill: a step's padding (at most part of one row of 2048 in
         # 20-odd) is not what is measured here, and a CPU runs 16 examples in rows of 512 in seconds.
         cfg.row_multiple, cfg.max_length = 1, 512
-        if args.size:
-            cfg.data.image_size = args.size
-        if args.clip_frames:
-            cfg.data.clip_frames = args.clip_frames
         torch.manual_seed(0)
         model = build_model(cfg)
         rows = {task: count_task(model, cfg, task, args.examples) for task in tasks}

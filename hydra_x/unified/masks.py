@@ -48,23 +48,16 @@ def _rule(
     return (same_sample & ((kv_idx <= q_idx) | same_block)) | (q_idx == kv_idx)
 
 
+def _dense_rule(sample: torch.Tensor, block: torch.Tensor, step: torch.Tensor, step_causal: bool) -> torch.Tensor:
+    """The rule over every (query, key) pair of rows of ids (..., L) -> (..., L, L) bool."""
+    idx = torch.arange(sample.shape[-1], device=sample.device)
+    pair = lambda ids: (ids[..., :, None], ids[..., None, :])  # noqa: E731  (query's, key's)
+    return _rule(idx[:, None], idx[None, :], *pair(sample), *pair(block), *pair(step), step_causal)
+
+
 def attention_mask(batch: PackedBatch, video_attention: VideoAttention = "bidirectional") -> torch.Tensor:
     """(B, 1, L, L) bool, True where query i may attend to key j."""
-    step_causal = _step_causal(video_attention)
-    length = batch.sample.shape[1]
-    idx = torch.arange(length, device=batch.sample.device)
-    mask = _rule(
-        idx[:, None],
-        idx[None, :],
-        batch.sample[:, :, None],
-        batch.sample[:, None, :],
-        batch.block[:, :, None],
-        batch.block[:, None, :],
-        batch.step[:, :, None],
-        batch.step[:, None, :],
-        step_causal,
-    )  # (B, L, L)
-    return mask[:, None]
+    return _dense_rule(batch.sample, batch.block, batch.step, _step_causal(video_attention))[:, None]
 
 
 def visible_pairs(batch: PackedBatch, video_attention: VideoAttention = "bidirectional") -> tuple[int, int]:
@@ -72,23 +65,11 @@ def visible_pairs(batch: PackedBatch, video_attention: VideoAttention = "bidirec
     (a whole batch's dense mask would be rows x L x L). Their share of the dense attention is the model's work,
     what MFU counts: SDPA computes every pair of a row, FlexAttention skips the blocks of 128 x 128 that hide all."""
     step_causal = _step_causal(video_attention)
-    length = batch.sample.shape[1]
-    idx = torch.arange(length, device=batch.sample.device)
-    visible = 0
-    for sample, block, step in zip(batch.sample, batch.block, batch.step, strict=True):
-        row = _rule(
-            idx[:, None],
-            idx[None, :],
-            sample[:, None],
-            sample[None, :],
-            block[:, None],
-            block[None, :],
-            step[:, None],
-            step[None, :],
-            step_causal,
-        )
-        visible += int(row.sum())
-    return visible, batch.sample.shape[0] * length * length
+    rows, length = batch.sample.shape
+    visible = sum(
+        int(_dense_rule(batch.sample[r], batch.block[r], batch.step[r], step_causal).sum()) for r in range(rows)
+    )
+    return visible, rows * length * length
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
