@@ -8,6 +8,9 @@
 #
 #     R=/path/to/results bash benchmarks/shapes_world_job.sh       # writes R/A/..., R/dit-*, R/instr-*.txt, R/DONE
 #
+# R/results.tgz holds what the job has written so far without weights, renders or TensorBoard files (rewritten after
+# the unified runs, the scoring and at the end), so a machine lent for a limited time can hand back a part.
+#
 # SIZE=64 FRAMES=9: pictures of 64 px (16 visual tokens, not 64) and clips of 9 frames; EXAMPLES=512: twice the
 # examples a unified step (at 64 px still less GPU work than 256 at 128 px).
 # Overrides of the unified run: ARM="key=value,..." (default: the `small` recipe with edits weighted 4, two attention
@@ -27,6 +30,11 @@ ARMS=("one=$ARM")
 WORKERS=$(( ${#ARMS[@]} == 1 ? 6 : 4 ))  # data workers a run: 16 cores for the runs, their workers and the DiT
 mkdir -p "$R"
 T0=$(date +%s)
+pack() {  # written beside and renamed, so a copy taken meanwhile is a whole archive
+  tar czf "$R/.results.tgz" -C "$R" --exclude='./.results.tgz' --exclude='./results.tgz' --exclude='*/checkpoints' \
+    --exclude='*.safetensors' --exclude='shapes-images' --exclude='shapes-clips' --exclude='*/tensorboard' . &&
+    mv "$R/.results.tgz" "$R/results.tgz"
+}
 LLM=$(python3 -m hydra_x.unified.llm convert-smollm2 2> "$R/convert.log" | tail -n 1)
 python3 benchmarks/shapes_world_run.py --out "$R/A" --tokenizer-minutes 3.5 --shapes-images 3000 --shapes-clips 400 \
   --size "$SIZE" --frames "$FRAMES" --phases tokenizer
@@ -42,6 +50,7 @@ done
 python3 benchmarks/shapes_world_run.py --out "$R/A" --unified-minutes "$UNIFIED_MINUTES" --compile --workers "$WORKERS" \
   --examples "$EXAMPLES" --size "$SIZE" --frames "$FRAMES" --phases unified --arms "${ARMS[@]}"
 echo "unified done at $(( $(date +%s) - T0 )) s"
+pack
 wait "${DITS[@]}"
 tail -n 3 "$R"/dit-*.log
 EVAL_ARMS=()
@@ -52,9 +61,11 @@ done
 python3 benchmarks/shapes_world_run.py --out "$R/A" --phases eval --sample-steps 20 --guidance 3 \
   --size "$SIZE" --frames "$FRAMES" --arms "${EVAL_ARMS[@]}"
 echo "eval done at $(( $(date +%s) - T0 )) s"
+pack
 for A in "${ARMS[@]}"; do
   python3 benchmarks/edit_instruction_effect.py --ckpt "$R/A/unified-${A%%=*}/export" --size "$SIZE" --device cuda \
     --guidance 3 10 > "$R/instr-${A%%=*}.txt" 2>&1
 done
 echo "all done at $(( $(date +%s) - T0 )) s"
+pack
 touch "$R/DONE"

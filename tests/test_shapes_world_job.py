@@ -1,11 +1,13 @@
 """benchmarks/shapes_world_job.sh, run with a python3 that records its calls: the size, frames and examples reach
-every phase, an empty DIT_POSITIONS runs no DiT, and ARM2 trains and scores a second arm."""
+every phase, an empty DIT_POSITIONS runs no DiT, ARM2 trains and scores a second arm, and the results archive
+holds the figures without the weights."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 JOB = Path(__file__).resolve().parents[1] / "benchmarks" / "shapes_world_job.sh"
@@ -42,3 +44,18 @@ def test_no_dit_when_asked_and_a_second_arm_is_trained_and_scored(tmp_path):
     scored = next(line for line in lines if "--phases eval" in line)
     assert scored.endswith("--arms one=model.edit_layout=independent two=model.edit_layout=sti")
     assert sum("edit_instruction_effect.py" in line for line in lines) == 2
+
+
+def test_the_results_archive_holds_what_was_written_without_weights_or_renders(tmp_path):
+    run = tmp_path / "r" / "A" / "unified-one"
+    for name in ("summary.json", "checkpoints/step-100/model.bin", "export/model.safetensors", "tensorboard/ev"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("x")
+    (tmp_path / "r" / "A" / "shapes-images").mkdir()
+    (tmp_path / "r" / "A" / "shapes-images" / "0.png").write_text("x")
+    calls(tmp_path, DIT_POSITIONS="")
+    with tarfile.open(tmp_path / "r" / "results.tgz") as archive:
+        names = {n.removeprefix("./") for n in archive.getnames()}
+    assert {"A/unified-one/summary.json", "instr-one.txt", "convert.log"} <= names
+    assert not any(k in n for n in names for k in ("checkpoints", "safetensors", "tensorboard", "shapes-images"))
+    assert not any("results.tgz" in n for n in names) and not (tmp_path / "r" / ".results.tgz").exists()

@@ -166,6 +166,7 @@ def _shapes(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         sampler=args.sampler,
         shift=args.shift,
+        edit_start=args.edit_start,
         seed=args.seed,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -242,6 +243,8 @@ def _check_sampling(args: argparse.Namespace, counts: tuple[str, ...]) -> None:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.shift is not None and not args.shift > 0:
         raise CliError(f"--shift must be positive, got {args.shift}")
+    if not 0 < args.edit_start <= 1:
+        raise CliError(f"--edit-start must be in (0, 1], got {args.edit_start}")
 
 
 def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGroup:
@@ -264,6 +267,13 @@ def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGr
     g.add_argument(
         "--shift", type=float, help="time shift toward the noise (default: the model's resolution-dependent shift)"
     )
+    g.add_argument(
+        "--edit-start",
+        type=float,
+        default=1.0,
+        help="flow time an edit's sampling starts at: 1 (default) from noise; below 1 from the source noised to that "
+        "time (SDEdit; diffusers' img2img strength), which keeps more of the source",
+    )
     return g
 
 
@@ -276,6 +286,7 @@ def _edits(args: argparse.Namespace) -> int:
     model = load_unified(args)
     settings = dict(size=args.size, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed)
     options = {k: settings[k] for k in ("steps", "guidance", "sampler")} | {"shift": args.shift}
+    options["start"] = settings["start"] = args.edit_start
     try:
         result, pictures = evaluate_edit_file(
             model.edit, args.data, media_root=args.media_root, size=args.size, limit=args.limit, seed=args.seed,

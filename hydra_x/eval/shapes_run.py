@@ -133,6 +133,7 @@ def evaluate_shapes(
     guidance: float = 3.0,
     sampler: str = "euler",
     shift: float | None = None,
+    edit_start: float = 1.0,
     seed: int = 0,
     limit: int | None = None,
     batch_size: int = 16,
@@ -142,7 +143,8 @@ def evaluate_shapes(
 ) -> ShapesReport:
     """Score ``model`` (a HydraX) on ``prompt_set`` (the first ``limit`` items of each category, kind and op) at
     ``size`` x ``size`` pixels and ``frames`` frames, sampling with ``steps`` of ``sampler`` on a time grid
-    shifted by ``shift`` (None: the model's resolution shift). With ``round_trip``, also the scores of the model's
+    shifted by ``shift`` (None: the model's resolution shift); edits begin at flow time ``edit_start`` (below 1:
+    from the source noised to it, ``BlockSampling.start``). With ``round_trip``, also the scores of the model's
     tokenizer's reconstructions of the truth (see the module docstring); with ``control`` (e.g. shapes-v1-seen),
     also the answers to its first ``limit`` questions of each kind, so that held-out understanding reads beside
     understanding of seen combinations. Sizes the model cannot take are InputErrors, raised before any work."""
@@ -155,7 +157,8 @@ def evaluate_shapes(
     items = prompt_set.limited(limit)
     say = progress or (lambda message: None)
     gen = dict(steps=steps, guidance=guidance, sampler=sampler, shift=shift)
-    settings = dict(size=size, frames=frames, **gen, seed=seed, limit=limit, batch_size=batch_size)
+    settings = dict(size=size, frames=frames, **gen, edit_start=edit_start, seed=seed, limit=limit)
+    settings["batch_size"] = batch_size
     settings["max_new_tokens"] = MAX_NEW_TOKENS
     report = ShapesReport(items, prompt_set.digest(), settings, [], [], None, None, None, None, {})
     say(f"generation: {len(items.generation)} prompts")
@@ -176,7 +179,7 @@ def evaluate_shapes(
         report.editing_reason = "not available: the model has no edit method"
     else:
         say(f"editing: {len(items.edits)} instructions")
-        report.editing, report.pictures["editing"] = _edits(edit, items, size, seed, gen)
+        report.editing, report.pictures["editing"] = _edits(edit, items, size, seed, gen | {"start": edit_start})
     if round_trip:
         say("the tokenizer's round trip of the truth")
         report.round_trip = _round_trip(model, items, size, frames, seed, batch_size, video, report.editing is not None)

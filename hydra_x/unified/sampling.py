@@ -153,7 +153,7 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
     """Latents (B, C, 1, h, w) of ``images`` (3, H, W) edited as ``instructions`` say. The source sits in the
     user's turn (clean, part of the cached prompt), the target is generated in the assistant's; with the model's
     edit_layout "sti" the Sem-ViT sees them as one 2-step clip. The unconditional branch drops the instruction
-    and keeps the source."""
+    and keeps the source. A ``start`` below 1 begins from the source noised to that time (SDEdit's strength)."""
     how = BlockSampling(**options)
     height, width = images[0].shape[-2:]
     if any(x.shape != images[0].shape or x.ndim != 3 for x in images):
@@ -169,7 +169,10 @@ def edit_latents(model, images: Sequence[torch.Tensor], instructions: Sequence[s
     else:
         target = model.visual_embeddings
     source = z_src if model.config.edit_reads_source else None
-    return sample_block(model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how, source=source)
+    init = z_src[: len(images)] if how.start < 1.0 else None  # SDEdit: begin from the source noised to `start`
+    return sample_block(
+        model, rows, 1, [[z] for z in sources], target, spec, grid, len(images), how, init, source=source
+    )
 
 
 def edit_rows(model, instructions: Sequence[str], spec: VisualSpec) -> list[SampleSequence]:

@@ -51,8 +51,8 @@ class Editor:
             for e in prompt_set().edits
         }
 
-    def __call__(self, image, instruction: str, *, steps: int, guidance: float, sampler: str, shift, seed: int):
-        self.calls.append((instruction, steps, guidance, sampler, shift, seed))
+    def __call__(self, image, instruction: str, *, steps, guidance, sampler, shift, seed, start):
+        self.calls.append((instruction, steps, guidance, sampler, shift, seed, start))
         target = self.targets[(instruction, image.numpy().tobytes())]  # the source it was given, exactly
         return render_image(target, *image.shape[-2:]) if self.perfect else image.clone()
 
@@ -74,7 +74,7 @@ def test_evaluate_scores_perfect_and_idle_editors_and_says_what_is_missing(model
         "n": 5,
     }
     # steps, guidance, sampler, shift, a seed per item
-    assert [c[1:] for c in perfect.calls] == [(2, 3.0, "euler", None, k) for k in range(5)]
+    assert [c[1:] for c in perfect.calls] == [(2, 3.0, "euler", None, k, 1.0) for k in range(5)]
     assert all(e.psnr == math.inf for e in result.editing)
     assert len(result.generation) == 6 and len(result.understanding) == 3 and len(result.video) == 1
     assert [len(row) for row in result.pictures["editing"]] == [1] * 5
@@ -123,9 +123,11 @@ def test_the_sampler_and_its_time_shift_reach_every_task():
     with torch.no_grad():  # a velocity that is not zero (adaLN-Zero starts the head at zero), so times matter
         torch.nn.init.normal_(model.flow_head.out.weight, std=0.5)
     editor = Editor(64, perfect=False)
-    shifted = evaluate_shapes(View(model, editor), prompt_set(), **FAST, sampler="heun", shift=3.0)
-    assert {c[3:5] for c in editor.calls} == {("heun", 3.0)}
+    shifted = evaluate_shapes(View(model, editor), prompt_set(), **FAST, sampler="heun", shift=3.0, edit_start=0.6)
+    assert {c[3:5] + c[6:] for c in editor.calls} == {("heun", 3.0, 0.6)}  # the edit start reaches edits alone
     assert shifted.settings["sampler"] == "heun" and shifted.settings["shift"] == 3.0
+    assert shifted.settings["edit_start"] == 0.6
+    assert "edits from the source noised to t = 0.6" in markdown(build_report(shifted, {"name": "m"}, model.device))
     plain = evaluate_shapes(model, prompt_set(), **FAST, sampler="heun")
     # two Heun steps on the grid 1 > 0.75 > 0 instead of 1 > 0.5 > 0: other images and clips, same questions
     for task in ("generation", "video"):
@@ -239,6 +241,7 @@ def _check_outputs(out, report: dict) -> None:
         "batch_size": 16,
         "sampler": "euler",
         "shift": None,
+        "edit_start": 1.0,
         "max_new_tokens": 16,
     }
     s = report["summary"]
@@ -318,6 +321,7 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
         (["--limit", "0"], "--limit must be at least 1, got 0"),
         (["--steps", "0"], "--steps must be at least 1, got 0"),
         (["--preset", "tiny", "--shift", "0"], "--shift must be positive, got 0.0"),
+        (["--preset", "tiny", "--edit-start", "0"], "--edit-start must be in (0, 1], got 0.0"),
         (["--prompt-set", "shapes-v0"], "unknown prompt-set version 'shapes-v0'"),
         (["--ckpt", "missing_ckpt", "--preset", "tiny"], "give either --ckpt or --preset, not both"),
         (["--prompt-set", "shapes-v1-seen", "--seen-questions"], "not with --prompt-set shapes-v1-seen"),

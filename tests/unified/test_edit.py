@@ -77,6 +77,19 @@ def test_cached_editing_equals_the_uncached_loop(model, guidance):
     assert not torch.allclose(cached, other)  # the output depends on the source
 
 
+def test_an_edit_started_below_one_begins_from_the_source(model):
+    """SDEdit's strength: from the source noised to a small time, a few steps stay near the source; from t = 1 the
+    same random model lands far from it; a start outside (0, 1] is refused by name."""
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z_src = model.encode(x)
+    texts = ["make the red circle blue", "remove it"]
+    near = edit_latents(model, list(x), texts, steps=4, guidance=3.0, start=0.02)
+    far = edit_latents(model, list(x), texts, steps=4, guidance=3.0)
+    assert (near - z_src).abs().mean() < 0.1 * (far - z_src).abs().mean()
+    with pytest.raises(ValueError, match="start time must be in"):
+        edit_latents(model, list(x), texts, steps=4, start=1.5)
+
+
 @pytest.mark.slow
 def test_a_few_dozen_editing_steps_lower_the_editing_loss_and_edit_runs_from_the_checkpoint(tmp_path, capsys):
     from hydra_x.train.unified import train
