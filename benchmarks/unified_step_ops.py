@@ -4,15 +4,17 @@
     python benchmarks/unified_step_ops.py --examples 16 64 --llm-layers 30
     python3 benchmarks/unified_step_ops.py --device cuda [--compile [--llm-only]] --examples 32 96   # GPU: times too
     python3 benchmarks/unified_step_ops.py --device cuda --compile --compile-mode reduce-overhead --top 15
+    python3 benchmarks/unified_step_ops.py --device cuda --compile --attention flex --examples 512 \
+        --set data.image_size=64 model.image_size=64 data.clip_frames=9 model.clip_frames=9 data.task_ratios.edit=4
 
 A step whose GPU is mostly idle is bound by the host: every eager operator costs Python and a kernel launch,
-whatever the tensor sizes. This runs steps of the `small` recipe (128 px, 17-frame clips, every shapes-world
-task, rows of 2048 tokens; random weights). On the CPU it keeps the structure at toy widths (the `small`
-tokenizer's depth, SmolLM2-135M's 30 layers, widths shrunk so that it runs on a laptop); counts do not depend on
-widths, so they say how the host's share of a GPU step grows with the number of examples. On a GPU it runs the
-real widths (the `small` tokenizer and an LLM of SmolLM2-135M's shape, whose vocabulary is the test tokenizer's
-~800 tokens; the LM head runs on predicted text positions only; ``--llm smollm2-135m`` takes the real one),
-bf16, with the recipe's data workers.
+whatever the tensor sizes. This runs steps of the `small` recipe (128 px, 17-frame clips, every shapes-world task,
+rows of 2048 tokens; random weights; ``--set KEY=VALUE ...`` changes it as ``hydra-x train unified`` would). On the
+CPU it keeps the structure at toy widths (the `small` tokenizer's depth, SmolLM2-135M's 30 layers, widths shrunk so
+that it runs on a laptop); counts do not depend on widths, so they say how the host's share of a GPU step grows with
+the number of examples. On a GPU it runs the real widths (the `small` tokenizer and an LLM of SmolLM2-135M's shape,
+whose vocabulary is the test tokenizer's ~800 tokens; the LM head runs on predicted text positions only; ``--llm
+smollm2-135m`` takes the real one), bf16, with the recipe's data workers.
 
 Printed per ``--examples``: the outermost ATen operators of each part of ``train_step`` (data: next() of the
 loader; batch: build_batch; forward; backward; optimizer: CPU runs AdamW's per-parameter loop, CUDA the fused
@@ -41,6 +43,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from hydra_x.tokenizer import tokenizer_config
+from hydra_x.train.command import override
 from hydra_x.train.engine import Engine
 from hydra_x.train.unified.build import build_run
 from hydra_x.train.unified.loop import train_step
@@ -103,6 +106,7 @@ def build(args, examples: int, root: Path):
     cfg.data.num_workers = args.workers if cuda else 0
     cfg.data.examples_per_step = examples
     cfg.steps, cfg.out_dir = 1000, str(root / f"run-{examples}")
+    cfg = override(cfg, args.set)
     engine = Engine(cfg)
     run = build_run(cfg, engine)
     time_forward_parts(run.model)
@@ -232,6 +236,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="steps before measuring")
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--top", type=int, default=0, help="print the profiled step's N most expensive operators")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the `small` recipe's step, e.g. "
+        "data.image_size=64 model.image_size=64 (head_attention_from_step=0 for a head's attention layers)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
     root = Path(tempfile.mkdtemp(prefix="hydra_x_step_ops_"))

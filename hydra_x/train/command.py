@@ -55,31 +55,36 @@ def parse_train_args(
     args = parser.parse_args(argv)
     if args.config not in recipes:
         parser.error(f"unknown recipe {args.config!r}; choose one of {sorted(recipes)}")
-    cfg = recipes[args.config]()
-    presets = presets or {}
-    plain: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {}
     try:
-        for item in args.overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                parser.error(f"overrides are KEY=VALUE, got {item!r}")
-            head, _, rest = key.partition(".")
-            if head in presets and not rest:
-                setattr(cfg, head, presets[head](value))
-            elif hasattr(getattr(cfg, head, None), "replace") and rest:
-                nested.setdefault(head, {})[rest] = typed_value(cfg, key, value)
-            else:
-                plain[key] = typed_value(cfg, key, value)
-        for head, changes in nested.items():
-            setattr(cfg, head, getattr(cfg, head).replace(**changes))
-        cfg = apply_overrides(cfg, plain)
+        cfg = override(recipes[args.config](), args.overrides, presets)
     except (ValueError, TypeError) as err:
         parser.error(str(err))
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         sys.exit(0)
     return cfg
+
+
+def override(cfg: Any, items: list[str], presets: dict[str, Callable[[str], Any]] | None = None) -> Any:
+    """``cfg`` with the command line's ``KEY=VALUE`` items applied (see :func:`parse`); ValueError or TypeError
+    naming the item that does not fit."""
+    presets = presets or {}
+    plain: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"overrides are KEY=VALUE, got {item!r}")
+        head, _, rest = key.partition(".")
+        if head in presets and not rest:
+            setattr(cfg, head, presets[head](value))
+        elif hasattr(getattr(cfg, head, None), "replace") and rest:
+            nested.setdefault(head, {})[rest] = typed_value(cfg, key, value)
+        else:
+            plain[key] = typed_value(cfg, key, value)
+    for head, changes in nested.items():
+        setattr(cfg, head, getattr(cfg, head).replace(**changes))
+    return apply_overrides(cfg, plain)
 
 
 def typed_value(cfg: Any, key: str, text: str) -> Any:

@@ -40,6 +40,18 @@ def test_the_command_line_sets_a_preset_fields_and_nested_configs(capsys):
     assert printed["model"]["depth"] == 2 and printed["model"]["gen_depth"] == 1
 
 
+def test_overrides_apply_outside_the_command_line_as_on_it():
+    """``override`` is the command line's overriding, for benchmarks that build a recipe themselves."""
+    from hydra_x.train.command import override
+    from hydra_x.train.unified.recipes import small
+
+    cfg = override(small(), ["model.image_size=64", "data.image_size=64", "data.task_ratios.edit=4", "steps=3"])
+    assert (cfg.model.image_size, cfg.data.image_size, cfg.data.task_ratios["edit"], cfg.steps) == (64, 64, 4, 3)
+    assert cfg.data.task_ratios["image_gen"] == small().data.task_ratios["image_gen"]  # the rest of the dict kept
+    with pytest.raises(ValueError, match="overrides are KEY=VALUE, got 'steps'"):
+        override(small(), ["steps"])
+
+
 def test_every_stage_trains_parameters_that_exist():
     """A prefix with a typo would freeze a part silently: each one must name parameters of the model."""
     model = HydraXTokenizer.from_preset("tiny", image_teacher_dim=8, video_teacher_dim=8, device="meta")
