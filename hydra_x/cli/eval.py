@@ -286,7 +286,7 @@ def _edits(args: argparse.Namespace) -> int:
     model = load_unified(args)
     settings = dict(size=args.size, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed)
     options = {k: settings[k] for k in ("steps", "guidance", "sampler")} | {"shift": args.shift}
-    options["start"] = settings["start"] = args.edit_start
+    options["start"] = settings["edit_start"] = args.edit_start
     try:
         result, pictures = evaluate_edit_file(
             model.edit, args.data, media_root=args.media_root, size=args.size, limit=args.limit, seed=args.seed,

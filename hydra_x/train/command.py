@@ -66,8 +66,8 @@ def parse_train_args(
 
 
 def override(cfg: Any, items: list[str], presets: dict[str, Callable[[str], Any]] | None = None) -> Any:
-    """``cfg`` with the command line's ``KEY=VALUE`` items applied (see :func:`parse`); ValueError or TypeError
-    naming the item that does not fit."""
+    """``cfg`` with the command line's ``KEY=VALUE`` items applied (as :func:`parse_train_args` does); a
+    ValueError or TypeError names the item that does not fit."""
     presets = presets or {}
     plain: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}

@@ -79,6 +79,12 @@ def test_the_command_edits_with_a_model_and_writes_the_report(edits, tmp_path, c
     assert len(report["items"]) == 2 and len(report["skipped"]) == 2 and (out / "editing.png").is_file()
     assert "the source, unedited" in (out / "report.md").read_text()
     assert "2 edits: L1" in capsys.readouterr().out
+    near = tmp_path / "near"  # begun from the sources noised to t = 0.05 (the same seeds: other edits)
+    near_args = [*args[:6], "--out", str(near), "--size", "32", "--steps", "2", "--limit", "3", "--edit-start", "0.05"]
+    assert hydra_main(near_args) == 0
+    kept = json.loads((near / "report.json").read_text())
+    assert kept["settings"]["edit_start"] == 0.05 and report["settings"]["edit_start"] == 1.0
+    assert kept["summary"]["kept_psnr"] != report["summary"]["kept_psnr"]
     assert (
         hydra_main(["eval", "edits", "--preset", "tiny", "--data", str(tmp_path / "none.jsonl"), "--out", str(out)])
         == 2
