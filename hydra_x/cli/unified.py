@@ -116,8 +116,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from hydra_x.data.media import write_image
+    from hydra_x.unified.sampling import sampling_calls
 
     src, out = Path(args.image), Path(args.out)
+    if not 0 < args.start <= 1:
+        raise CliError(f"--start must be in (0, 1], got {args.start}")
     if not src.is_file():
         raise InputError(f"{src}: no such file")
     if media_kind(src) != "image":
@@ -126,13 +129,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     model = load_unified(args)
     cfg = model.config
     image = fit_to_patches(read_image(src), args.size or cfg.image_size, cfg.tokenizer.patch_size)
-    with progress(_model_calls(args), "edit") as bar:
-        y = model.edit(
-            image,
-            args.instruction,
-            **_sampling_kwargs(args),
-            progress=lambda n: bar.update(1),
-        )
+    options = _sampling_kwargs(args) | {"start": args.start}
+    with progress(sampling_calls(model, "image", *image.shape[-2:], **options), "edit") as bar:
+        y = model.edit(image, args.instruction, **options, progress=lambda n: bar.update(1))
     write_image(out, y)
     print(f"wrote {out}: image {y.shape[-1]}x{y.shape[-2]} ({cfg.edit_layout} layout)")
     return 0
@@ -236,6 +235,13 @@ def add_commands(sub) -> None:
     p.add_argument("instruction", metavar="INSTRUCTION")
     p.add_argument("--out", "-o", default="edited.png", help="the edited image (.png, .jpg, ...)")
     p.add_argument("--size", type=int, help="short side the input is resized to (default: the model's image_size)")
+    p.add_argument(
+        "--start",
+        type=float,
+        default=1.0,
+        help="flow time the edit starts at: 1 (default) from noise; below 1 from the image noised to that time, "
+        "keeping more of it (SDEdit; diffusers' strength)",
+    )
     _sampling_options(p, "guidance on the instruction")
     _model_options(p)
     p.set_defaults(func=cmd_edit)

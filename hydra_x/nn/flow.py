@@ -169,9 +169,19 @@ def euler_sample(velocity: VelocityFn, noise: torch.Tensor, steps: int, shift: f
     return sample(velocity, noise, steps, "euler", shift)
 
 
-def velocity_calls(steps: int, method: str = "euler") -> int:
+def sampling_times(steps: int, shift: float = 1.0, start: float = 1.0) -> list[float]:
+    """The times :func:`sample` visits: ``time_grid(steps, shift=shift)``, begun at ``start`` (below 1: ``start``,
+    then the grid's times below it)."""
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"the start time must be in (0, 1], got {start}")
+    times = time_grid(steps, shift=shift).tolist()
+    return times if start == 1.0 else [start] + [t for t in times if t < start]
+
+
+def velocity_calls(steps: int, method: str = "euler", shift: float = 1.0, start: float = 1.0) -> int:
     """How many times :func:`sample` calls ``velocity`` (Heun's last step is a plain Euler one): a progress total."""
-    return 2 * steps - 1 if method == "heun" else steps
+    n = len(sampling_times(steps, shift, start)) - 1
+    return 2 * n - 1 if method == "heun" else n
 
 
 @torch.no_grad()
@@ -197,16 +207,13 @@ def sample(
     """
     if method not in SAMPLERS:
         raise ValueError(f"the sampler must be one of {SAMPLERS}, got {method!r}")
-    if not 0.0 < start <= 1.0:
-        raise ValueError(f"the start time must be in (0, 1], got {start}")
+    times = sampling_times(steps, shift, start)
     if start < 1.0 and (init is None or init.shape != noise.shape):
         got = "none" if init is None else tuple(init.shape)
         want = tuple(noise.shape)
         raise ValueError(f"a start time below 1 needs init latents shaped like the noise, {want}: got {got}")
-    times = time_grid(steps, noise.device, shift).tolist()
     x = noise.float()
     if start < 1.0:
-        times = [start] + [t for t in times if t < start]
         x = (1 - start) * init.to(x) + start * x
     at = lambda t: torch.full((x.shape[0],), t, device=x.device)  # noqa: E731
     for t, t_next in zip(times[:-1], times[1:]):

@@ -21,7 +21,7 @@ import torch
 from einops import rearrange
 
 from hydra_x.errors import InputError
-from hydra_x.nn.flow import guided, prior_noise, resolution_shift, sample
+from hydra_x.nn.flow import guided, prior_noise, resolution_shift, sample, velocity_calls
 from hydra_x.unified.heads import copy_velocity
 from hydra_x.unified.masks import additive_mask, attention_mask, query_mask, query_position_ids
 from hydra_x.unified.packing import PackedBatch, pad_to_batch
@@ -217,9 +217,6 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
     guide = how.guidance != 1.0
     llm_pass = (PromptCache if how.use_cache else PromptAgain)(model, rows, block, prompt_latents)
     cfg = model.config
-    shift = how.shift
-    if shift is None and cfg.time_shift_base_tokens:
-        shift = resolution_shift(spec.length, cfg.time_shift_base_tokens, cfg.max_time_shift)
     c = cfg.latent_channels
     generator = torch.Generator().manual_seed(how.seed)
     noise = prior_noise((b, c, spec.steps, *grid), cfg.noise_block_share, cfg.noise_cells, generator).to(model.device)
@@ -254,7 +251,37 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
             how.progress(calls["n"])
         return guided(v[:b], v[b:], how.guidance) if guide else v
 
-    return sample(velocity, noise, how.steps, how.sampler, shift or 1.0, init=init, start=how.start)
+    return sample(
+        velocity, noise, how.steps, how.sampler, block_shift(model, spec, how.shift), init=init, start=how.start
+    )
+
+
+def block_shift(model, spec: VisualSpec, shift: float | None) -> float:
+    """The time shift a block is sampled with: ``shift``, else the model's resolution shift for the block's
+    tokens (1 where the model has none)."""
+    cfg = model.config
+    if shift is None and cfg.time_shift_base_tokens:
+        shift = resolution_shift(spec.length, cfg.time_shift_base_tokens, cfg.max_time_shift)
+    return shift or 1.0
+
+
+def sampling_calls(
+    model,
+    kind: str,
+    height: int,
+    width: int,
+    frames: int | None = None,
+    *,
+    steps: int = 50,
+    sampler: str = "euler",
+    shift: float | None = None,
+    start: float = 1.0,
+    **_: object,
+) -> int:
+    """The velocity evaluations that sampling one ``kind`` block of this size makes with these options (keyword
+    arguments as ``BlockSampling``'s; others ignored): a progress bar's total."""
+    spec, _ = visual_spec(model, kind, height, width, frames)
+    return velocity_calls(steps, sampler, block_shift(model, spec, shift), start)
 
 
 class PromptCache:

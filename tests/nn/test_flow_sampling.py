@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hydra_x.nn.flow import guided, interpolate, prior_noise, resolution_shift, sample, shift_time, time_grid
+from hydra_x.nn.flow import (
+    guided,
+    interpolate,
+    prior_noise,
+    resolution_shift,
+    sample,
+    shift_time,
+    time_grid,
+    velocity_calls,
+)
 
 
 @pytest.mark.parametrize("shift", [1.0, 0.5, 3.0])
@@ -99,6 +108,16 @@ def test_a_later_start_begins_on_the_path_from_init_and_steps_only_below_it(meth
         sample(field, eps, 5, method, init=x0, start=0.0)
     with pytest.raises(ValueError, match="init latents"):
         sample(field, eps, 5, method, start=0.5)
+
+
+@pytest.mark.parametrize("method", ["euler", "heun"])
+@pytest.mark.parametrize(("steps", "shift", "start"), [(10, 1.0, 1.0), (10, 3.0, 0.6), (7, 1.0, 0.35), (20, 2.0, 0.05)])
+def test_velocity_calls_counts_what_the_sampler_calls(method, steps, shift, start):
+    calls = []
+    x = torch.zeros(1, 2)
+    sample(lambda x, t: calls.append(1) or torch.zeros_like(x), x, steps, method, shift, init=x, start=start)
+    assert velocity_calls(steps, method, shift, start) == len(calls)
+    assert len(calls) < velocity_calls(steps, method) or start == 1.0  # a later start skips the grid above it
 
 
 def test_prior_noise_without_a_block_share_is_the_plain_draw():

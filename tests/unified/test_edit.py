@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from hydra_x.cli import main as hydra_main
-from hydra_x.data.media import write_image
+from hydra_x.data.media import read_image, write_image
 from hydra_x.unified.model import HydraX
-from hydra_x.unified.sampling import edit_latents
+from hydra_x.unified.sampling import edit_latents, render, sampling_calls
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,17 @@ def test_an_edit_started_below_one_begins_from_the_source(model):
         edit_latents(model, list(x), texts, steps=4, start=1.5)
 
 
+@pytest.mark.parametrize(
+    ("sampler", "start", "shift"), [("euler", 1.0, None), ("heun", 0.5, None), ("euler", 0.3, 3.0)]
+)
+def test_sampling_calls_is_the_progress_an_edit_reports(model, sampler, start, shift):
+    x = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    options = dict(steps=9, guidance=3.0, sampler=sampler, start=start, shift=shift)
+    seen = []
+    edit_latents(model, [x], ["remove it"], **options, progress=seen.append)
+    assert seen == list(range(1, sampling_calls(model, "image", 32, 48, **options) + 1))
+
+
 @pytest.mark.slow
 def test_a_few_dozen_editing_steps_lower_the_editing_loss_and_edit_runs_from_the_checkpoint(tmp_path, capsys):
     from hydra_x.train.unified import train
@@ -113,6 +124,15 @@ def test_a_few_dozen_editing_steps_lower_the_editing_loss_and_edit_runs_from_the
     assert hydra_main(args) == 0 and out.is_file()
     assert "sti layout" in capsys.readouterr().out
     assert hydra_main(["edit", str(tmp_path / "missing.png"), "x", "--ckpt", ckpt, "--out", str(out)]) == 2
+    near = tmp_path / "near.png"  # from the source noised to t = 0.02: the sampler keeps it, as the model would
+    assert hydra_main([*args[:5], "--out", str(near), "--steps", "2", "--start", "0.02"]) == 0
+    model = HydraX.from_pretrained(ckpt).eval()
+    kept = read_image(near)
+    round_trip = render(model, model.encode(read_image(source)[None]))[0]
+    edited = read_image(out)
+    assert (kept - round_trip).abs().mean() < 0.5 * (edited - round_trip).abs().mean()
+    assert hydra_main([*args[:5], "--out", str(near), "--start", "0"]) == 2
+    assert "--start must be in (0, 1], got 0.0" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
