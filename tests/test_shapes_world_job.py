@@ -18,7 +18,9 @@ def calls(tmp_path: Path, **env: str) -> list[str]:
     fake.parent.mkdir()
     # `python3 -c` (the job's one inline script) runs for real; every other call is recorded
     run_inline = f'if [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi'
-    fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n')
+    # FAIL_INSTRUCTION_EFFECT=1: that diagnostic fails, as one that hung would be stopped by its timeout
+    failing = 'if [ -n "$FAIL_INSTRUCTION_EFFECT" ] && [[ "$*" == *edit_instruction_effect* ]]; then exit 124; fi'
+    fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n{failing}\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "R": str(tmp_path / "r"), **env}
     subprocess.run(["bash", str(JOB)], env=env, check=True, capture_output=True, timeout=60)
@@ -59,3 +61,9 @@ def test_the_results_archive_holds_what_was_written_without_weights_or_renders(t
     assert {"A/unified-one/summary.json", "instr-one.txt", "convert.log"} <= names
     assert not any(k in n for n in names for k in ("checkpoints", "safetensors", "tensorboard", "shapes-images"))
     assert not any("results.tgz" in n for n in names) and not (tmp_path / "r" / ".results.tgz").exists()
+
+
+def test_a_failed_instruction_effect_is_noted_and_the_job_still_ends(tmp_path):
+    calls(tmp_path, DIT_POSITIONS="", FAIL_INSTRUCTION_EFFECT="1")
+    assert "instruction effect: exit 124" in (tmp_path / "r" / "instr-one.txt").read_text()
+    assert (tmp_path / "r" / "DONE").exists() and (tmp_path / "r" / "results.tgz").exists()
