@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,54 @@ from hydra_x.unified.sequence import VisualTokenIds
 MODEL_TYPE = "hydra-x"
 HEADS_FILE = "heads.safetensors"
 HEAD_PREFIXES = ("projector.", "time_embed.", "flow_head.")
+
+
+@dataclass
+class NoisedBlocks:
+    """The generated blocks at their flow times: each block's z_t = (1 - t) z0 + t noise, and as rows in generation
+    order (step-major, as the flow head reads them) its tokens' z_t (N, C), flow target noise - z0 (N, C) and
+    time (N,)."""
+
+    latents: dict[int, torch.Tensor]
+    z_t: torch.Tensor
+    target: torch.Tensor
+    t: torch.Tensor
+
+
+def noised(
+    z0: list[torch.Tensor], gen: list[int], noise: list[torch.Tensor], times: dict, device: torch.device
+) -> NoisedBlocks:
+    """The generated blocks (``gen``: their indices in ``z0``; ``noise`` in the same order; ``times``: block -> t)
+    noised, computed once per latent shape and put in generation order by one gather: a host-bound step pays for
+    every operator, and one per block grew with the examples."""
+    groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    for k, i in enumerate(gen):
+        groups.setdefault(tuple(z0[i].shape), []).append((k, i))
+    latents: dict[int, torch.Tensor] = {}
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    runs: dict[int, tuple[int, int]] = {}  # block -> (its first row among the groups' rows, its rows)
+    offset = 0
+    for members in groups.values():
+        z = torch.stack([z0[i] for _, i in members])  # (n, C, S, h, w)
+        eps = torch.stack([noise[k] for k, _ in members])
+        t = torch.stack([times[i] for _, i in members])
+        tz = t.to(z).view(-1, *[1] * (z.ndim - 1))
+        z_t = (1 - tz) * z + tz * eps.to(z)
+        latents.update(zip((i for _, i in members), z_t.unbind()))
+        n, length = z.shape[0], z[0, 0].numel()
+        parts.append((_rows(z_t), _rows(eps) - _rows(z), t[:, None].expand(n, length).reshape(-1)))
+        runs.update({i: (offset + j * length, length) for j, (_, i) in enumerate(members)})
+        offset += n * length
+    rows = [torch.cat(each) for each in zip(*parts)]
+    if len(groups) > 1:  # one shape: the rows are in generation order already
+        order = to_device_async(token_runs(*zip(*(runs[i] for i in gen))), device)
+        rows = [r[order] for r in rows]
+    return NoisedBlocks(latents, *rows)
+
+
+def _rows(z: torch.Tensor) -> torch.Tensor:
+    """(n, C, S, h, w) -> (n S h w, C): each block's tokens step-major, block after block."""
+    return z.flatten(2).transpose(1, 2).reshape(-1, z.shape[1])
 
 
 class HydraX(nn.Module):
@@ -257,21 +306,21 @@ class HydraX(nn.Module):
 
     def _embed_visuals(
         self, batch: PackedBatch, visuals: VisualInputs, z0: list[torch.Tensor]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(V, D) embeddings of every visual position in placement order, and the LLM-input latents (noisy for
-        generated blocks)."""
+    ) -> tuple[torch.Tensor, NoisedBlocks | None]:
+        """(V, D) embeddings of every visual position in placement order, and the generated blocks noised (None
+        without any)."""
         if len(z0) != len(batch.placements):
             raise ValueError(f"{len(batch.placements)} visual blocks in the batch, {len(z0)} given")
         gen = [i for i, p in enumerate(batch.placements) if p.role == "generate"]
-        times = {}
+        times, noisy = {}, None
         z_in = list(z0)
         if gen:
             if visuals.t is None or visuals.noise is None or len(visuals.noise) != len(gen):
                 raise ValueError(f"{len(gen)} generated blocks need as many flow times and noises")
-            for k, i in enumerate(gen):
-                t = visuals.t[k].to(z_in[i])
-                z_in[i] = (1 - t) * z0[i] + t * visuals.noise[k].to(z_in[i])
-                times[i] = visuals.t[k]
+            times = dict(zip(gen, visuals.t.unbind()))
+            noisy = noised(z0, gen, visuals.noise, times, self.device)
+            for i, z in noisy.latents.items():
+                z_in[i] = z
         outputs: list[tuple[list[int], torch.Tensor]] = []  # (blocks, their embeddings (n, T, D)) per Sem-ViT call
         paired: set[int] = set()
         if visuals.pairs and self.config.edit_layout == "sti":
@@ -292,7 +341,7 @@ class HydraX(nn.Module):
                 on = torch.stack([one if i in times else zero for i in members])
                 emb = emb + (self.time_embed(t) * on[:, None]).to(emb.dtype)[:, None]
             outputs.append((members, emb))
-        return self._in_placement_order(outputs, len(z_in)), z_in
+        return self._in_placement_order(outputs, len(z_in)), noisy
 
     def _in_placement_order(self, outputs: list[tuple[list[int], torch.Tensor]], blocks: int) -> torch.Tensor:
         """The calls' embeddings as one (V, D) tensor in placement order, by one gather: indexing each block out of
@@ -347,7 +396,7 @@ class HydraX(nn.Module):
         embeds = self.llm.get_input_embeddings()(batch.input_ids)  # (B, L, D)
         z0 = visuals.latents(self) if batch.placements else []
         if batch.placements:
-            visual, z_in = self._embed_visuals(batch, visuals, z0)
+            visual, noisy = self._embed_visuals(batch, visuals, z0)
             embeds = embeds.index_put((index.visual_rows, index.visual_cols), visual.to(embeds.dtype))
         hidden = self.llm_hidden(batch, embeds)
         # Only where a token is predicted: (K, V) logits
@@ -355,16 +404,13 @@ class HydraX(nn.Module):
         text_sum = F.cross_entropy(logits.float(), index.predicted_targets, reduction="sum")
         flow_sum, elements, velocity = hidden.new_zeros((), dtype=torch.float32), 0, None
         if gen:
-            tokens = lambda zs: torch.cat([z.flatten(1).T for z in zs])  # noqa: E731  (s h w) x c, step-major
-            z_t = tokens([z_in[i] for i in gen]).to(self.device)
-            target = tokens(visuals.noise).to(self.device) - tokens([z0[i] for i in gen]).to(self.device)
-            t = torch.cat([visuals.t[k].expand(p.length) for k, p in enumerate(placements)]).to(self.device)
+            z_t, target, t = noisy.z_t, noisy.target, noisy.t
             grids = [(p.steps, *z0[i].shape[-2:]) for i, p in zip(gen, placements)]
             source, sources = None, {tgt: src for src, tgt in visuals.pairs}
             # The head's source input runs on every batch (zeros without edits); the copy prior only with edits.
             if self.config.edit_source_input or (self.config.edit_copy_prior and sources):
-                source = tokens([z0[sources[i]] if i in sources else torch.zeros_like(z0[i]) for i in gen])
-                source = source.to(self.device)
+                blocks = [z0[sources[i]] if i in sources else torch.zeros_like(z0[i]) for i in gen]
+                source = torch.cat([z.flatten(1) for z in blocks], 1).T  # (s h w) x c, step-major, as z_t
             head_source = source if self.config.edit_source_input else None
             velocity = self.flow_head(hidden[index.generated_rows, index.generated_cols], z_t, t, grids, head_source)
             if self.config.edit_copy_prior and sources:

@@ -156,3 +156,25 @@ def test_a_training_forward_builds_no_kv_cache_so_all_llm_layers_share_one_compi
         for layer in layers:
             layer._compiled_call_impl = None
         torch.compiler.reset()
+
+
+def test_noised_blocks_equal_the_per_block_reference_in_generation_order():
+    """Blocks of three latent shapes interleaved, one clean block among them: each generated block's z_t, and its
+    rows (z_t, noise - z0, t) in generation order, as computed block by block."""
+    from hydra_x.unified.model import noised
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(4, 1, 2, 2), (4, 2, 2, 2), (4, 1, 2, 2), (4, 1, 3, 2), (4, 2, 2, 2)]
+    z0 = [torch.randn(s, generator=g) for s in shapes]
+    gen = [0, 1, 3, 4]  # block 2 is clean (a source)
+    noise = [torch.randn(shapes[i], generator=g) for i in gen]
+    times = {i: torch.rand((), generator=g) for i in gen}
+    got = noised(z0, gen, noise, times, torch.device("cpu"))
+    rows = lambda zs: torch.cat([z.flatten(1).T for z in zs])  # noqa: E731
+    z_t = [(1 - times[i]) * z0[i] + times[i] * eps for i, eps in zip(gen, noise)]
+    assert sorted(got.latents) == gen
+    for i, z in zip(gen, z_t):
+        torch.testing.assert_close(got.latents[i], z)
+    torch.testing.assert_close(got.z_t, rows(z_t))
+    torch.testing.assert_close(got.target, rows(noise) - rows([z0[i] for i in gen]))
+    torch.testing.assert_close(got.t, torch.cat([times[i].expand(z0[i][0].numel()) for i in gen]))
