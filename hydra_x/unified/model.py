@@ -60,30 +60,37 @@ def noised(
     for k, i in enumerate(gen):
         groups.setdefault(tuple(z0[i].shape), []).append((k, i))
     latents: dict[int, torch.Tensor] = {}
-    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    runs: dict[int, tuple[int, int]] = {}  # block -> (its first row among the groups' rows, its rows)
-    offset = 0
+    z_ts, targets, ts = [], [], []  # per shape: (blocks, their rows (n, S h w, ...))
+    rows = lambda x: x.flatten(2).transpose(1, 2)  # noqa: E731  (n, C, S, h, w) -> (n, S h w, C), step-major
     for members in groups.values():
-        z = torch.stack([z0[i] for _, i in members])  # (n, C, S, h, w)
+        blocks = [i for _, i in members]
+        z = torch.stack([z0[i] for i in blocks])  # (n, C, S, h, w)
         eps = torch.stack([noise[k] for k, _ in members])
-        t = torch.stack([times[i] for _, i in members])
+        t = torch.stack([times[i] for i in blocks])
         tz = t.to(z).view(-1, *[1] * (z.ndim - 1))
         z_t = (1 - tz) * z + tz * eps.to(z)
-        latents.update(zip((i for _, i in members), z_t.unbind()))
-        n, length = z.shape[0], z[0, 0].numel()
-        parts.append((_rows(z_t), _rows(eps) - _rows(z), t[:, None].expand(n, length).reshape(-1)))
-        runs.update({i: (offset + j * length, length) for j, (_, i) in enumerate(members)})
-        offset += n * length
-    rows = [torch.cat(each) for each in zip(*parts)]
-    if len(groups) > 1:  # one shape: the rows are in generation order already
-        order = to_device_async(token_runs(*zip(*(runs[i] for i in gen))), device)
-        rows = [r[order] for r in rows]
-    return NoisedBlocks(latents, *rows)
+        latents.update(zip(blocks, z_t.unbind()))
+        z_ts.append((blocks, rows(z_t)))
+        targets.append((blocks, rows(eps) - rows(z)))
+        ts.append((blocks, t[:, None].expand(-1, z[0, 0].numel())))
+    return NoisedBlocks(latents, *(in_order(parts, gen, device) for parts in (z_ts, targets, ts)))
 
 
-def _rows(z: torch.Tensor) -> torch.Tensor:
-    """(n, C, S, h, w) -> (n S h w, C): each block's tokens step-major, block after block."""
-    return z.flatten(2).transpose(1, 2).reshape(-1, z.shape[1])
+def in_order(parts: list[tuple[list[int], torch.Tensor]], blocks: list[int], device: torch.device) -> torch.Tensor:
+    """Rows of calls made per group of blocks (each part: its blocks, and a tensor (n, T, ...) of their rows) as one
+    tensor (sum T, ...) in the order of ``blocks``, by one gather (none where the order is already so): indexing
+    each block out of its call would cost an operator per block, and in a backward one that writes a zero tensor of
+    the call's whole size."""
+    if [i for members, _ in parts for i in members] == list(blocks):
+        return torch.cat([x.flatten(0, 1) for _, x in parts])
+    run: dict[int, tuple[int, int]] = {}  # block -> (its first row in the parts' concatenated rows, its rows)
+    offset = 0
+    for members, x in parts:
+        n, rows = x.shape[:2]
+        run.update({i: (offset + j * rows, rows) for j, i in enumerate(members)})
+        offset += n * rows
+    order = to_device_async(token_runs(*zip(*(run[i] for i in blocks))), device)
+    return torch.cat([x.flatten(0, 1) for _, x in parts])[order]
 
 
 class HydraX(nn.Module):
@@ -341,19 +348,7 @@ class HydraX(nn.Module):
                 on = torch.stack([one if i in times else zero for i in members])
                 emb = emb + (self.time_embed(t) * on[:, None]).to(emb.dtype)[:, None]
             outputs.append((members, emb))
-        return self._in_placement_order(outputs, len(z_in)), noisy
-
-    def _in_placement_order(self, outputs: list[tuple[list[int], torch.Tensor]], blocks: int) -> torch.Tensor:
-        """The calls' embeddings as one (V, D) tensor in placement order, by one gather: indexing each block out of
-        its call would cost a backward operator per block, each writing a zero tensor of the call's whole size."""
-        run: dict[int, tuple[int, int]] = {}  # block -> (first row in the calls' concatenated tokens, its tokens)
-        offset = 0
-        for members, emb in outputs:
-            n, tokens = emb.shape[:2]
-            run.update({i: (offset + j * tokens, tokens) for j, i in enumerate(members)})
-            offset += n * tokens
-        order = to_device_async(token_runs(*zip(*(run[i] for i in range(blocks)))), self.device)
-        return torch.cat([emb.flatten(0, 1) for _, emb in outputs])[order]
+        return in_order(outputs, range(len(z_in)), self.device), noisy
 
     def _embed_pairs(self, pairs, z_in: list[torch.Tensor], times: dict, outputs: list) -> set[int]:
         """Embed the editing pairs jointly (pairs of one latent shape together) into ``outputs``; returns the
