@@ -1,8 +1,8 @@
-"""How much of building a unified training batch stays in the training process, with the rows packed there or in
-the data workers (``StepPacker``, what training does)? Host milliseconds per step of the `small` recipe's examples
-(SmolLM2's text tokenizer where converted, else the `tiny` LLM's), median of ``--repeats``; and how long one data
-worker takes to render and pack a whole step (one thread, as a worker runs), hence the examples a second that each
-worker can feed.
+"""How much of building a unified training batch stays in the training process, with the rows packed and the flow
+draws (times, noises) made there or in the data workers (``StepPacker``, what training does)? Host milliseconds per
+step of the `small` recipe's examples (SmolLM2's text tokenizer where converted, else the `tiny` LLM's), median of
+``--repeats``; and how long one data worker takes to render, pack and draw a whole step (one thread, as a worker
+runs), hence the examples a second that each worker can feed.
 
     python benchmarks/unified_batch_host.py [--examples 96 256] [--size 64 --frames 9 --edit-weight 4]
 """
@@ -38,7 +38,7 @@ def main() -> None:
     shape = dict(image_size=args.size, clip_frames=args.frames)
     model = HydraX.from_config(unified_config("small", llm=llm, tokenizer=tokenizer, attention="sdpa", **shape), seed=0)
     print(f"Host ms per step (text tokenizer of `{llm}`, CPU, {args.size} px, {args.frames}-frame clips)")
-    print("| examples | training process, rows packed there | rows packed in the workers | one worker's step | "
+    print("| examples | training process, rows and draws made there | made in the workers | one worker's step | "
           "examples/s a worker |")  # fmt: skip
     print("|---:|---:|---:|---:|---:|")
     for n in args.examples:
@@ -47,7 +47,7 @@ def main() -> None:
         cfg.data.image_size, cfg.data.clip_frames = args.size, args.frames
         if args.edit_weight is not None:
             cfg.data.task_ratios["edit"] = args.edit_weight
-        packer = StepPacker(model.text_tokenizer, model.config.tokenizer, cfg, rank=0)
+        packer = StepPacker(model.text_tokenizer, model.config, cfg, rank=0)
         steps = iter(UnifiedDataLoader(cfg.data, prepare=packer))
         item = next(steps)
         produce = time_ms(partial(next, steps), torch.device("cpu"), args.repeats, warmup=1)
@@ -55,7 +55,7 @@ def main() -> None:
         cpu = torch.device("cpu")
         here = time_ms(build, cpu, args.repeats, warmup=1)
         there = time_ms(partial(build, prepared=item.prepared), cpu, args.repeats, warmup=1)
-        print(f"| {n} | {here:.1f} | {there:.1f} | {produce:.1f} | {n / produce * 1e3:.0f} |")
+        print(f"| {n} | {here:.2f} | {there:.2f} | {produce:.1f} | {n / produce * 1e3:.0f} |")
 
 
 if __name__ == "__main__":

@@ -142,15 +142,17 @@ def test_a_resumed_run_follows_the_uninterrupted_one(tmp_path):
             assert resumed[step] == pytest.approx(straight[step], rel=1e-5, abs=1e-6), (key, step)
 
 
-def test_rows_packed_in_data_workers_train_as_rows_packed_in_the_training_process(tmp_path, monkeypatch):
-    # The loader's workers pack each step's rows (StepPacker); the training process then only adds noise and times.
+def test_rows_and_draws_made_in_data_workers_train_as_those_made_in_the_training_process(tmp_path, monkeypatch):
+    # The loader's workers pack each step's rows and draw its flow times and noises (StepPacker); the training
+    # process only moves them to the device.
     cfg = config(tmp_path / "main", steps=3, latent_stats_samples=0, loss__cond_dropout=0.5)
     train(cfg)
 
-    def no_packing_here(*args, **kwargs):
-        raise AssertionError("the training process packed rows itself")
+    def not_here(*args, **kwargs):
+        raise AssertionError("the training process packed rows or drew noise itself")
 
-    monkeypatch.setattr(batch_module, "pack_examples", no_packing_here)  # workers are processes: unaffected
+    for name in ("pack_examples", "draw_generated"):
+        monkeypatch.setattr(batch_module, name, not_here)  # workers are processes: unaffected
     workers = config(tmp_path / "workers", steps=3, latent_stats_samples=0, loss__cond_dropout=0.5)
     workers.data.num_workers = 2
     train(workers)
@@ -165,7 +167,7 @@ def test_rows_packed_for_another_step_are_refused():
     model = HydraX.from_preset("tiny", seed=0)
     cfg = config(Path("unused"))
     item = next(iter(UnifiedDataLoader(cfg.data, start_step=4)))
-    prepared = StepPacker(model.text_tokenizer, model.config.tokenizer, cfg, rank=0)(item)
+    prepared = StepPacker(model.text_tokenizer, model.config, cfg, rank=0)(item)
     packed, _, _ = build_batch(model, item.examples, cfg, 4, 0, prepared)
     assert torch.equal(
         packed.input_ids,

@@ -2,11 +2,13 @@
 
 Every random choice of a sample depends on (seed, micro-step, global example index) alone, so a step gives the
 same losses on any number of processes: whether its caption is dropped (classifier-free guidance), its flow
-time and its noise.
+time and its noise. All are drawn on the host's generators, where the step is built (a data worker), so they do
+not depend on the device either.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,35 +56,86 @@ def drop_condition(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 @dataclass(frozen=True)
+class GeneratedDraws:
+    """The flow times and noises of a step's generated blocks, in placement order. The noises travel as one flat
+    tensor, which the training process moves to the device in one copy: drawn there block by block, they cost a
+    host-bound step several operators per example."""
+
+    t: torch.Tensor  # (G,) float32
+    noise: torch.Tensor  # (sum of the blocks' sizes,) float32
+    shapes: tuple[tuple[int, ...], ...]  # each block's latent shape (C, S, h, w)
+
+    def pin_memory(self) -> GeneratedDraws:
+        return replace(self, t=self.t.pin_memory(), noise=self.noise.pin_memory())
+
+    def to(self, device: torch.device) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+        """(times (G,), one noise per block) on ``device``, or (None, None) without generated blocks."""
+        if not self.shapes:
+            return None, None
+        flat = self.noise.to(device, non_blocking=True)
+        blocks = flat.split([math.prod(shape) for shape in self.shapes])
+        return self.t.to(device, non_blocking=True), [x.view(shape) for x, shape in zip(blocks, self.shapes)]
+
+
+def draw_generated(
+    config, cfg, examples: list[Example], placements, micro_step: int, first_index: int
+) -> GeneratedDraws:
+    """The flow time and noise of each generated block of ``placements``, on the host, each from its own key
+    (seed, micro-step, global example index, block); ``config``: the HydraX's UnifiedConfig (latent shapes, noise
+    and time shift), ``cfg``: the UnifiedTrainConfig (seed, time distribution)."""
+    cpu, loss = torch.device("cpu"), cfg.loss
+    times, noises, shapes = [], [], []
+    for p in placements:
+        if p.role != "generate":
+            continue
+        shape = latent_shape(config.tokenizer, examples[p.sample].visuals[p.block].pixels)
+        key = (cfg.seed, micro_step, first_index + p.sample, p.block)
+        g = sample_generator(cpu).manual_seed(sample_key(*key, NOISE_STREAM))
+        noises.append(prior_noise(shape, config.noise_block_share, config.noise_cells, g, cpu).flatten())
+        shapes.append(shape)
+        n = torch.randn((), generator=sample_generator(cpu).manual_seed(sample_key(*key, TIME_STREAM)))
+        t = torch.sigmoid(loss.time_mean + loss.time_std * n)
+        if config.time_shift_base_tokens:
+            t = shift_time(t, resolution_shift(p.length, config.time_shift_base_tokens, config.max_time_shift))
+        times.append(t)
+    if not shapes:
+        return GeneratedDraws(torch.zeros(0), torch.zeros(0), ())
+    return GeneratedDraws(torch.stack(times), torch.cat(noises), tuple(shapes))
+
+
+@dataclass(frozen=True)
 class PackedStep:
-    """A step's examples as packed rows, made where the step was built (a data worker): the text half of
-    :func:`build_batch`, which the training process then need not spend its own time on."""
+    """A step's examples as packed rows and the draws of its generated blocks, made where the step was built (a
+    data worker): the host's half of :func:`build_batch`, which the training process then need not spend its own
+    time on."""
 
     packed: PackedBatch
     dropped: int  # captions dropped for classifier-free guidance
     micro_step: int
     first_index: int
+    draws: GeneratedDraws
 
     def pin_memory(self) -> PackedStep:
-        return replace(self, packed=self.packed.pin_memory())
+        return replace(self, packed=self.packed.pin_memory(), draws=self.draws.pin_memory())
 
 
 @dataclass(frozen=True)
 class StepPacker:
-    """Picklable: packs each step of a :class:`UnifiedDataLoader` in its workers (``prepare=``). The draws depend on
-    (seed, micro-step, global example index) alone, so the rows are those the training process would pack."""
+    """Picklable: packs each step of a :class:`UnifiedDataLoader` and draws its flow times and noises in the
+    loader's workers (``prepare=``). The draws depend on (seed, micro-step, global example index) alone, so the
+    rows and draws are those the training process would make."""
 
     text_tokenizer: Any
-    tokenizer_config: Any  # the HydraX's tokenizer config: latent shapes
-    cfg: Any  # the UnifiedTrainConfig: loss (caption dropout), seed, max_length
+    model_config: Any  # the HydraX's UnifiedConfig: latent shapes, noise and time shift
+    cfg: Any  # the UnifiedTrainConfig: loss (caption dropout, time distribution), seed, max_length
     rank: int
 
     def __call__(self, item: StepExamples) -> PackedStep:
         first = self.rank * len(item.examples)
-        packed, dropped = pack_examples(
-            self.text_tokenizer, self.tokenizer_config, item.examples, self.cfg, item.step, first
-        )
-        return PackedStep(packed, dropped, item.step, first)
+        examples, config = item.examples, self.model_config
+        packed, dropped = pack_examples(self.text_tokenizer, config.tokenizer, examples, self.cfg, item.step, first)
+        draws = draw_generated(config, self.cfg, examples, packed.placements, item.step, first)
+        return PackedStep(packed, dropped, item.step, first, draws)
 
 
 def pack_examples(
@@ -110,39 +163,24 @@ def build_batch(
 ) -> tuple[PackedBatch, VisualInputs, int]:
     """(packed rows, visual inputs in placement order, how many captions were dropped). ``prepared``: the rows
     a :class:`StepPacker` already packed for these examples (in a data worker)."""
-    mcfg, loss = model.config, cfg.loss
-    tcfg = mcfg.tokenizer
     if prepared is None:
-        packed, dropped = pack_examples(model.text_tokenizer, tcfg, examples, cfg, micro_step, first_index)
+        packed, dropped = pack_examples(
+            model.text_tokenizer, model.config.tokenizer, examples, cfg, micro_step, first_index
+        )
+        draws = draw_generated(model.config, cfg, examples, packed.placements, micro_step, first_index)
     elif (prepared.micro_step, prepared.first_index) != (micro_step, first_index):
         raise ValueError(
             f"rows packed for micro-step {prepared.micro_step}, first example {prepared.first_index}, given for "
             f"micro-step {micro_step}, first example {first_index}: the loader's steps and the trainer's disagree"
         )
     else:
-        packed, dropped = prepared.packed, prepared.dropped
-    pixels, times, noises = [], [], []
-    device = model.device
-    for p in packed.placements:
-        x = examples[p.sample].visuals[p.block].pixels
-        pixels.append(x)
-        if p.role != "generate":
-            continue
-        index = first_index + p.sample
-        key = (cfg.seed, micro_step, index, p.block)
-        g = sample_generator(device).manual_seed(sample_key(*key, NOISE_STREAM))
-        noises.append(prior_noise(latent_shape(tcfg, x), mcfg.noise_block_share, mcfg.noise_cells, g, device))
-        n = torch.randn((), generator=sample_generator(torch.device("cpu")).manual_seed(sample_key(*key, TIME_STREAM)))
-        t = torch.sigmoid(loss.time_mean + loss.time_std * n)
-        if mcfg.time_shift_base_tokens:
-            shift = resolution_shift(p.length, mcfg.time_shift_base_tokens, mcfg.max_time_shift)
-            t = shift_time(t, shift)
-        times.append(t)
-    t_all = torch.stack(times).to(device) if times else None
+        packed, dropped, draws = prepared.packed, prepared.dropped, prepared.draws
+    pixels = [examples[p.sample].visuals[p.block].pixels for p in packed.placements]
+    t, noises = draws.to(model.device)
     # Editing pairs (source, target) by placement index, for the Sem-ViT's Source-Target Interaction.
     where = {(p.sample, p.block): i for i, p in enumerate(packed.placements)}
     pairs = [(where[(i, 0)], where[(i, 1)]) for i, ex in enumerate(examples) if ex.task == "edit"]
-    return packed, VisualInputs(pixels=pixels, t=t_all, noise=noises or None, pairs=pairs), dropped
+    return packed, VisualInputs(pixels=pixels, t=t, noise=noises, pairs=pairs), dropped
 
 
 def tokens_of(packed: PackedBatch) -> int:

@@ -166,7 +166,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         start_step=engine.step * cfg.grad_accum,
         state=engine.data_state,
         pin_memory=engine.device.type == "cuda",
-        prepare=StepPacker(model.text_tokenizer, model.config.tokenizer, cfg, info.rank),
+        prepare=StepPacker(model.text_tokenizer, model.config, cfg, info.rank),
     )
     run = UnifiedRun(
         cfg=cfg,
