@@ -2,6 +2,7 @@
 
     python benchmarks/unified_step_ops.py                        # CPU: operator counts, 32 and 96 examples
     python benchmarks/unified_step_ops.py --examples 16 64 --llm-layers 30
+    python benchmarks/unified_step_ops.py --compile --warmup 3 --examples 512   # CPU: what a compiled step leaves
     python3 benchmarks/unified_step_ops.py --device cuda [--compile [--llm-only]] --examples 32 96   # GPU: times too
     python3 benchmarks/unified_step_ops.py --device cuda --compile --compile-mode reduce-overhead --top 15
     python3 benchmarks/unified_step_ops.py --device cuda --compile --attention flex --examples 512 \
@@ -101,7 +102,7 @@ def build(args, examples: int, root: Path):
     cfg.model = unified_config("small", llm=llm, tokenizer=tokenizer, attention=args.attention)
     cfg.tokenizer_init, cfg.latent_stats_samples = None, 0
     cfg.device, cfg.precision = args.device, "bf16" if cuda else "fp32"
-    cfg.compile, cfg.compile_tokenizer = args.compile and cuda, not args.llm_only
+    cfg.compile, cfg.compile_tokenizer, cfg.compile_head = args.compile, not args.llm_only, not args.llm_only
     cfg.compile_mode = args.compile_mode
     cfg.data.num_workers = args.workers if cuda else 0
     cfg.data.examples_per_step = examples
@@ -225,9 +226,14 @@ def main() -> None:
     parser.add_argument("--llm", help="a real LLM instead (a preset such as smollm2-135m, a folder or a Hub id)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
-        "--compile", action="store_true", help="compile=true: the LLM's and the tokenizer's blocks (CUDA)"
+        "--compile",
+        action="store_true",
+        help="compile=true: the LLM's, the tokenizer's and the flow head's blocks (on the CPU too, to count what a "
+        "compiled step leaves; its first step compiles for a minute)",
     )
-    parser.add_argument("--llm-only", action="store_true", help="with --compile, leave the tokenizer's blocks eager")
+    parser.add_argument(
+        "--llm-only", action="store_true", help="with --compile, leave the tokenizer's and head's blocks eager"
+    )
     parser.add_argument(
         "--compile-mode", default="default", help="with --compile: default | reduce-overhead (CUDA graphs) | ..."
     )
@@ -246,8 +252,8 @@ def main() -> None:
     rows = {n: measure(args, n, root) for n in args.examples}
     where = "GPU, `small` widths, bf16" if args.device == "cuda" else "CPU, toy widths"
     compiled = ""
-    if args.compile and args.device == "cuda":
-        compiled = ", LLM blocks compiled" if args.llm_only else ", LLM and tokenizer blocks compiled"
+    if args.compile:
+        compiled = ", LLM blocks compiled" if args.llm_only else ", LLM, tokenizer and flow head blocks compiled"
     print(f"\nOuter ATen operators of one `small` unified step ({where}{compiled}, {args.llm_layers} LLM layers)")
     print("| examples | " + " | ".join(PARTS) + " | total | host read-backs |\n|---:|" + "---:|" * (len(PARTS) + 2))
     for n, c in rows.items():

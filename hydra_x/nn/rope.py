@@ -8,6 +8,7 @@ which is how a ViT pretrained without RoPE (SigLIP 2) starts exactly as it was.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -20,9 +21,10 @@ def axis_pairs(head_dim: int) -> tuple[int, int, int]:
     return pairs - 2 * spatial, spatial, spatial
 
 
-@dataclass
+@dataclass(frozen=True)
 class RopeTable:
-    """Angles for one token layout, shared by every layer that runs on it."""
+    """Angles for one token layout, shared by every layer that runs on it (and every call: rope_table keeps
+    them)."""
 
     base: torch.Tensor  # (L, P) position * inverse frequency, fp32
     axis: torch.Tensor  # (P,) which axis (0 t, 1 h, 2 w) each pair rotates with
@@ -40,7 +42,20 @@ class RopeTable:
 def rope_table(
     steps: int, height: int, width: int, head_dim: int, theta: float, device: torch.device | str
 ) -> RopeTable:
-    """Angles for tokens laid out as (steps, height, width), row-major, time slowest."""
+    """Angles for tokens laid out as (steps, height, width), row-major, time slowest. Kept per layout and device:
+    a training step meets the same few layouts in every call, and building one costs some 25 operators, each a
+    launch on a host-bound GPU step."""
+    return _rope_table(steps, height, width, head_dim, float(theta), torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _rope_table(steps: int, height: int, width: int, head_dim: int, theta: float, device: torch.device) -> RopeTable:
+    # Plain tensors whatever the caller's mode: one made under inference_mode could not be saved for a backward.
+    with torch.inference_mode(False), torch.no_grad():
+        return _build_rope_table(steps, height, width, head_dim, theta, device)
+
+
+def _build_rope_table(steps: int, height: int, width: int, head_dim: int, theta: float, device) -> RopeTable:
     counts = axis_pairs(head_dim)
     axis = torch.cat([torch.full((n,), i, dtype=torch.long, device=device) for i, n in enumerate(counts)])
     inv_freq = torch.cat([theta ** (-torch.arange(n, dtype=torch.float32, device=device) / max(n, 1)) for n in counts])

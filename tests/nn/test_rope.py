@@ -47,3 +47,15 @@ def test_rotation_preserves_norms():
     cos, sin = table.cos_sin(None)
     x = torch.randn(2, 60, 4, 16, dtype=torch.float64)
     torch.testing.assert_close(apply_rope(x, cos.double(), sin.double()).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_a_layouts_table_is_kept_and_serves_a_backward_whatever_mode_made_it():
+    with torch.inference_mode():  # sampling meets a layout first
+        first = rope_table(2, 3, 5, 16, 321.0, "cpu")
+    table = rope_table(2, 3, 5, 16, 321.0, torch.device("cpu"))
+    assert table is first  # kept: no operators to build it again
+    assert rope_table(2, 3, 5, 16, 123.0, "cpu") is not table  # another theta, another table
+    scale = torch.ones(3, 2, requires_grad=True)  # learnt per-head scales, as a ViT's
+    cos, sin = table.cos_sin(scale)
+    (cos.sum() + sin.sum()).backward()  # an inference tensor could not be saved for it
+    assert scale.grad is not None and scale.grad.abs().sum() > 0

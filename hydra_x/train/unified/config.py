@@ -84,6 +84,8 @@ class UnifiedTrainConfig(EngineConfig):
     # With compile=true, also compile the tokenizer's Gen-ViT and Sem-ViT blocks (with dynamic shapes: how many
     # images or clips of one shape a step holds changes every step). Off: only the LLM's layers compile.
     compile_tokenizer: bool = True
+    # With compile=true, also compile the flow head's blocks (dynamic shapes: a step's generated tokens vary).
+    compile_head: bool = True
     out_dir: str = "runs/unified"
 
     def __post_init__(self) -> None:
