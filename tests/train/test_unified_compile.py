@@ -115,3 +115,24 @@ def test_cuda_graph_generations_start_at_every_micro_step_with_reduce_overhead(t
     finally:
         engine.logger.close()
     assert len(marks) == cfg.grad_accum
+
+
+@pytest.mark.gpu
+def test_a_compiled_cuda_run_trains_its_head_attention_from_the_step_it_joins(tmp_path) -> None:
+    # What the GPU runs do: every block compiled, FlexAttention, bf16, the head's attention joining mid-run (its
+    # blocks then compile), data workers drawing the noise.
+    import math
+
+    from hydra_x.train.unified import train
+
+    from .test_unified_train import config, metric
+
+    cfg = config(tmp_path / "run", steps=4, latent_stats_samples=0, head_attention_from_step=2)
+    cfg.model = cfg.model.replace(head_attention_layers=1, attention="flex")
+    cfg.device, cfg.precision, cfg.compile, cfg.data.num_workers = "cuda", "bf16", True, 2
+    initial = HydraX.from_config(cfg.model, seed=cfg.seed).flow_head.attention.state_dict()
+    train(cfg)
+    losses = metric(tmp_path / "run", "loss/total")
+    assert sorted(losses) == [1, 2, 3, 4] and all(math.isfinite(v) for v in losses.values())
+    trained = HydraX.from_pretrained(tmp_path / "run" / "export").flow_head.attention.state_dict()
+    assert any(not torch.equal(trained[k].cpu().float(), v.float()) for k, v in initial.items())  # it joined
