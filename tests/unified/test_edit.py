@@ -133,6 +133,12 @@ def test_a_few_dozen_editing_steps_lower_the_editing_loss_and_edit_runs_from_the
     assert (kept - round_trip).abs().mean() < 0.5 * (edited - round_trip).abs().mean()
     assert hydra_main([*args[:5], "--out", str(near), "--start", "0"]) == 2
     assert "--start must be in (0, 1], got 0.0" in capsys.readouterr().err
+    # OUT as the third word, as `hydra-x edit IMAGE "instruction" OUT` reads; given twice it must agree.
+    third = tmp_path / "third.png"
+    assert hydra_main(["edit", str(source), "make it blue", str(third), "--ckpt", ckpt, "--steps", "1"]) == 0
+    assert third.is_file() and f"wrote {third}" in capsys.readouterr().out
+    assert hydra_main(["edit", str(source), "x", str(third), "--out", str(out), "--ckpt", ckpt]) == 2
+    assert f"two outputs given: {third} and --out {out}" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
