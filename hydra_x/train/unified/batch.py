@@ -58,8 +58,8 @@ def drop_condition(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 @dataclass(frozen=True)
 class GeneratedDraws:
     """The flow times and noises of a step's generated blocks, in placement order. The noises travel as one flat
-    tensor, which the training process moves to the device in one copy: drawn there block by block, they cost a
-    host-bound step several operators per example."""
+    tensor, which the training process moves to the device in one copy: drawn on the device block by block, they
+    cost a host-bound step several operators per example."""
 
     t: torch.Tensor  # (G,) float32
     noise: torch.Tensor  # (sum of the blocks' sizes,) float32
@@ -162,7 +162,7 @@ def build_batch(
     model, examples: list[Example], cfg, micro_step: int, first_index: int, prepared: PackedStep | None = None
 ) -> tuple[PackedBatch, VisualInputs, int]:
     """(packed rows, visual inputs in placement order, how many captions were dropped). ``prepared``: the rows
-    a :class:`StepPacker` already packed for these examples (in a data worker)."""
+    and draws a :class:`StepPacker` already made for these examples (in a data worker)."""
     if prepared is None:
         packed, dropped = pack_examples(
             model.text_tokenizer, model.config.tokenizer, examples, cfg, micro_step, first_index
