@@ -1,11 +1,13 @@
-"""``hydra-x eval``: reconstruction metrics under a pinned protocol, tables of several reports, and the
-shapes-world scorers of the unified model (generation, understanding, video, editing).
+"""``hydra-x eval``: reconstruction metrics under a pinned protocol, tables of several reports, the shapes-world
+scorers of the unified model (generation, understanding, video, editing), and its edits of and answers to files of
+your own.
 
     hydra-x eval recon --ckpt DIR --data FOLDER|SHARDS|embedded --protocol image256 --out DIR
     hydra-x eval recon --model diffusers:REPO_OR_FOLDER --data ... --protocol video17x256 --out DIR
     hydra-x eval table a/report.json b/report.json [--out table.md]
     hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --frames 17 --steps 20 --guidance 3 --shift S --limit N]
     hydra-x eval edits --ckpt DIR --data edits.jsonl --out DIR [--size 256 --steps 20 --guidance 3 --limit N]
+    hydra-x eval questions --ckpt DIR --data pope.jsonl --out DIR [--size 256 --frames 17 --limit N]
     torchrun --nproc_per_node N -m hydra_x.cli.eval recon ...     (samples split by index across ranks)
 
 Errors a user can fix print one line ``hydra-x eval: error: ...`` and exit with 2, as in hydra_x.cli.
@@ -247,9 +249,8 @@ def _check_sampling(args: argparse.Namespace, counts: tuple[str, ...]) -> None:
         raise CliError(f"--edit-start must be in (0, 1], got {args.edit_start}")
 
 
-def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGroup:
-    """The unified model's and its sampling's options (``hydra-x eval shapes`` and ``edits``); returns the
-    sampling group."""
+def _add_model(p: argparse.ArgumentParser) -> None:
+    """The unified model's options (``hydra-x eval shapes``, ``edits`` and ``questions``)."""
     g = p.add_argument_group("model")
     g.add_argument("--ckpt", metavar="DIR_OR_HUB_ID", help="HydraX weights: a save_pretrained folder or a Hub id")
     g.add_argument("--preset", metavar="NAME", help="without --ckpt: a HydraX preset with random weights (tests)")
@@ -257,6 +258,12 @@ def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGr
     g.add_argument("--name", help="the model's name in the report")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
     g.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto", help="auto: bf16 on cuda")
+
+
+def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGroup:
+    """The unified model's and its sampling's options (``hydra-x eval shapes`` and ``edits``); returns the
+    sampling group."""
+    _add_model(p)
     g = p.add_argument_group("sampling")
     g.add_argument(
         "--size", type=int, default=size, help=f"image side in pixels, a multiple of the patch (default {size})"
@@ -322,11 +329,58 @@ def _add_edits(sub) -> None:
     p.set_defaults(func=_edits)
 
 
+def _questions(args: argparse.Namespace) -> int:
+    from hydra_x.cli.unified import load_unified
+    from hydra_x.eval.questions import build_report, evaluate_question_file, summary_line, write_outputs
+
+    for name in ("size", "frames", "limit", "max_new_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    args.seed = 0 if args.seed is None else args.seed
+    model = load_unified(args)
+    frames = args.frames or model.config.clip_frames
+    settings = dict(size=args.size, frames=frames, max_new_tokens=args.max_new_tokens, decoding="greedy")
+    try:
+        result = evaluate_question_file(
+            model.chat, args.data, patch=model.config.tokenizer.patch_size, media_root=args.media_root,
+            size=args.size, frames=frames, limit=args.limit, max_new_tokens=args.max_new_tokens, progress=note,
+        )  # fmt: skip
+    except ValueError as err:  # no record could be asked
+        raise CliError(str(err)) from err
+    data = {"path": args.data, "media_root": args.media_root, "limit": args.limit}
+    report = build_report(result, data, settings, _model_info(args, model), model.device)
+    return _wrote(summary_line(report), write_outputs(Path(args.out), report))
+
+
+def _add_questions(sub) -> None:
+    p = sub.add_parser(
+        "questions",
+        help="a unified model's answers to your own questions about images or videos, scored against the answers",
+        description="Ask the questions of a file (JSONL or JSON: image or video / question / answer, with an "
+        "optional category and multiple-choice options; POPE's text / label; or LLaVA / OpenAI conversations, "
+        "asked their first user turn) in file order, greedily, and score each reply against its answer: normalised "
+        "(lowercase, no punctuation or articles, number words as digits), right when it equals the answer or "
+        "begins with it; for multiple choice when it gives the right letter or option. Writes OUT/report.json "
+        "(every reply, accuracy overall and per category, POPE's precision / recall / F1 of yes where all answers "
+        "are yes or no, the records skipped and why) and report.md; prints one summary line.",
+    )
+    p.add_argument("--data", required=True, help="the questions file (.jsonl, or .json holding an array)")
+    p.add_argument("--media-root", help="where the records' relative media paths start (default: the file's folder)")
+    p.add_argument("--out", required=True, help="folder for report.json and report.md")
+    p.add_argument("--limit", type=int, help="ask only the first N records the scan keeps")
+    p.add_argument("--size", type=int, default=256, help="short side images and videos are resized to (default 256)")
+    p.add_argument("--frames", type=int, help="frames read of a video, 1 + 4k (default: the model's clip_frames)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="longest reply in tokens (default 16)")
+    _add_model(p)
+    p.set_defaults(func=_questions)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
         description="Evaluate tokenizers (reconstruction metrics under a pinned protocol) and unified models "
-        "(shapes-world scorers; edits of your own triples).",
+        "(shapes-world scorers; edits of your own triples; answers to your own questions).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
@@ -397,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_table)
     _add_shapes(sub)
     _add_edits(sub)
+    _add_questions(sub)
     return parser
 
 

@@ -16,7 +16,6 @@ with their reason.
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from hydra_x.data.edit_pairs import parse_edit_record
 from hydra_x.data.examples import fit_image
 from hydra_x.data.media import MediaError, read_image
 from hydra_x.eval.metrics import psnr, ssim
-from hydra_x.eval.report import device_info, strict_json, versions
+from hydra_x.eval.report import file_eval_report, strict_json
 from hydra_x.eval.shapes_report import picture_grid
 from hydra_x.eval.shapes_run import Picture
 
@@ -121,18 +120,8 @@ def evaluate_edit_file(
 
 
 def build_report(result: dict[str, Any], data: dict[str, Any], settings: dict, model: dict, device) -> dict[str, Any]:
-    return {
-        "format": REPORT_FORMAT,
-        "version": 1,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "data": data,
-        "model": model,
-        "settings": settings,
-        **result,
-        "versions": versions(),
-        "device": device_info(device, 1),
-        "files": {"markdown": "report.md", "pictures": ["editing.png"]},
-    }
+    files = {"markdown": "report.md", "pictures": ["editing.png"]}
+    return file_eval_report(REPORT_FORMAT, result, data, settings, model, device, files)
 
 
 def markdown(report: dict[str, Any]) -> str:

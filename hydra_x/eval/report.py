@@ -60,6 +60,26 @@ def device_info(device: torch.device, world: int) -> dict[str, Any]:
     return {"type": device.type, "name": name, "world_size": world}
 
 
+def file_eval_report(
+    fmt: str, result: dict[str, Any], data: dict, settings: dict, model: dict, device, files: dict
+) -> dict[str, Any]:
+    """The report of a unified model evaluated on a file of the user's (``hydra-x eval edits``, ``questions``):
+    its format, date, data, model and settings, the evaluation's sections (``result``), library versions, the
+    device and the files written beside it."""
+    return {
+        "format": fmt,
+        "version": 1,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": data,
+        "model": model,
+        "settings": settings,
+        **result,
+        "versions": versions(),
+        "device": device_info(device, 1),
+        "files": files,
+    }
+
+
 def build_report(
     result: ReconResult, protocol: Protocol, model: ReconModel, data: EvalData, options: ReconOptions
 ) -> dict[str, Any]:
