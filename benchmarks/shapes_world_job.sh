@@ -30,10 +30,15 @@ ARMS=("one=$ARM")
 WORKERS=$(( ${#ARMS[@]} == 1 ? 6 : 4 ))  # data workers a run: 16 cores for the runs, their workers and the DiT
 mkdir -p "$R"
 T0=$(date +%s)
-pack() {  # written beside and renamed, so a copy taken meanwhile is a whole archive
-  tar czf "$R/.results.tgz" -C "$R" --exclude='./.results.tgz' --exclude='./results.tgz' --exclude='*/checkpoints' \
-    --exclude='*.safetensors' --exclude='shapes-images' --exclude='shapes-clips' --exclude='*/tensorboard' . &&
-    mv "$R/.results.tgz" "$R/results.tgz"
+pack() {  # written outside R, moved in under a dot name and renamed, so a copy taken meanwhile is a whole archive.
+  # Written inside R, tar could find R changed by its own output ("file changed as we read it", exit 1) and the
+  # archive was not renamed: it stayed as the last pack left it. Exit 1 (a file that grew as it was read, such as a
+  # log of the run beside it) still gives a whole archive; 2 and above do not.
+  local tmp="${R%/}.pack.tgz" rc=0
+  tar czf "$tmp" -C "$R" --exclude='./.results.tgz' --exclude='./results.tgz' --exclude='*/checkpoints' \
+    --exclude='*.safetensors' --exclude='shapes-images' --exclude='shapes-clips' --exclude='*/tensorboard' . || rc=$?
+  if [ "$rc" -le 1 ]; then mv "$tmp" "$R/.results.tgz" && mv "$R/.results.tgz" "$R/results.tgz"; else
+    echo "results archive: tar exit $rc, the last archive kept"; fi
 }
 LLM=$(python3 -m hydra_x.unified.llm convert-smollm2 2> "$R/convert.log" | tail -n 1)
 python3 benchmarks/shapes_world_run.py --out "$R/A" --tokenizer-minutes 3.5 --shapes-images 3000 --shapes-clips 400 \

@@ -5,6 +5,7 @@ holds the figures without the weights."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,6 +23,10 @@ def calls(tmp_path: Path, **env: str) -> list[str]:
     failing = 'if [ -n "$FAIL_INSTRUCTION_EFFECT" ] && [[ "$*" == *edit_instruction_effect* ]]; then exit 124; fi'
     fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n{failing}\n')
     fake.chmod(0o755)
+    # TAR_EXIT=N: tar archives for real, then exits N, as GNU tar does with 1 for a file that changed as it read it
+    tar = fake.parent / "tar"
+    tar.write_text(f'#!/bin/bash\n{shutil.which("tar")} "$@"; rc=$?\nexit ${{TAR_EXIT:-$rc}}\n')
+    tar.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "R": str(tmp_path / "r"), **env}
     subprocess.run(["bash", str(JOB)], env=env, check=True, capture_output=True, timeout=60)
     return (tmp_path / "calls").read_text().splitlines()
@@ -67,3 +72,15 @@ def test_a_failed_instruction_effect_is_noted_and_the_job_still_ends(tmp_path):
     calls(tmp_path, DIT_POSITIONS="", FAIL_INSTRUCTION_EFFECT="1")
     assert "instruction effect: exit 124" in (tmp_path / "r" / "instr-one.txt").read_text()
     assert (tmp_path / "r" / "DONE").exists() and (tmp_path / "r" / "results.tgz").exists()
+
+
+def test_an_archive_tar_read_with_a_changed_file_still_replaces_the_last_one_and_a_failed_one_does_not(tmp_path):
+    ok, failed = tmp_path / "ok", tmp_path / "failed"
+    ok.mkdir()
+    failed.mkdir()
+    calls(ok, DIT_POSITIONS="", TAR_EXIT="1")
+    with tarfile.open(ok / "r" / "results.tgz") as archive:
+        assert "./instr-one.txt" in archive.getnames()  # the last pack's archive, not an earlier one
+    assert not (ok / "r.pack.tgz").exists() and not (ok / "r" / ".results.tgz").exists()
+    calls(failed, DIT_POSITIONS="", TAR_EXIT="2")
+    assert not (failed / "r" / "results.tgz").exists()
