@@ -286,17 +286,18 @@ def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGr
 
 def _edits(args: argparse.Namespace) -> int:
     from hydra_x.cli.unified import load_unified
-    from hydra_x.eval.edits import build_report, evaluate_edit_file, summary_line, write_outputs
+    from hydra_x.eval.edits import build_report, evaluate_edit_file, scan_edit_file, summary_line, write_outputs
 
     _check_sampling(args, ("size", "steps", "limit"))
     args.seed = 0 if args.seed is None else args.seed
+    index = scan_edit_file(args.data, args.media_root)  # a file with nothing to edit fails before the model loads
     model = load_unified(args)
     settings = dict(size=args.size, steps=args.steps, guidance=args.guidance, sampler=args.sampler, seed=args.seed)
     options = {k: settings[k] for k in ("steps", "guidance", "sampler")} | {"shift": args.shift}
     options["start"] = settings["edit_start"] = args.edit_start
     try:
         result, pictures = evaluate_edit_file(
-            model.edit, args.data, media_root=args.media_root, size=args.size, limit=args.limit, seed=args.seed,
+            model.edit, index, size=args.size, limit=args.limit, seed=args.seed,
             progress=note, **options,
         )  # fmt: skip
     except ValueError as err:  # no record could be edited
@@ -331,20 +332,27 @@ def _add_edits(sub) -> None:
 
 def _questions(args: argparse.Namespace) -> int:
     from hydra_x.cli.unified import load_unified
-    from hydra_x.eval.questions import build_report, evaluate_question_file, summary_line, write_outputs
+    from hydra_x.eval.questions import (
+        build_report,
+        evaluate_question_file,
+        scan_question_file,
+        summary_line,
+        write_outputs,
+    )  # fmt: skip
 
     for name in ("size", "frames", "limit", "max_new_tokens"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     args.seed = 0 if args.seed is None else args.seed
+    index = scan_question_file(args.data, args.media_root)  # a file with nothing to ask fails before the model loads
     model = load_unified(args)
     frames = args.frames or model.config.clip_frames
     settings = dict(size=args.size, frames=frames, max_new_tokens=args.max_new_tokens, decoding="greedy")
     try:
         result = evaluate_question_file(
-            model.chat, args.data, patch=model.config.tokenizer.patch_size, media_root=args.media_root,
-            size=args.size, frames=frames, limit=args.limit, max_new_tokens=args.max_new_tokens, progress=note,
+            model.chat, index, patch=model.config.tokenizer.patch_size, size=args.size, frames=frames,
+            limit=args.limit, max_new_tokens=args.max_new_tokens, progress=note,
         )  # fmt: skip
     except ValueError as err:  # no record could be asked
         raise CliError(str(err)) from err

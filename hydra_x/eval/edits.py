@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hydra_x.data.conversations import ConversationSource, scan_conversations
+from hydra_x.data.conversations import ConversationIndex, ConversationSource, scan_conversations
 from hydra_x.data.edit_pairs import parse_edit_record
 from hydra_x.data.examples import fit_image
 from hydra_x.data.media import MediaError, read_image
@@ -70,9 +70,15 @@ class EditItem:
     kept_psnr: float  # the edit against its source
 
 
+def scan_edit_file(path: str | Path, media_root: str | Path | None = None) -> ConversationIndex:
+    """The file's usable records and those left out, scanned once: a caller can check a file before it loads a
+    model (DataSourceError for a file with no usable record)."""
+    return scan_conversations(path, media_root, parse_edit_record, "edits")
+
+
 def evaluate_edit_file(
     edit: Callable[..., torch.Tensor],
-    path: str | Path,
+    path: str | Path | ConversationIndex,
     *,
     media_root: str | Path | None = None,
     size: int = 256,
@@ -83,7 +89,7 @@ def evaluate_edit_file(
 ) -> tuple[dict[str, Any], list[Picture]]:
     """Edit and score the file's records: (the report's "summary", "items" and "skipped"; the grid's pictures).
     ``edit(image, instruction, seed=..., **options)`` is e.g. ``HydraX.edit``."""
-    index = scan_conversations(path, media_root, parse_edit_record, "edits")
+    index = path if isinstance(path, ConversationIndex) else scan_edit_file(path, media_root)
     reader = ConversationSource(index, 0, seed, size, 1, 1)
     skipped = [{"record": key, "reason": reason} for key, reason in index.skipped]
     positions = index.positions["edit"][:limit]
@@ -108,7 +114,7 @@ def evaluate_edit_file(
             pictures.append(Picture(f"{k}: {instruction}"[:48], (source, out, target)))
         progress(f"edited {len(items)} of {len(positions)}")
     if not items:
-        raise ValueError(f"edits:{path}: no record could be edited ({len(skipped)} skipped)")
+        raise ValueError(f"edits:{index.path}: no record could be edited ({len(skipped)} skipped)")
     summary = {
         "items": len(items),
         "skipped": len(skipped),

@@ -37,7 +37,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra_x.data.conversations import ConversationSource, Record, RecordError, parse_record, scan_conversations
+from hydra_x.data.conversations import (
+    ConversationIndex,
+    ConversationSource,
+    Record,
+    RecordError,
+    parse_record,
+    scan_conversations,
+)
 from hydra_x.data.inputs import fit_to_patches, read_clip
 from hydra_x.data.media import MediaError, read_image
 from hydra_x.errors import InputError
@@ -165,9 +172,15 @@ def yes_no_scores(items: list[AnswerItem]) -> dict[str, float] | None:
     return {"precision": precision, "recall": recall, "f1": f1, "yes_ratio": sum(said_yes) / len(items)}
 
 
+def scan_question_file(path: str | Path, media_root: str | Path | None = None) -> ConversationIndex:
+    """The file's usable records and those left out, scanned once: a caller can check a file before it loads a
+    model (DataSourceError for a file with no usable record)."""
+    return scan_conversations(path, media_root, parse_question_record, "questions")
+
+
 def evaluate_question_file(
     chat: Callable[..., str],
-    path: str | Path,
+    path: str | Path | ConversationIndex,
     *,
     patch: int,
     media_root: str | Path | None = None,
@@ -180,7 +193,7 @@ def evaluate_question_file(
     """Ask and score the file's records in file order: the report's "summary", "items" and "skipped".
     ``chat(messages, image=..., video=..., max_new_tokens=...)`` is e.g. ``HydraX.chat``; images and videos are
     resized to a short side of ``size`` and centre-cropped to the ``patch`` grid, as ``hydra-x chat`` reads them."""
-    index = scan_conversations(path, media_root, parse_question_record, "questions")
+    index = path if isinstance(path, ConversationIndex) else scan_question_file(path, media_root)
     reader = ConversationSource(index, 0, 0, size, frames, 1)
     skipped = [{"record": key, "reason": reason} for key, reason in index.skipped]
     positions = sorted((tuple(p) for ps in index.positions.values() for p in ps.tolist()), key=lambda p: p[1])
@@ -208,7 +221,7 @@ def evaluate_question_file(
         items.append(AnswerItem(record.key, question, record.answer, reply, correct, record.category))
         progress(f"answered {len(items)} of {len(positions)}")
     if not items:
-        raise ValueError(f"questions:{path}: no record could be asked ({len(skipped)} skipped)")
+        raise ValueError(f"questions:{index.path}: no record could be asked ({len(skipped)} skipped)")
     return {"summary": summarise(items, len(skipped)), "items": [asdict(i) for i in items], "skipped": skipped}
 
 

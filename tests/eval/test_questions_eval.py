@@ -179,6 +179,7 @@ def test_the_cli_asks_a_model_and_writes_its_reports(questions, tmp_path, capsys
                        str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "hydra-x eval: error: " in err and "no usable record" in err and "no answer" in err, err
+    assert "no trained weights" not in err  # refused before any model was loaded
 
 
 def test_a_file_of_the_shapes_worlds_questions_gets_the_replies_eval_shapes_gets(tmp_path):
