@@ -39,7 +39,8 @@ class EngineConfig:
     resume: str = "auto"  # auto (latest checkpoint in out_dir, if any) | never | a checkpoint folder
     stop_at_step: int | None = None  # checkpoint and stop at this step (a time-limited job); rerun to go on
     # A wall-clock budget for the whole run: after `budget_probe_steps` steps the run measures its speed and
-    # shortens `steps` (and the LR schedule with it) to end within the budget. Not exactly resumable.
+    # shortens `steps` (and the LR schedule with it) to end within the budget, and shortens it again at log steps
+    # if it has slowed since. Not exactly resumable.
     time_budget_minutes: float | None = None
     budget_probe_steps: int = 100  # the speed is measured over the second half of these steps
     budget_reserve_s: float = 60.0

@@ -311,7 +311,26 @@ class Engine:
                     f"with the {cfg.budget_reserve_s:g} s kept for the export spends the budget; give a longer one"
                 )
             self.logger.info(message)
+        elif cfg.time_budget_minutes and self.log_due() and self.start_step + cfg.budget_probe_steps < self.step:
+            self._keep_to_budget()
         self.stopping = all_reduce_max(float(self.stop.signum), self.device) > 0 or self.step == cfg.stop_at_step
+
+    def _keep_to_budget(self) -> None:
+        """Shorten the plan (never lengthen it) where the run has slowed since its probe (a compile when new
+        layers join, a busier machine): checked at log steps, at the speed of every step since the probe's
+        second half. A run as fast as its probe keeps its plan (the plan's 3% margin)."""
+        if self.step >= self.planned_steps:
+            return
+        now = time.perf_counter()
+        done = self.step - (self.start_step + self.cfg.budget_probe_steps // 2)
+        fitted = self._budget_steps(done, now - self._probe_start, now - self.started)
+        if fitted < self.planned_steps:
+            self.planned_steps = fitted
+            self.logger.set_total(fitted)
+            self.logger.info(
+                f"time budget {self.cfg.time_budget_minutes} min: the run slowed since its probe and now ends at "
+                f"step {fitted}"
+            )
 
     def _budget_steps(self, done: int, loop_seconds: float, elapsed: float) -> int:
         """The last step that fits the budget at the speed of ``done`` steps that took ``loop_seconds``;

@@ -181,3 +181,26 @@ def test_a_time_budget_ends_the_run_where_its_measured_speed_says_and_names_a_sp
     out = capsys.readouterr().out
     assert "time budget 0.001 min: the run ends at step 4: setup and the first 4 steps took" in out
     assert "spends the budget; give a longer one" in out
+
+
+def test_a_run_that_slows_after_its_probe_shortens_its_plan_to_keep_its_budget(tmp_path, capsys, monkeypatch):
+    import re
+
+    from hydra_x.train.engine import Engine
+
+    end_step = Engine.end_step
+
+    def slow_after_the_probe(engine):  # as a compile stall or a busier machine would make it
+        if engine.step >= 6:
+            time.sleep(0.3)
+        end_step(engine)
+
+    monkeypatch.setattr(Engine, "end_step", slow_after_the_probe)
+    budget = dict(time_budget_minutes=0.1, budget_probe_steps=6, budget_reserve_s=0.0)
+    train(config(tmp_path, steps=400, **budget))
+    out = capsys.readouterr().out
+    planned = int(re.search(r"time budget 0.1 min: the run ends at step (\d+)", out).group(1))
+    shortened = [int(n) for n in re.findall(r"the run slowed since its probe and now ends at step (\d+)", out)]
+    last = max(losses(tmp_path))
+    assert planned > 20 and shortened and shortened == sorted(shortened, reverse=True)
+    assert last == shortened[-1] < planned  # the old plan would have taken 0.3 s a step past its 6 s
