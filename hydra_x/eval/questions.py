@@ -45,6 +45,7 @@ from hydra_x.data.conversations import (
     parse_record,
     scan_conversations,
 )
+from hydra_x.data.examples import PLACEHOLDER_RE
 from hydra_x.data.inputs import fit_to_patches, read_clip
 from hydra_x.data.media import MediaError, read_image
 from hydra_x.errors import InputError
@@ -82,10 +83,12 @@ def parse_question_record(obj: object, key: str, root: Path) -> QuestionRecord:
         first_user = next(i for i, m in enumerate(base.messages) if m["role"] == "user")
         answer = next(m["content"] for m in base.messages[first_user:] if m["role"] == "assistant")
         messages = base.messages[: first_user + 1]
-        if len(base.media) != sum(len(_placeholders(m["content"])) for m in messages):
+        if len(base.media) != sum(len(PLACEHOLDER_RE.findall(m["content"])) for m in messages):
             raise RecordError("placeholder_mismatch", "media placed after the first user turn: nothing asks about them")
     else:
         question, answer = _first_of(obj, QUESTION_FIELDS), _first_of(obj, ANSWER_FIELDS)
+        if isinstance(answer, int | float) and not isinstance(answer, bool):
+            answer = f"{answer:g}"  # a count given as a number
         if not isinstance(question, str) or not question.strip():
             raise RecordError("bad_record", 'no question ("question" or POPE\'s "text")')
         if not isinstance(answer, str) or not answer.strip():
@@ -114,10 +117,6 @@ def parse_question_record(obj: object, key: str, root: Path) -> QuestionRecord:
         key, base.task, messages, base.media, answer=answer, choices=choices,
         category=None if category is None else str(category),
     )  # fmt: skip
-
-
-def _placeholders(text: str) -> list[str]:
-    return re.findall(r"<image>|<video>", text)
 
 
 def normalise_reply(text: str) -> str:

@@ -207,3 +207,13 @@ def test_a_file_of_the_shapes_worlds_questions_gets_the_replies_eval_shapes_gets
     assert len({r.reply for r in reference}) > 1  # replies that depend on the picture
     for ours, theirs in zip(result["items"], reference, strict=True):
         assert (ours["reply"], ours["correct"]) == (theirs.reply, theirs.correct)
+
+
+def test_a_numeric_answer_is_read_as_its_number(tmp_path):
+    write_image(tmp_path / "red.png", _picture(COLOURS["red"]))
+    records = [{"image": "red.png", "question": "How many?", "answer": 3}, {"image": "red.png", "question": "?",
+               "answer": True}]  # fmt: skip
+    (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    result = evaluate_question_file(lambda *a, **k: "Three.", tmp_path / "q.jsonl", patch=PATCH, size=32)
+    assert result["summary"]["accuracy"] == 1.0 and result["items"][0]["answer"] == "3"
+    assert len(result["skipped"]) == 1 and "no answer" in result["skipped"][0]["reason"]  # a boolean is no answer
