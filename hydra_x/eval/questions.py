@@ -50,7 +50,7 @@ from hydra_x.data.inputs import fit_to_patches, read_clip
 from hydra_x.data.media import MediaError, read_image
 from hydra_x.errors import InputError
 from hydra_x.eval.report import file_eval_report, strict_json
-from hydra_x.eval.shapes import normalise_answer
+from hydra_x.eval.shapes import normalise_answer, wilson_interval
 
 REPORT_FORMAT = "hydra-x-questions-report"
 QUESTION_FIELDS, ANSWER_FIELDS = ("question", "text"), ("answer", "label")  # ours, POPE's
@@ -234,6 +234,7 @@ def summarise(items: list[AnswerItem], skipped: int) -> dict[str, Any]:
         "items": len(items),
         "skipped": skipped,
         "accuracy": sum(i.correct for i in items) / len(items),
+        "ci95": wilson_interval(sum(i.correct for i in items), len(items)),
         "by_category": by_category,
         "yes_no": yes_no_scores(items),
     }
@@ -246,12 +247,13 @@ def build_report(result: dict[str, Any], data: dict[str, Any], settings: dict, m
 def markdown(report: dict[str, Any]) -> str:
     s, name = report["summary"], report["model"].get("name", "HYDRA-X")
     settings = ", ".join(f"{k} {v}" for k, v in report["settings"].items())
+    lo, hi = s["ci95"]
     lines = [
         f"# Questions of `{report['data']['path']}`: {name}\n",
         f"{s['items']} records asked, {s['skipped']} skipped; {settings}.\n",
         "| category | questions | accuracy |",
         "|---|---:|---:|",
-        f"| all | {s['items']} | {100 * s['accuracy']:.1f}% |",
+        f"| all | {s['items']} | {100 * s['accuracy']:.1f}% (95% interval {100 * lo:.1f}-{100 * hi:.1f}%) |",
     ]
     lines += [f"| {c} | {v['items']} | {100 * v['accuracy']:.1f}% |" for c, v in s["by_category"].items()]
     if s["yes_no"]:

@@ -173,11 +173,27 @@ def colour_errors(records: list[tuple[str, bool | None]]) -> dict:
     return {"wrong": len(wrong), "another_object": sum(wrong)}
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> list[float] | None:
+    """The Wilson score interval of a proportion (95% for z = 1.96), [low, high]; None for n = 0. At the sizes these
+    sets have (a few dozen items) one item moves an accuracy by several points, and the interval says how far
+    apart two runs must be to differ."""
+    if n == 0:
+        return None
+    p, z2 = successes / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
 def understanding_summary(records: list[tuple[str, bool]]) -> dict:
-    """``records``: (question kind, correct) per question -> accuracy overall and per kind."""
+    """``records``: (question kind, correct) per question -> accuracy overall (with its 95% interval) and per kind."""
     kinds = dict.fromkeys(k for k, _ in records)
     by_kind = {k: sum(ok for kk, ok in records if kk == k) / sum(kk == k for kk, _ in records) for k in kinds}
-    return {"accuracy": sum(ok for _, ok in records) / len(records) if records else None, "by_kind": by_kind}
+    right = sum(ok for _, ok in records)
+    return {
+        "accuracy": right / len(records) if records else None,
+        "ci95": wilson_interval(right, len(records)),
+        "by_kind": by_kind,
+    }
 
 
 # -- video ------------------------------------------------------------------------------------------------------
@@ -203,6 +219,7 @@ def video_summary(scores: list[VideoScore]) -> dict:
     n = len(scores)
     return {
         "motion_accuracy": sum(s.correct for s in scores) / n if n else None,
+        "motion_ci95": wilson_interval(sum(s.correct for s in scores), n),
         "presence": sum(s.present for s in scores) / n if n else None,
     }
 
@@ -330,6 +347,7 @@ def edit_summary(scores: list[EditScore]) -> dict:
     ssims = [s.ssim for s in scores if s.ssim is not None]
     return {
         "success": sum(s.success for s in scores) / n if n else None,
+        "success_ci95": wilson_interval(sum(s.success for s in scores), n),
         "by_op": {op: sum(s.success for s in scores if s.op == op) / sum(s.op == op for s in scores) for op in ops},
         "psnr": sum(psnrs) / len(psnrs) if psnrs else None,
         "ssim": sum(ssims) / len(ssims) if ssims else None,

@@ -85,6 +85,11 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
+def _interval(ci: list[float] | None) -> str:
+    """A 95% interval in percent, as the reports print it beside an accuracy."""
+    return "" if not ci else f" (95% interval {100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+
+
 def markdown(report: dict[str, Any]) -> str:
     s, p, cfg = report["summary"], report["prompt_set"], report["settings"]
     g = s["generation"]
@@ -126,7 +131,7 @@ def markdown(report: dict[str, Any]) -> str:
     u = s["understanding"]
     lines += ["\n## Understanding (exact match)\n", "\n| kind | accuracy |\n|---|---:|"]
     lines += [f"| {k} | {_pct(v)} |" for k, v in u["by_kind"].items()]
-    lines.append(f"| **all** ({u['n']}) | {_pct(u['accuracy'])} |")
+    lines.append(f"| **all** ({u['n']}) | {_pct(u['accuracy'])}{_interval(u.get('ci95'))} |")
     if (ce := u.get("colour_errors")) and ce["wrong"]:
         lines.append(
             f"\nWrong colour answers: {ce['wrong']}, of which {ce['another_object']} name the colour of another object "
@@ -135,13 +140,15 @@ def markdown(report: dict[str, Any]) -> str:
     if c := s.get("understanding_control"):
         kinds = " / ".join(f"{k} {_pct(v)}" for k, v in c["by_kind"].items())
         lines.append(
-            f"\nOn seen combinations (`{c['prompt_set']}`, {c['n']} questions): **{_pct(c['accuracy'])}** ({kinds})."
+            f"\nOn seen combinations (`{c['prompt_set']}`, {c['n']} questions): **{_pct(c['accuracy'])}**"
+            f"{_interval(c.get('ci95'))} ({kinds})."
         )
     v = s["video"]
     lines.append("\n## Video\n")
     if v["available"]:
         lines.append(
-            f"\n{v['n']} clips of {cfg['frames']} frames: motion accuracy {_pct(v['motion_accuracy'])}, object in "
+            f"\n{v['n']} clips of {cfg['frames']} frames: motion accuracy {_pct(v['motion_accuracy'])}"
+            f"{_interval(v.get('motion_ci95'))}, object in "
             f"every frame {_pct(v['presence'])}"
             + (
                 f" (the tokenizer's round trip of the truth clips: {_pct(rt['video']['motion_accuracy'])} / "
@@ -159,7 +166,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["\n| op | success |\n|---|---:|"] + [f"| {k} | {_pct(x)} |" for k, x in e["by_op"].items()]
         psnr = "-" if e["psnr"] is None else f"{e['psnr']:.2f} dB"
         ssim = "-" if e["ssim"] is None else f"{e['ssim']:.4f}"
-        lines.append(f"| **all** ({e['n']}) | {_pct(e['success'])} |")
+        lines.append(f"| **all** ({e['n']}) | {_pct(e['success'])}{_interval(e.get('success_ci95'))} |")
         lines.append(f"\nConsistency outside the edited regions: PSNR {psnr}, SSIM {ssim}.\n")
         if "editing" in rt:
             r = rt["editing"]

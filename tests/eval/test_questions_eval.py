@@ -119,7 +119,7 @@ def test_an_oracle_scores_1_and_every_format_is_asked_in_file_order(questions):
 
     result = evaluate_question_file(chat, questions, patch=PATCH, size=32, frames=5)
     s = result["summary"]
-    assert s["items"] == 4 and s["accuracy"] == 1.0
+    assert s["items"] == 4 and s["accuracy"] == 1.0 and s["ci95"][1] == 1.0 and 0.4 < s["ci95"][0] < 0.6
     keys = [i["key"].rsplit(":", 1)[-1] for i in result["items"]]  # line (id)
     assert keys == ["1 (ours)", "2", "4 (video)", "11 (llava)"]
     assert s["by_category"] == {"colour": {"items": 2, "accuracy": 1.0}, "video": {"items": 1, "accuracy": 1.0}}
@@ -171,7 +171,7 @@ def test_the_cli_asks_a_model_and_writes_its_reports(questions, tmp_path, capsys
     assert report["format"] == "hydra-x-questions-report" and report["summary"]["items"] == 2
     assert report["settings"] == {"size": 32, "frames": 5, "max_new_tokens": 4, "decoding": "greedy"}
     assert all(isinstance(i["reply"], str) for i in report["items"])
-    assert "| all | 2 |" in (out / "report.md").read_text()
+    assert "| all | 2 |" in (out / "report.md").read_text() and "(95% interval " in (out / "report.md").read_text()
     assert hydra_main([*args, "--max-new-tokens", "0"]) == 2
     assert "--max-new-tokens must be at least 1" in capsys.readouterr().err
     (tmp_path / "none.jsonl").write_text(json.dumps({"id": "x", "image": "nowhere.png", "question": "?"}) + "\n")

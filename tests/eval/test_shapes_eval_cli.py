@@ -15,6 +15,7 @@ from hydra_x.cli.eval import main
 from hydra_x.data.shapes import BACKGROUND, render_image
 from hydra_x.errors import InputError
 from hydra_x.eval.prompts import prompt_set
+from hydra_x.eval.shapes import wilson_interval
 from hydra_x.eval.shapes_report import build_report, markdown, summary_line
 from hydra_x.eval.shapes_run import evaluate_shapes, tokenizer_round_trip
 from hydra_x.unified.model import HydraX
@@ -69,6 +70,7 @@ def test_evaluate_scores_perfect_and_idle_editors_and_says_what_is_missing(model
         "available": True,
         "success": 1.0,
         "by_op": dict.fromkeys(("recolour", "remove", "add", "move", "resize"), 1.0),
+        "success_ci95": wilson_interval(5, 5),
         "psnr": 100.0,
         "ssim": 1.0,
         "n": 5,
@@ -256,7 +258,11 @@ def _check_outputs(out, report: dict) -> None:
     assert e["available"] == hasattr(HydraX, "edit")  # the model's own edit, once it has one
     if e["available"]:
         assert _in_unit(e["success"]) and (e["psnr"] is None or e["psnr"] <= 100) and _in_unit(e["ssim"])
-    assert "| **overall** (mean of categories) | 6 |" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "| **overall** (mean of categories) | 6 |" in text
+    u = s["understanding"]  # a proportion with its 95% interval, in the summary and in the table
+    assert u["ci95"] == wilson_interval(round(u["accuracy"] * u["n"]), u["n"]) and u["ci95"][0] <= u["accuracy"]
+    assert f"| **all** ({u['n']}) | {100 * u['accuracy']:.1f} (95% interval {100 * u['ci95'][0]:.1f}-" in text
 
 
 def test_the_command_on_a_random_preset_writes_the_report_and_the_grids(tmp_path, capsys):

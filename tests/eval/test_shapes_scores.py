@@ -39,6 +39,7 @@ from hydra_x.eval.shapes import (
     score_edit,
     score_generation,
     score_video,
+    wilson_interval,
 )
 
 # Changing the set changes this: a new set is a new version (PROMPT_SET_VERSION), never a silent edit of one.
@@ -142,7 +143,9 @@ def test_truth_renders_score_one(version, size):
     edits = [score_edit(e, render_image(e.sample.target, size, size)) for e in items.edits[:: 1 if size == 64 else 3]]
     assert [e for e in edits if not e.success] == []
     assert all(e.psnr == math.inf and e.ssim == 1.0 for e in edits)  # unchanged outside the edited boxes
-    assert edit_summary(edits) == {"success": 1.0, "by_op": dict.fromkeys(EDIT_OPS, 1.0), "psnr": 100.0, "ssim": 1.0}
+    summary = edit_summary(edits)
+    assert summary.pop("success_ci95") == wilson_interval(len(edits), len(edits))
+    assert summary == {"success": 1.0, "by_op": dict.fromkeys(EDIT_OPS, 1.0), "psnr": 100.0, "ssim": 1.0}
 
 
 def test_wrong_colour_answers_are_told_apart_by_whether_the_colour_is_in_the_picture():
@@ -373,3 +376,15 @@ def test_consistency_is_measured_outside_the_mask_only():
     entirely = np.array([[m[y : y + 11, x : x + 11].all() for x in range(30)] for y in range(38)])
     assert s == pytest.approx(windows[~entirely].mean(), abs=1e-9)
     assert masked_consistency(source, output, torch.ones(48, 40, dtype=torch.bool)) == (None, None)
+
+
+def test_the_wilson_interval_has_its_textbook_values_and_narrows_with_more_items():
+    from hydra_x.eval.shapes import wilson_interval
+
+    assert wilson_interval(0, 5) is not None and wilson_interval(0, 0) is None
+    lo, hi = wilson_interval(0, 40)
+    assert lo == 0.0 and hi == pytest.approx(1.96**2 / (40 + 1.96**2))  # zero successes: z^2 / (n + z^2)
+    assert wilson_interval(40, 40) == pytest.approx([1 - hi, 1.0])  # symmetric
+    assert wilson_interval(17, 36) == pytest.approx([0.31986, 0.62994], abs=1e-5)  # statsmodels' "wilson"
+    small, large = wilson_interval(18, 36), wilson_interval(180, 360)
+    assert small[0] < large[0] < 0.5 < large[1] < small[1]  # ten times the items: a narrower interval about p
