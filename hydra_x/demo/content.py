@@ -35,9 +35,16 @@ HEADLINE = (
 )
 
 
-def headline_table(figures: dict[str, Any]) -> Table:
-    rows = [[what, fmt(figures.get(key), kind)] for key, kind, what in HEADLINE]
-    return Table("Headline figures", ["what", "value"], rows)
+def headline_table(figures: dict[str, Any], intervals: dict[str, list[float] | None] | None = None) -> Table:
+    """The figures, each proportion of a few dozen items beside its 95% interval (one item moves it by points)."""
+    intervals = intervals or {}
+
+    def interval(key: str) -> str:
+        ci = intervals.get(key)
+        return f"{fmt(ci[0], 'pct')} to {fmt(ci[1], 'pct')}" if ci else ""
+
+    rows = [[what, fmt(figures.get(key), kind), interval(key)] for key, kind, what in HEADLINE]
+    return Table("Headline figures", ["what", "value", "95% interval"], rows)
 
 
 def phase_table(phases: list[tuple[str, float, str]]) -> Table:

@@ -103,6 +103,18 @@ def evaluate_unified(cfg: DemoConfig, model, bar: Callable[[str], None]) -> tupl
     return report, result, folder
 
 
+def headline_intervals(shapes: dict[str, Any]) -> dict[str, list[float] | None]:
+    """The 95% intervals of the headline figures that are proportions of a few dozen items (``eval shapes``)."""
+    s = shapes["summary"]
+    video, editing, seen = s["video"], s["editing"], s.get("understanding_control") or {}
+    return {
+        "understanding_accuracy": s["understanding"].get("ci95"),
+        "understanding_seen_accuracy": seen.get("ci95"),
+        "video_motion_accuracy": video.get("motion_ci95") if video["available"] else None,
+        "editing_success": editing.get("success_ci95") if editing["available"] else None,
+    }
+
+
 def headline(recon: dict[str, dict[str, Any]], shapes: dict[str, Any]) -> dict[str, float | None]:
     """The figures the summary and the report lead with, read from the evaluations' reports."""
 

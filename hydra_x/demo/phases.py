@@ -13,7 +13,14 @@ from tqdm import tqdm
 
 from hydra_x.demo.config import DemoConfig
 from hydra_x.demo.content import headline_table, loss_plots, phase_table, recon_table, shapes_tables
-from hydra_x.demo.evaluate import SHAPES_SECTIONS, evaluate_recon, evaluate_unified, headline, recon_protocols
+from hydra_x.demo.evaluate import (
+    SHAPES_SECTIONS,
+    evaluate_recon,
+    evaluate_unified,
+    headline,
+    headline_intervals,
+    recon_protocols,
+)  # fmt: skip
 from hydra_x.demo.llm import LLMChoice
 from hydra_x.demo.report import Report, Section, copy_asset, today, write_report
 from hydra_x.demo.showcase import Gallery, Tile, Writer, answers_and_edits, generations, reconstructions
@@ -104,7 +111,7 @@ def eval_grids(ev: Evaluated, report_dir: Path) -> tuple[Gallery, Gallery]:
 def build_report(
     cfg: DemoConfig, llm: LLMChoice, trainings: dict[str, TrainingOutcome], ev: Evaluated, phases: list
 ) -> Report:
-    figures = headline(ev.recon, ev.shapes)
+    figures, intervals = headline(ev.recon, ev.shapes), headline_intervals(ev.shapes)
     device, _ = resolve_device(cfg.device, "auto")
     lines = [
         f"Preset {cfg.preset} on {device.type}; unified LLM: {llm.why}.",
@@ -114,7 +121,7 @@ def build_report(
     tok_grid, uni_grid = eval_grids(ev, cfg.report_dir)
     runs = {name: t.run_dir for name, t in trainings.items()}
     sections = [
-        Section("Summary", tables=[headline_table(figures), phase_table(phases)]),
+        Section("Summary", tables=[headline_table(figures, intervals), phase_table(phases)]),
         Section(
             "Tokenizer",
             f"Trained in two runs: {_steps(trainings, 'tokenizer-warmup')} steps on shapes-world images, then "
@@ -137,6 +144,7 @@ def build_report(
         "device": device.type,
         "llm": llm.name,
         "figures": figures,
+        "intervals": intervals,  # 95% (Wilson) of the figures that are proportions
         "phases": [{"phase": n, "seconds": s, "note": note} for n, s, note in phases],
         "trained": {name: not t.reused for name, t in trainings.items()},
         "steps": {name: t.summary.get("step") for name, t in trainings.items()},

@@ -58,6 +58,11 @@ def test_the_reports_figures_are_those_of_the_evaluations_report_json(demo_run):
         "editing_ssim": shapes["editing"]["ssim"],
     }
     assert summary["figures"] == expected == result.figures
+    intervals = summary["intervals"]  # each proportion's 95% interval, from the same report
+    assert intervals["understanding_accuracy"] == shapes["understanding"]["ci95"]
+    assert intervals["editing_success"] == shapes["editing"]["success_ci95"]
+    lo, hi = intervals["understanding_accuracy"]
+    assert lo <= expected["understanding_accuracy"] <= hi
     # the closing summary reads each figure from its own key (distinct values, so a swapped key shows)
     figures = {**result.figures, "generation_overall": 0.125, "round_trip_generation": 0.5}
     figures |= {"understanding_accuracy": 0.25, "understanding_seen_accuracy": 0.75}
@@ -69,6 +74,7 @@ def test_the_reports_figures_are_those_of_the_evaluations_report_json(demo_run):
     for key, kind in (*keys, ("understanding_seen_accuracy", "pct")):
         assert f"| {fmt(expected[key], kind)} |" in md
         assert f">{fmt(expected[key], kind)}<" in html
+    assert f"| {fmt(expected['understanding_accuracy'], 'pct')} | {fmt(lo, 'pct')} to {fmt(hi, 'pct')} |" in md
     for category, c in shapes["generation"]["categories"].items():
         assert f"| {category} | {c['n']} | {fmt(c['accuracy'], 'pct')} |" in md
 
