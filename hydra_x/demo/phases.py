@@ -20,7 +20,7 @@ from hydra_x.demo.evaluate import (
     headline,
     headline_intervals,
     recon_protocols,
-)  # fmt: skip
+)
 from hydra_x.demo.llm import LLMChoice
 from hydra_x.demo.report import Report, Section, copy_asset, today, write_report
 from hydra_x.demo.showcase import Gallery, Tile, Writer, answers_and_edits, generations, reconstructions
