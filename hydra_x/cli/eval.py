@@ -237,12 +237,17 @@ def _add_shapes(sub) -> None:
     p.set_defaults(func=_shapes)
 
 
-def _check_sampling(args: argparse.Namespace, counts: tuple[str, ...]) -> None:
-    """The counts given must be at least 1 and --shift positive (``hydra-x eval shapes`` and ``edits``)."""
+def _check_counts(args: argparse.Namespace, counts: tuple[str, ...]) -> None:
+    """The counts given must be at least 1."""
     for name in counts:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def _check_sampling(args: argparse.Namespace, counts: tuple[str, ...]) -> None:
+    """The counts given must be at least 1 and --shift positive (``hydra-x eval shapes`` and ``edits``)."""
+    _check_counts(args, counts)
     if args.shift is not None and not args.shift > 0:
         raise CliError(f"--shift must be positive, got {args.shift}")
     if not 0 < args.edit_start <= 1:
@@ -284,6 +289,18 @@ def _add_sampling(p: argparse.ArgumentParser, size: int) -> argparse._ArgumentGr
     return g
 
 
+def _add_user_file(p: argparse.ArgumentParser, kind: str, outputs: str, media: str) -> None:
+    """The options of an evaluation on a file of the user's (``hydra-x eval edits`` and ``questions``)."""
+    p.add_argument("--data", required=True, help=f"the {kind} file (.jsonl, or .json holding an array)")
+    p.add_argument("--media-root", help=f"where the records' relative {media} paths start (default: the file's folder)")
+    p.add_argument("--out", required=True, help=f"folder for {outputs}")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help=f"take only the first N records the scan keeps (one whose {media} does not decode is listed as skipped)",
+    )
+
+
 def _edits(args: argparse.Namespace) -> int:
     from hydra_x.cli.unified import load_unified
     from hydra_x.eval.edits import build_report, evaluate_edit_file, scan_edit_file, summary_line, write_outputs
@@ -318,14 +335,7 @@ def _add_edits(sub) -> None:
         "nothing scores). Writes OUT/report.json (every record's figures, the records skipped and why, the model, "
         "the settings), report.md and editing.png (source | edit | target); prints one summary line.",
     )
-    p.add_argument("--data", required=True, help="the edits file (.jsonl, or .json holding an array)")
-    p.add_argument("--media-root", help="where the records' relative image paths start (default: the file's folder)")
-    p.add_argument("--out", required=True, help="folder for report.json, report.md and editing.png")
-    p.add_argument(
-        "--limit",
-        type=int,
-        help="take only the first N records the scan keeps (one whose image does not decode is listed as skipped)",
-    )
+    _add_user_file(p, "edits", "report.json, report.md and editing.png", "image")
     _add_sampling(p, size=256)
     p.set_defaults(func=_edits)
 
@@ -340,10 +350,7 @@ def _questions(args: argparse.Namespace) -> int:
         write_outputs,
     )  # fmt: skip
 
-    for name in ("size", "frames", "limit", "max_new_tokens"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    _check_counts(args, ("size", "frames", "limit", "max_new_tokens"))
     args.seed = 0 if args.seed is None else args.seed
     index = scan_question_file(args.data, args.media_root)  # a file with nothing to ask fails before the model loads
     model = load_unified(args)
@@ -373,10 +380,7 @@ def _add_questions(sub) -> None:
         "(every reply, accuracy overall and per category, POPE's precision / recall / F1 of yes where all answers "
         "are yes or no, the records skipped and why) and report.md; prints one summary line.",
     )
-    p.add_argument("--data", required=True, help="the questions file (.jsonl, or .json holding an array)")
-    p.add_argument("--media-root", help="where the records' relative media paths start (default: the file's folder)")
-    p.add_argument("--out", required=True, help="folder for report.json and report.md")
-    p.add_argument("--limit", type=int, help="ask only the first N records the scan keeps")
+    _add_user_file(p, "questions", "report.json and report.md", "media")
     p.add_argument("--size", type=int, default=256, help="short side images and videos are resized to (default 256)")
     p.add_argument("--frames", type=int, help="frames read of a video, 1 + 4k (default: the model's clip_frames)")
     p.add_argument("--max-new-tokens", type=int, default=16, help="longest reply in tokens (default 16)")
