@@ -122,3 +122,25 @@ def test_retrain_takes_only_its_words(demo_run, value):
 
     with pytest.raises(DemoError, match="--retrain takes all or unified"):
         prepare_runs(demo_run[0], value, print)
+
+
+def test_each_headline_interval_is_read_from_its_own_figure():
+    # Distinct intervals per figure, so a key read from another figure's interval shows (a smoke run's can be equal).
+    from hydra_x.demo.evaluate import headline_intervals
+
+    summary = {
+        "understanding": {"ci95": [0.1, 0.2]},
+        "understanding_control": {"ci95": [0.3, 0.4]},
+        "video": {"available": True, "motion_ci95": [0.5, 0.6]},
+        "editing": {"available": True, "success_ci95": [0.7, 0.8]},
+    }
+    assert headline_intervals({"summary": summary}) == {
+        "understanding_accuracy": [0.1, 0.2],
+        "understanding_seen_accuracy": [0.3, 0.4],
+        "video_motion_accuracy": [0.5, 0.6],
+        "editing_success": [0.7, 0.8],
+    }
+    summary["video"], summary["editing"] = {"available": False}, {"available": False}
+    del summary["understanding_control"]
+    intervals = headline_intervals({"summary": summary})
+    assert intervals["understanding_seen_accuracy"] is None and intervals["editing_success"] is None

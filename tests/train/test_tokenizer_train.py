@@ -204,3 +204,25 @@ def test_a_run_that_slows_after_its_probe_shortens_its_plan_to_keep_its_budget(t
     last = max(losses(tmp_path))
     assert planned > 20 and shortened and shortened == sorted(shortened, reverse=True)
     assert last == shortened[-1] < planned  # the old plan would have taken 0.3 s a step past its 6 s
+    plans = [planned, *shortened]  # each re-plan cuts at least 1% of the plan it replaces (or ends the run there)
+    assert all(b <= a - a // 100 or b == last for a, b in zip(plans, plans[1:]))
+
+
+def test_a_re_plan_waits_until_the_shortfall_is_a_percent_of_the_plan(monkeypatch):
+    # The engine's re-planning alone, on a clock set by hand: a 60 s budget, the probe's second half from step 5 at
+    # t = 10 s, a plan of 1000 steps, checked at step 500.
+    from types import SimpleNamespace
+
+    from hydra_x.train import engine as engine_module
+
+    said = []
+    logger = SimpleNamespace(set_total=lambda n: None, info=said.append)
+    cfg = SimpleNamespace(time_budget_minutes=1.0, budget_probe_steps=10, budget_reserve_s=0.0, steps=10_000)
+    run = SimpleNamespace(cfg=cfg, step=500, start_step=0, planned_steps=1000, _probe_start=10.0, started=0.0,
+                          device=None, logger=logger)  # fmt: skip
+    run._budget_steps = lambda *a: engine_module.Engine._budget_steps(run, *a)
+    for now, planned in ((34.65, 1000), (35.0, 980)):  # the speed since the probe fits 993, then 980 steps
+        monkeypatch.setattr(engine_module.time, "perf_counter", lambda now=now: now)
+        engine_module.Engine._keep_to_budget(run)
+        assert run.planned_steps == planned, now
+    assert said == ["time budget 1.0 min: the run slowed since its probe and now ends at step 980"]
