@@ -2,18 +2,22 @@
 
     python benchmarks/unified_flops.py                          # the `small` recipe's shapes, every task
     python benchmarks/unified_flops.py --examples 8 --tasks image_gen video_gen --llm PATH_OR_HUB_ID
+    python benchmarks/unified_flops.py --size 64 --llm ~/.cache/hydra_x/llm/smollm2-135m --chat-template llm chatml
 
-The GPU runs of the `small` recipe are compute bound (40-47% MFU on one H200), so what a step costs in FLOPs is
-what decides how many examples a time budget buys. This builds the `small` recipe at its real widths (the `small`
-tokenizer, an LLM of SmolLM2-135M's shape with random weights unless ``--llm`` names a checkpoint; random weights do
-not change a FLOP count) and, for each task alone, draws one step of ``--examples`` examples from the shapes world,
-packs them as training does, and counts the FLOPs of its forward, losses and backward with PyTorch's
-FlopCounterMode (matrix products; elementwise work is not counted, as in every MFU figure, and neither is the
-CPU's attention, for which PyTorch has no formula: within one example's block of 40-350 tokens, which is all that
-FlexAttention computes, it is a few percent of the linear layers'). The examples are packed into rows of 512
-tokens, and the count is taken per example without the last row's padding (the linear layers cost per position).
+The GPU runs of the `small` recipe are compute bound (40-47% MFU on one H200), so what a step costs in FLOPs is what
+decides how many examples a time budget buys. This builds the `small` recipe at its real widths (the `small`
+tokenizer, an LLM of SmolLM2-135M's shape with random weights and the `tiny` text tokenizer unless ``--llm`` names a
+checkpoint; random weights do not change a FLOP count, the text tokenizer does) and, for each task alone, draws one
+step of ``--examples`` examples from the shapes world, packs them as training does, and counts the FLOPs of its
+forward, losses and backward with PyTorch's FlopCounterMode (matrix products; elementwise work is not counted, as in
+every MFU figure, and neither is the CPU's attention, for which PyTorch has no formula: within one example's block
+of 40-350 tokens, which is all that FlexAttention computes, it is a few percent of the linear layers'). The examples
+are packed into rows of 512 tokens, and the count is taken per example without the last row's padding (the linear
+layers cost per position).
+
 It prints, per task, the tokens and GFLOP (forward and backward) per example and each part's share of the
-forward, and the mixture's average under the recipe's task ratios (or ``--ratios TASK=W ...``).
+forward, and the mixture's average under the recipe's task ratios (or ``--ratios TASK=W ...``): one table for each
+chat template asked (``--chat-template``; default: the recipe's).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from hydra_x.train.unified.build import build_model
 from hydra_x.train.unified.objective import unified_loss
 from hydra_x.train.unified.recipes import small
 from hydra_x.unified.llm import save_tiny_llm, smollm2_135m_shape
+from hydra_x.unified.text_tokenizer import CHAT_TEMPLATES
 
 # Parts of HydraX: the modules whose FlopCounterMode keys hold their whole subtree's FLOPs, forward and backward
 # (a parent's key, HydraX's own for one, can hold its forward alone). The rest of the step's total (the bottleneck,
@@ -84,7 +89,17 @@ def main() -> None:
     parser.add_argument("--llm", default=None, help="an LLM checkpoint (default: SmolLM2-135M's shape, random)")
     parser.add_argument("--size", type=int, default=None, help="image size (default: the recipe's, 128)")
     parser.add_argument("--clip-frames", type=int, default=None, help="frames of a clip (default: the recipe's, 17)")
+    parser.add_argument(
+        "--chat-template", nargs="*", choices=CHAT_TEMPLATES, default=None, help="templates (default: the recipe's)"
+    )
     args = parser.parse_args()
+    for template in args.chat_template or [small().model.chat_template]:
+        print(f"\nchat template {template!r}:")
+        count_recipe(args, template)
+
+
+def count_recipe(args: argparse.Namespace, chat_template: str) -> None:
+    """Count each task of the `small` recipe, as ``args`` set it, and print the table and the mixture's average."""
     cfg = small()
     ratios = dict(cfg.data.task_ratios)
     for spec in args.ratios:
@@ -97,7 +112,11 @@ def main() -> None:
         data.image_size, data.clip_frames = args.size or data.image_size, args.clip_frames or data.clip_frames
         # the recipe's model with a fresh tokenizer, on the CPU's attention (FlexAttention has no CPU backward)
         cfg.model = cfg.model.replace(
-            llm=llm, attention="sdpa", image_size=data.image_size, clip_frames=data.clip_frames
+            llm=llm,
+            attention="sdpa",
+            image_size=data.image_size,
+            clip_frames=data.clip_frames,
+            chat_template=chat_template,
         )
         cfg.tokenizer_init, cfg.latent_stats_samples = None, 0
         # Rows of 512 tokens, as many as the examples fill: a step's padding (at most part of one row of 2048 in

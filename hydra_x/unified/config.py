@@ -14,6 +14,7 @@ from hydra_x.config import config_from_dict, config_to_dict
 from hydra_x.nn.flow import PREDICTIONS
 from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
 from hydra_x.unified.heads import ATTENTION_INPUTS
+from hydra_x.unified.text_tokenizer import CHAT_TEMPLATES
 
 VIDEO_ATTENTION = ("bidirectional", "causal")
 EDIT_LAYOUTS = ("sti", "independent")
@@ -24,6 +25,10 @@ class UnifiedConfig:
     tokenizer: TokenizerConfig = field(default_factory=lambda: tokenizer_config("tiny"))
     llm: str = "tiny"  # an LLM preset (tiny, smollm2-135m, qwen2.5-1.5b, qwen2.5-7b), a Hub id or a folder
     video: bool = True  # HYDRA (the image-only predecessor) sets False
+    # How conversations are written for the LLM, in training and inference alike: "llm", its tokenizer's own chat
+    # template; "chatml", plain ChatML, which adds no default system prompt where a conversation has none (SmolLM2's
+    # and Qwen2.5's templates do; hydra_x.unified.text_tokenizer.CHAT_TEMPLATES).
+    chat_template: str = "llm"
     projector_depth: int = 2  # Linear layers (GELU between) from the Sem-ViT width to the LLM width
     head_width: int | None = None  # the flow head's width; None: the LLM's hidden size
     head_depth: int = 3  # adaLN residual MLP blocks of the flow head
@@ -93,6 +98,8 @@ class UnifiedConfig:
             self.tokenizer = TokenizerConfig.from_dict(self.tokenizer)
         if self.video_attention not in VIDEO_ATTENTION:
             raise ValueError(f"video_attention must be one of {VIDEO_ATTENTION}, got {self.video_attention!r}")
+        if self.chat_template not in CHAT_TEMPLATES:
+            raise ValueError(f"chat_template must be one of {CHAT_TEMPLATES}, got {self.chat_template!r}")
         if self.attention not in ("sdpa", "flex"):
             raise ValueError(f"attention must be 'sdpa' or 'flex', got {self.attention!r}")
         if self.flow_prediction not in PREDICTIONS:
@@ -152,8 +159,9 @@ class UnifiedConfig:
 UNIFIED_PRESETS: dict[str, dict[str, Any]] = {
     # CPU tests: random tiny tokenizer and a random 2-layer LLM.
     "tiny": dict(tokenizer="tiny", llm="tiny", head_depth=2, image_size=64, clip_frames=5),
-    # One GPU, offline: the `small` tokenizer and the real pretrained SmolLM2-135M-Instruct.
-    "small": dict(tokenizer="small", llm="smollm2-135m", image_size=128),
+    # One GPU, offline: the `small` tokenizer and the real pretrained SmolLM2-135M-Instruct, without its default
+    # system prompt (its 21 tokens were 30% of the shapes world mixture's at 64 px: docs/benchmarks.md).
+    "small": dict(tokenizer="small", llm="smollm2-135m", image_size=128, chat_template="chatml"),
     # The paper's: the So400m tokenizer with Qwen2.5-Instruct (the 1.5B of its ablations, the 7B of its results).
     "hydra-x-1.5b": dict(tokenizer="so400m", llm="qwen2.5-1.5b"),
     "hydra-x-7b": dict(tokenizer="so400m", llm="qwen2.5-7b"),

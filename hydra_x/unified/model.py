@@ -32,6 +32,7 @@ from hydra_x.unified.inputs import UnifiedOutput, VisualInputs
 from hydra_x.unified.masks import additive_mask, attention_mask, flex_block_mask
 from hydra_x.unified.packing import PackedBatch, to_device_async, token_runs
 from hydra_x.unified.sequence import VisualTokenIds
+from hydra_x.unified.text_tokenizer import use_chat_template
 
 MODEL_TYPE = "hydra-x"
 HEADS_FILE = "heads.safetensors"
@@ -101,7 +102,8 @@ class HydraX(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.llm = llm
-        self.text_tokenizer = text_tokenizer
+        # the model owns its text tokenizer: every sequence, in training and inference, is written in this format
+        self.text_tokenizer = use_chat_template(text_tokenizer, config.chat_template)
         self.visual_ids = VisualTokenIds.from_tokenizer(text_tokenizer)
         hidden = llm.config.hidden_size
         width = config.head_width or hidden
