@@ -170,6 +170,29 @@ class LogWindow:
         return {k: float(v) / self.weights[k] for k, v in self.losses.items()}
 
 
+class _Unset:
+    """A setting one of two configs does not have (a field added or removed since the checkpoint)."""
+
+    def __repr__(self) -> str:
+        return "(unset)"
+
+
+_UNSET = _Unset()
+
+
+def config_changes(saved: Any, current: Any, key: str = "") -> list[str]:
+    """``"key: old -> new"`` for each setting (a dotted key) where ``current`` differs from ``saved``."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [
+            change
+            for k in sorted(saved.keys() | current.keys())
+            for change in config_changes(saved.get(k, _UNSET), current.get(k, _UNSET), f"{key}.{k}" if key else k)
+        ]
+    if saved == current:
+        return []
+    return [f"{key}: {saved!r} -> {current!r}"]
+
+
 class Engine:
     def __init__(self, cfg: EngineConfig) -> None:
         self.started = time.perf_counter()
@@ -246,12 +269,25 @@ class Engine:
             self.logger.info(
                 f"{describe}, {self.info.world_size} process(es), device {self.device}, fsdp {self.fsdp}, {resumed}"
             )
+            if self.resume_from is not None:
+                self._log_config_changes()
         self.peak_tflops = self.cfg.peak_tflops or measure_peak_tflops(self.device)
         if self.peak_tflops:
             origin = "configured" if self.cfg.peak_tflops else "measured"
             self.logger.info(f"MFU denominator: {self.peak_tflops:.0f} TFLOP/s ({origin} bf16 matmul)")
         self._probe_start = time.perf_counter()
         return self.logger
+
+    def _log_config_changes(self) -> None:
+        """Say what the resumed run changes of its checkpoint's config: a recipe or preset edited since the run began
+        (a model's chat format, a loss weight) would otherwise change the rest of the run unseen."""
+        saved = json.loads((self.resume_from / "meta.json").read_text()).get("config")
+        if saved is None:
+            return
+        changes = config_changes(saved, self.cfg.to_dict())
+        if changes:
+            listed = "; ".join(changes)
+            self.logger.info(f"this run changes {len(changes)} setting(s) of the config its checkpoint had: {listed}")
 
     # ------------------------------------------------------------------ one step
 

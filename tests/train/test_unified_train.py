@@ -131,10 +131,13 @@ def test_a_fresh_run_sets_latent_statistics_measured_on_its_generation_targets(t
     assert float(raw.std()) < 0.5  # what the statistics fix: raw latents far below the flow's unit noise
 
 
-def test_a_resumed_run_follows_the_uninterrupted_one(tmp_path):
+def test_a_resumed_run_follows_the_uninterrupted_one(tmp_path, capsys):
     train(config(tmp_path / "straight"))
     assert train(config(tmp_path / "resumed", stop_at_step=2))["step"] == 2
+    assert "setting(s)" not in capsys.readouterr().out  # fresh runs have nothing to compare
     train(config(tmp_path / "resumed"))
+    # the resumed run names what it changes of the config its checkpoint was written with, and nothing else
+    assert "changes 1 setting(s) of the config its checkpoint had: stop_at_step: 2 -> None\n" in capsys.readouterr().out
     for key in ("loss/text", "loss/flow"):
         straight, resumed = metric(tmp_path / "straight", key), metric(tmp_path / "resumed", key)
         assert sorted(resumed) == [1, 2, 3, 4]
