@@ -67,7 +67,8 @@ class UnifiedConfig:
     edit_source_input: bool = False
     # An edit target's velocity is the flow head's output plus the velocity that ends at the source (heads
     # .copy_velocity): a head still at its zero start copies the source exactly, and training learns only what the
-    # instruction changes. Off: the paper's editing. Needs flow_prediction "velocity".
+    # instruction changes (with flow_prediction "x" the head's clean latent is added to the source, so it learns the
+    # change itself, not the change over t). Off: the paper's editing.
     edit_copy_prior: bool = False
     # The LLM's attention in training: "sdpa" with the dense additive 4D mask (any device), or "flex":
     # FlexAttention with a BlockMask of the same rule, which skips fully masked blocks and keeps fused kernels
@@ -104,8 +105,6 @@ class UnifiedConfig:
             raise ValueError(f"attention must be 'sdpa' or 'flex', got {self.attention!r}")
         if self.flow_prediction not in PREDICTIONS:
             raise ValueError(f"flow_prediction must be one of {PREDICTIONS}, got {self.flow_prediction!r}")
-        if self.edit_copy_prior and self.flow_prediction != "velocity":
-            raise ValueError("edit_copy_prior adds a velocity to the head's: it needs flow_prediction 'velocity'")
         if self.edit_layout not in EDIT_LAYOUTS:
             raise ValueError(f"edit_layout must be one of {EDIT_LAYOUTS}, got {self.edit_layout!r}")
         if self.head_attention_input not in ATTENTION_INPUTS:

@@ -50,10 +50,21 @@ def _zero_linear(layer: nn.Linear) -> None:
 COPY_MIN_TIME = 0.05
 
 
-def copy_velocity(z_t: torch.Tensor, source: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """(N, C) velocity whose flow from z_t (N, C) at times t (N,) ends at ``source`` (N, C): (z_t - source) / t, the
-    exact velocity eps - source of a target equal to its source (z_t = (1 - t) source + t eps). Float32."""
-    return (z_t.float() - source.float()) / t.float().clamp_min(COPY_MIN_TIME)[:, None]
+def copy_velocity(
+    z_t: torch.Tensor, source: torch.Tensor, t: torch.Tensor, prediction: str = "velocity"
+) -> torch.Tensor:
+    """(N, C) velocity added to a flow head's at z_t (N, C), times t (N,), so that a head whose output is zero predicts
+    the flow that ends at ``source`` (N, C): (z_t - source) / t, the exact velocity eps - source of a target equal
+    to its source (z_t = (1 - t) source + t eps). Float32.
+
+    What the head then learns is the rest. A velocity head (``prediction`` "velocity") adds its output to that
+    velocity, so for a token the edit changes by d it must output d / t, ten times d at t = 0.1. A clean-latent head
+    ("x") adds its output to the source instead (x_hat = source + output, whose velocity is (z_t - x_hat) / t): the
+    added velocity is then -source / t, and the head outputs d itself at every t."""
+    tc = t.float().clamp_min(COPY_MIN_TIME)[:, None]
+    if prediction == "x":
+        return -source.float() / tc
+    return (z_t.float() - source.float()) / tc
 
 
 class GridPositions(nn.Module):

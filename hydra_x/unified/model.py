@@ -413,7 +413,7 @@ class HydraX(nn.Module):
             if self.config.edit_copy_prior and sources:
                 edited = torch.cat([torch.full((p.length,), i in sources) for i, p in zip(gen, placements)])
                 edited = edited.to(self.device, non_blocking=True)
-                velocity = velocity + copy_velocity(z_t, source, t) * edited[:, None]
+                velocity = velocity + copy_velocity(z_t, source, t, self.config.flow_prediction) * edited[:, None]
             flow_sum = (velocity.float() - target.float()).square().sum()
             elements = target.numel()
         flow_sum = flow_sum + self._untouched(batch, hidden, bool(gen))

@@ -231,7 +231,7 @@ def _sample_block(model, rows, block, prompt_latents, embed_target, spec, grid, 
         head_src = src if cfg.edit_source_input else None
         v = model.flow_head(hidden.flatten(0, 1), tokens.flatten(0, 1), times, grids, head_src)
         if cfg.edit_copy_prior and src is not None:
-            v = v + copy_velocity(tokens.flatten(0, 1), src, times)
+            v = v + copy_velocity(tokens.flatten(0, 1), src, times, cfg.flow_prediction)
         return rearrange(v.view(*tokens.shape), "b (s h w) c -> b c s h w", s=spec.steps, h=grid[0])
 
     if how.cuda_graph and how.use_cache and model.device.type == "cuda":

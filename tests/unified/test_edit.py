@@ -203,9 +203,10 @@ def test_the_source_input_reaches_edit_targets_and_no_generated_image(source_mod
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.fixture(scope="module")
-def copy_model() -> HydraX:
-    return HydraX.from_preset("tiny", seed=0, edit_copy_prior=True).eval()  # its flow head at its zero start
+@pytest.fixture(scope="module", params=["velocity", "x"])
+def copy_model(request) -> HydraX:
+    # its flow head at its zero start, predicting the velocity or the clean latent
+    return HydraX.from_preset("tiny", seed=0, edit_copy_prior=True, flow_prediction=request.param).eval()
 
 
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
@@ -243,8 +244,13 @@ def test_the_copy_prior_joins_edit_targets_alone_and_its_flow_loss_is_what_the_e
     assert [p.role for p in batch.placements] == ["understand", "generate", "generate"]
     same = forward(z_src)
     torch.testing.assert_close(same.velocity[:6], (noise - z_src).flatten(1).T, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(same.velocity[6:], torch.zeros(6, 64))  # the image: the zero head's own output
-    assert same.flow_loss_sum == pytest.approx(float((noise_img - z_img).square().sum()), rel=1e-5)
+    # the image: the zero head's own output, a zero velocity or the velocity of a zero clean latent
+    plain = torch.zeros(6, 64)
+    if copy_model.config.flow_prediction == "x":
+        plain = ((1 - t[1]) * z_img + t[1] * noise_img).flatten(1).T / t[1]
+    torch.testing.assert_close(same.velocity[6:], plain, rtol=1e-5, atol=1e-5)
+    image_loss = float((plain - (noise_img - z_img).flatten(1).T).square().sum())
+    assert same.flow_loss_sum == pytest.approx(image_loss, rel=1e-5)
     changed = z_src.clone()
     changed[:, 0, 0, 0] += 1.0  # the first token
     error = forward(changed).flow_loss_sum - same.flow_loss_sum
@@ -252,8 +258,17 @@ def test_the_copy_prior_joins_edit_targets_alone_and_its_flow_loss_is_what_the_e
     assert float(error) == pytest.approx(64 * (1 / 0.6) ** 2, rel=1e-4)
 
 
-def test_the_copy_prior_needs_velocity_prediction():
-    from hydra_x.unified.config import unified_config
+@pytest.mark.parametrize("t", [0.1, 0.5, 0.9])
+def test_under_the_copy_prior_a_clean_latent_head_learns_the_change_and_a_velocity_head_the_change_over_t(t):
+    from hydra_x.nn.flow import velocity_from_clean
+    from hydra_x.unified.heads import copy_velocity
 
-    with pytest.raises(ValueError, match="edit_copy_prior .* needs flow_prediction 'velocity'"):
-        unified_config("tiny", edit_copy_prior=True, flow_prediction="x")
+    g = torch.Generator().manual_seed(0)
+    source, target, eps = (torch.randn(8, 4, generator=g) for _ in range(3))
+    z_t, times = (1 - t) * target + t * eps, torch.full((8,), t)
+    wanted = eps - target  # the path's velocity, what the flow loss compares with
+    change = target - source
+    by_velocity = -change / t + copy_velocity(z_t, source, times)
+    by_clean = velocity_from_clean(z_t, times, change) + copy_velocity(z_t, source, times, "x")
+    torch.testing.assert_close(by_velocity, wanted, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(by_clean, wanted, rtol=1e-5, atol=1e-5)
