@@ -82,7 +82,13 @@ def clean_estimate(x_t: torch.Tensor, t: torch.Tensor, velocity: torch.Tensor) -
     return x_t - _per_sample(t, x_t) * velocity
 
 
-def velocity_from_clean(x_t: torch.Tensor, t: torch.Tensor, x_hat: torch.Tensor, t_min: float = 0.05) -> torch.Tensor:
+# Flow time below which a clean-latent prediction's velocity divides by this instead of t (JiT's 0.05).
+CLEAN_MIN_TIME = 0.05
+
+
+def velocity_from_clean(
+    x_t: torch.Tensor, t: torch.Tensor, x_hat: torch.Tensor, t_min: float = CLEAN_MIN_TIME
+) -> torch.Tensor:
     """The velocity (x_t - x_hat) / t implied by a clean-image prediction, t clamped below at ``t_min``.
 
     For a network that predicts the image (JiT, Li & He 2025): near t = 0 the division would amplify its

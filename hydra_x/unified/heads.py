@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from hydra_x.nn.adaln import TimeEmbedding, modulate
-from hydra_x.nn.flow import PREDICTIONS, velocity_from_clean
+from hydra_x.nn.flow import CLEAN_MIN_TIME, PREDICTIONS, velocity_from_clean
 from hydra_x.nn.layers import Attention, TokenLayout, init_weights
 from hydra_x.nn.rope import rope_table
 from hydra_x.unified.packing import to_device_async, token_runs
@@ -46,8 +46,9 @@ def _zero_linear(layer: nn.Linear) -> None:
 
 
 # The smallest flow time the copy velocity divides by: samplers evaluate t >= 1 / steps, and training draws t below
-# it about once in 10^4 times (logit-normal, mean 0 or more).
-COPY_MIN_TIME = 0.05
+# it about once in 10^4 times (logit-normal, mean 0 or more). The clean-latent head's own clamp: with it, a
+# clean-latent head's x_hat is exactly source + output at every t.
+COPY_MIN_TIME = CLEAN_MIN_TIME
 
 
 def copy_velocity(
