@@ -53,6 +53,20 @@ def test_no_dit_when_asked_and_a_second_arm_is_trained_and_scored(tmp_path):
     assert sum("edit_instruction_effect.py" in line for line in lines) == 2
 
 
+def test_arm2_sti_trains_the_first_arm_again_with_the_sti_layout(tmp_path):
+    lines = calls(tmp_path, DIT_POSITIONS="", ARM="model.edit_layout=independent,row_multiple=1", ARM2="sti")
+    unified = next(line for line in lines if "--phases unified" in line)
+    arms = "one=model.edit_layout=independent,row_multiple=1 two=model.edit_layout=sti,row_multiple=1"
+    assert unified.endswith(f"--arms {arms}")
+    scored = next(line for line in lines if "--phases eval" in line)
+    assert scored.endswith("--arms one=model.edit_layout=independent two=model.edit_layout=sti")
+    # an arm that names no layout (the recipe's, independent) gets STI added
+    (tmp_path / "b").mkdir()
+    lines = calls(tmp_path / "b", DIT_POSITIONS="", ARM="row_multiple=1", ARM2="sti")
+    unified = next(line for line in lines if "--phases unified" in line)
+    assert unified.endswith("--arms one=row_multiple=1 two=row_multiple=1,model.edit_layout=sti")
+
+
 def test_the_results_archive_holds_what_was_written_without_weights_or_renders(tmp_path):
     run = tmp_path / "r" / "A" / "unified-one"
     for name in ("summary.json", "checkpoints/step-100/model.bin", "export/model.safetensors", "tensorboard/ev"):
