@@ -118,9 +118,11 @@ def score_generation(item: GenerationItem, image: torch.Tensor) -> GenerationSco
 
 
 def generation_summary(scores: list[GenerationScore]) -> dict:
-    """Per category accuracy (and strict accuracy) and GenEval's overall score: the mean of the categories'; and two
-    diagnostics of failures: objects read per picture against objects asked (many more: objects drawn in pieces),
-    and the share of objects read in a colour the prompt names (about 1/6 by chance: the caption is not read)."""
+    """Per category accuracy (and strict accuracy) and GenEval's overall score: the mean of the categories', with the
+    Wilson 95% interval of that mean as a share of all prompts (exact where the categories are of one size, as the
+    prompt set's are); and two diagnostics of failures: objects read per picture against objects asked (many more:
+    objects drawn in pieces), and the share of objects read in a colour the prompt names (about 1/6 by chance: the
+    caption is not read)."""
     categories = {}
     for category in CATEGORIES:
         mine = [s for s in scores if s.category == category]
@@ -132,8 +134,10 @@ def generation_summary(scores: list[GenerationScore]) -> dict:
             }
     mean = lambda key: sum(c[key] for c in categories.values()) / len(categories) if categories else None  # noqa: E731
     found = sum(len(s.found) for s in scores)
+    overall, prompts = mean("accuracy"), sum(c["n"] for c in categories.values())
     return {
-        "overall": mean("accuracy"),
+        "overall": overall,
+        "overall_ci95": None if overall is None else wilson_interval(round(overall * prompts), prompts),
         "strict_overall": mean("strict_accuracy"),
         "categories": categories,
         "objects_per_image": found / len(scores) if scores else None,

@@ -114,7 +114,7 @@ def markdown(report: dict[str, Any]) -> str:
     for name, c in g["categories"].items():
         cell = f" {_pct(rt_gen[name]['accuracy'])} |" if name in rt_gen else (" - |" if rt else "")
         lines.append(f"| {name} | {c['n']} | {_pct(c['accuracy'])} | {_pct(c['strict_accuracy'])} |{cell}")
-    overall = f"{_pct(g['overall'])} | {_pct(g['strict_overall'])} |"
+    overall = f"{_pct(g['overall'])}{_interval(g.get('overall_ci95'))} | {_pct(g['strict_overall'])} |"
     overall += f" {_pct(rt['generation']['overall'])} |" if rt else ""
     lines.append(f"| **overall** (mean of categories) | {g['n']} | {overall}")
     if g.get("objects_per_image") is not None:

@@ -239,6 +239,21 @@ def test_the_overall_score_is_the_mean_of_the_categories_not_of_the_items():
     }
 
 
+def test_the_overall_score_carries_the_interval_of_its_prompts():
+    # two categories of 4: 3 + 1 right -> overall 0.5, the pooled 4 of 8; its interval is that of a proportion of 8
+    scores = [GenerationScore(f"a{i}", "counting", i < 3, i < 3, (), "") for i in range(4)]
+    scores += [GenerationScore(f"b{i}", "position", i < 1, i < 1, (), "") for i in range(4)]
+    summary = generation_summary(scores)
+    assert summary["overall"] == 0.5 and summary["overall_ci95"] == wilson_interval(4, 8)
+    low, high = summary["overall_ci95"]
+    assert 0.2 < low < 0.5 < high < 0.8  # 8 prompts cannot tell 0.5 from 0.25 or 0.75
+    # more prompts at the same score: a narrower interval
+    wide = high - low
+    low, high = generation_summary(scores * 4)["overall_ci95"]
+    assert low < 0.5 < high and high - low < wide / 1.5
+    assert generation_summary([])["overall_ci95"] is None
+
+
 def test_a_clip_moving_the_wrong_way_or_losing_its_object_fails(items):
     for item in items.videos:
         m = item.clip.objects[0]
