@@ -45,12 +45,6 @@ def _zero_linear(layer: nn.Linear) -> None:
         nn.init.zeros_(layer.bias)
 
 
-# The smallest flow time the copy velocity divides by: samplers evaluate t >= 1 / steps, and training draws t below
-# it about once in 10^4 times (logit-normal, mean 0 or more). The clean-latent head's own clamp: with it, a
-# clean-latent head's x_hat is exactly source + output at every t.
-COPY_MIN_TIME = CLEAN_MIN_TIME
-
-
 def copy_velocity(
     z_t: torch.Tensor, source: torch.Tensor, t: torch.Tensor, prediction: str = "velocity"
 ) -> torch.Tensor:
@@ -62,7 +56,9 @@ def copy_velocity(
     velocity, so for a token the edit changes by d it must output d / t, ten times d at t = 0.1. A clean-latent head
     ("x") adds its output to the source instead (x_hat = source + output, whose velocity is (z_t - x_hat) / t): the
     added velocity is then -source / t, and the head outputs d itself at every t."""
-    tc = t.float().clamp_min(COPY_MIN_TIME)[:, None]
+    # t held at CLEAN_MIN_TIME or more (samplers evaluate t >= 1 / steps; training draws less about once in 10^4),
+    # the clean-latent head's own clamp: with the same one its x_hat is exactly source + output at every t.
+    tc = t.float().clamp_min(CLEAN_MIN_TIME)[:, None]
     if prediction == "x":
         return -source.float() / tc
     return (z_t.float() - source.float()) / tc
