@@ -272,3 +272,17 @@ def test_under_the_copy_prior_a_clean_latent_head_learns_the_change_and_a_veloci
     by_clean = velocity_from_clean(z_t, times, change) + copy_velocity(z_t, source, times, "x")
     torch.testing.assert_close(by_velocity, wanted, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(by_clean, wanted, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("t", [0.01, 0.03, 0.5])
+def test_under_the_copy_prior_a_clean_latent_head_gives_source_plus_output_below_the_clamp_too(t):
+    # Below CLEAN_MIN_TIME both the clean-latent velocity and the copy velocity divide by the clamp, not t; only if
+    # they clamp alike is the clean latent the velocity implies (z_t - t_c v) the source plus the head's output.
+    from hydra_x.nn.flow import CLEAN_MIN_TIME, velocity_from_clean
+    from hydra_x.unified.heads import copy_velocity
+
+    g = torch.Generator().manual_seed(1)
+    source, output, z_t = (torch.randn(8, 4, generator=g) for _ in range(3))
+    times = torch.full((8,), t)
+    v = velocity_from_clean(z_t, times, output) + copy_velocity(z_t, source, times, "x")
+    torch.testing.assert_close(z_t - max(t, CLEAN_MIN_TIME) * v, source + output, rtol=1e-5, atol=1e-5)
