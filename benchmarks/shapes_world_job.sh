@@ -14,14 +14,15 @@
 # SIZE=64 FRAMES=9: pictures of 64 px (16 visual tokens, not 64) and clips of 9 frames; EXAMPLES=512: twice the
 # examples a unified step (at 64 px still less GPU work than 256 at 128 px).
 # Overrides of the unified run: ARM="key=value,..." (default: the `small` recipe with edits weighted 4, two attention
-# layers in the flow head that join at step 800, grid positions from a random start and rows padded to no multiple:
-# the arm of the best run yet). ARM2="key=value,...": a second run beside it; ARM2=sti: the first arm with the STI
+# layers in the flow head that join after 84% of the run's planned steps (the best run's step 800 of 954; a share,
+# not a step, so that a slower machine's shorter plan still gets them), grid positions from a random start and rows
+# padded to no multiple: the arm of the best run yet). ARM2="key=value,...": a second run beside it; ARM2=sti: the first arm with the STI
 # layout, the paper's ablation side by side. The best run yet (docs/benchmarks.md, generation 31%, understanding 88%):
 #
 #     SIZE=64 FRAMES=9 EXAMPLES=512 DIT_POSITIONS= UNIFIED_MINUTES=12 ARM2=sti R=... bash benchmarks/shapes_world_job.sh
 set -x
 R=${R:-runs/shapes-world-job}
-ARM=${ARM:-model.edit_layout=independent,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_step=800,model.visual_positions=true,model.visual_positions_zero_init=false,row_multiple=1}
+ARM=${ARM:-model.edit_layout=independent,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_share=0.84,model.visual_positions=true,model.visual_positions_zero_init=false,row_multiple=1}
 UNIFIED_MINUTES=${UNIFIED_MINUTES:-16}
 SIZE=${SIZE:-128}     # picture side of renders, runs and scores; 64 gives a quarter of the visual tokens
 FRAMES=${FRAMES:-17}  # frames of a clip

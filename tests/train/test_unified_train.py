@@ -17,7 +17,7 @@ from hydra_x.train.unified import batch as batch_module
 from hydra_x.train.unified import loop as loop_module
 from hydra_x.train.unified import train
 from hydra_x.train.unified.batch import StepPacker, build_batch, pack_examples
-from hydra_x.train.unified.loop import head_attention_on
+from hydra_x.train.unified.loop import head_attention_from, head_attention_on
 from hydra_x.train.unified.recipes import tiny
 from hydra_x.train.unified.stages import PARAM_GROUPS
 from hydra_x.unified.heads import FlowHead
@@ -307,26 +307,10 @@ def test_the_flow_heads_attention_is_held_out_until_its_step_then_trains(tmp_pat
         config(tmp_path / "x", head_attention_from_step=-1).__post_init__()
 
 
-def test_the_flow_heads_attention_sits_out_a_drawn_share_of_steps_alike_in_every_run(tmp_path, monkeypatch):
-    cfg = config(
-        tmp_path / "drop", steps=8, head_attention_from_step=1, head_attention_drop=0.5, latent_stats_samples=0
-    )
-    cfg.model = cfg.model.replace(head_attention_layers=1)
-    many = [head_attention_on(cfg, step) for step in range(4000)]
-    assert not many[0]  # before head_attention_from_step: never
-    assert sum(many[1:]) / 3999 == pytest.approx(0.5, abs=0.03)
-    assert many == [head_attention_on(cfg, step) for step in range(4000)]  # the same draw every time
-    cfg.seed += 1
-    other_seed = [head_attention_on(cfg, step) for step in range(4000)]
-    cfg.seed -= 1
-    assert other_seed != many
-    cfg.head_attention_drop = 0.8
-    assert sum(head_attention_on(cfg, step) for step in range(1, 4000)) / 3999 == pytest.approx(0.2, abs=0.03)
-    cfg.head_attention_drop = 0.5
-    expected = many[: cfg.steps]
-    assert True in expected and False in expected[1:]  # this seed's first steps hold both kinds
-
-    used, after = [], []  # the flag in each step's flow-head calls; the flag once the step is over
+def record_head_attention(monkeypatch, plan: int | None = None) -> tuple[list[set[bool]], list[bool]]:
+    """Patches the training loop to record, per step, the flag its flow-head calls saw, and the flag once the step
+    is over. ``plan``: the engine's planned steps from the first step on, as a time budget's probe sets them."""
+    used, after = [], []
     forward, step = FlowHead.forward, loop_module.train_step
 
     def recording_forward(self, *args, **kwargs):
@@ -334,6 +318,8 @@ def test_the_flow_heads_attention_sits_out_a_drawn_share_of_steps_alike_in_every
         return forward(self, *args, **kwargs)
 
     def recording_step(run, batches, at):
+        if plan is not None:
+            run.engine.planned_steps = plan
         used.append(set())
         grad_norm = step(run, batches, at)
         after.append(run.model.flow_head.use_attention)
@@ -341,6 +327,53 @@ def test_the_flow_heads_attention_sits_out_a_drawn_share_of_steps_alike_in_every
 
     monkeypatch.setattr(FlowHead, "forward", recording_forward)
     monkeypatch.setattr(loop_module, "train_step", recording_step)
+    return used, after
+
+
+def test_the_flow_heads_attention_joins_at_a_share_of_the_runs_plan_however_long_the_budget_made_it(
+    tmp_path, monkeypatch
+):
+    cfg = config(tmp_path / "share", steps=100, head_attention_from_share=0.5, latent_stats_samples=0)
+    cfg.model = cfg.model.replace(head_attention_layers=1)
+    # A time budget planned 954 steps on one machine and 788 on a slower one: step 800 joins in the first alone.
+    cfg.head_attention_from_share = 0.84
+    assert (head_attention_from(cfg, 954), head_attention_from(cfg, 788)) == (802, 662)
+    assert not head_attention_on(cfg, 801, 954) and head_attention_on(cfg, 802, 954)
+    assert head_attention_on(cfg, 700, 788)  # a plan shortened mid-run: joined earlier, and stays joined
+    cfg.head_attention_from_share = 0.5
+    # In a run whose plan is 6 steps (of steps=100), as a budget's probe leaves it: the layers join at step 3.
+    used, _ = record_head_attention(monkeypatch, plan=6)
+    train(cfg)
+    assert used == [{False}] * 3 + [{True}] * 3
+    assert metric(tmp_path / "share", "loss/total").keys() == set(range(1, 7))
+    for bad, match in ((1.0, "share of the planned steps"), (-0.1, "share of the planned steps")):
+        with pytest.raises(ValueError, match=match):
+            config(tmp_path / "x", head_attention_from_share=bad).__post_init__()
+    with pytest.raises(ValueError, match="both set: give one"):
+        config(tmp_path / "x", head_attention_from_share=0.5, head_attention_from_step=3).__post_init__()
+
+
+def test_the_flow_heads_attention_sits_out_a_drawn_share_of_steps_alike_in_every_run(tmp_path, monkeypatch):
+    cfg = config(
+        tmp_path / "drop", steps=8, head_attention_from_step=1, head_attention_drop=0.5, latent_stats_samples=0
+    )
+    cfg.model = cfg.model.replace(head_attention_layers=1)
+    many = [head_attention_on(cfg, step, cfg.steps) for step in range(4000)]
+    assert not many[0]  # before head_attention_from_step: never
+    assert sum(many[1:]) / 3999 == pytest.approx(0.5, abs=0.03)
+    assert many == [head_attention_on(cfg, step, cfg.steps) for step in range(4000)]  # the same draw every time
+    cfg.seed += 1
+    other_seed = [head_attention_on(cfg, step, cfg.steps) for step in range(4000)]
+    cfg.seed -= 1
+    assert other_seed != many
+    cfg.head_attention_drop = 0.8
+    share = sum(head_attention_on(cfg, step, cfg.steps) for step in range(1, 4000)) / 3999
+    assert share == pytest.approx(0.2, abs=0.03)
+    cfg.head_attention_drop = 0.5
+    expected = many[: cfg.steps]
+    assert True in expected and False in expected[1:]  # this seed's first steps hold both kinds
+
+    used, after = record_head_attention(monkeypatch)
     train(cfg)
     assert used == [{on} for on in expected]
     assert all(after)  # sampling between steps (held-out checks) and the export run the attention layers

@@ -53,6 +53,11 @@ class UnifiedTrainConfig(EngineConfig):
     # first); before it they are skipped, so they keep their zero gates, and the per-token head alone learns to read
     # the captions, which attention among a block's tokens slows (docs/benchmarks.md); then they join without a jump.
     head_attention_from_step: int = 0
+    # Instead, the share of the run's planned steps after which they join (0.84: at step 800 of 954): with a time
+    # budget the plan is known only after its probe and depends on the machine's speed, so a fixed step may come
+    # late or never (a run planned for 788 steps never reaches step 800); a share joins at the same point of any
+    # run. None: head_attention_from_step decides.
+    head_attention_from_share: float | None = None
     # After head_attention_from_step, the share of steps whose flow head skips its attention layers (each step's
     # draw depends on the seed and the step alone): on those steps the per-token head alone must read the captions,
     # on the others the layers join the tokens of each block. 0: every step uses them.
@@ -101,6 +106,14 @@ class UnifiedTrainConfig(EngineConfig):
             raise ValueError("init_head_attention_layers grows the head of an init checkpoint: set init too")
         if self.head_attention_from_step < 0:
             raise ValueError(f"head_attention_from_step must be >= 0, got {self.head_attention_from_step}")
+        if self.head_attention_from_share is not None:
+            if not 0.0 <= self.head_attention_from_share < 1.0:
+                raise ValueError(
+                    f"head_attention_from_share is a share of the planned steps in [0, 1), got "
+                    f"{self.head_attention_from_share}"
+                )
+            if self.head_attention_from_step:
+                raise ValueError("head_attention_from_step and head_attention_from_share both set: give one")
         if not 0.0 <= self.head_attention_drop < 1.0:
             raise ValueError(f"head_attention_drop is a share of steps in [0, 1), got {self.head_attention_drop}")
         if self.lr_scale <= 0:

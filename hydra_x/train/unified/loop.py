@@ -11,6 +11,7 @@ A run restarted on the same folder resumes from its latest checkpoint.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +28,20 @@ from hydra_x.unified.masks import visible_pairs
 from hydra_x.unified.model import HydraX
 
 
-def head_attention_on(cfg: UnifiedTrainConfig, step: int) -> bool:
-    """Whether step ``step``'s flow head runs its attention layers: from head_attention_from_step on, less a share
-    head_attention_drop of the steps, drawn from (seed, step) alone so that every process, and a resumed run,
-    draws alike."""
-    if step < cfg.head_attention_from_step:
+def head_attention_from(cfg: UnifiedTrainConfig, planned_steps: int) -> int:
+    """The first step whose flow head may run its attention layers: head_attention_from_step, or the share
+    head_attention_from_share of the planned steps (the engine's plan, which a time budget sets after its probe
+    and may later shorten, never lengthen: once joined, the layers stay joined)."""
+    if cfg.head_attention_from_share is None:
+        return cfg.head_attention_from_step
+    return math.ceil(cfg.head_attention_from_share * planned_steps)
+
+
+def head_attention_on(cfg: UnifiedTrainConfig, step: int, planned_steps: int) -> bool:
+    """Whether step ``step``'s flow head runs its attention layers: from head_attention_from (of a run planned for
+    ``planned_steps``) on, less a share head_attention_drop of the steps, drawn from (seed, step) alone so that
+    every process, and a resumed run, draws alike."""
+    if step < head_attention_from(cfg, planned_steps):
         return False
     return not cfg.head_attention_drop or random.Random(f"{cfg.seed}:{step}").random() >= cfg.head_attention_drop
 
@@ -42,7 +52,7 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
     and the EMA. Returns the gradient norm. Draws depend on the global example index alone."""
     cfg, model, engine = run.cfg, run.model, run.engine
     window, rank = engine.window, engine.info.rank
-    model.flow_head.use_attention = head_attention_on(cfg, step)
+    model.flow_head.use_attention = head_attention_on(cfg, step, engine.planned_steps)
     for micro in range(cfg.grad_accum):
         with region("data"):
             item = next(batches)
