@@ -307,9 +307,9 @@ def test_the_flow_heads_attention_is_held_out_until_its_step_then_trains(tmp_pat
         config(tmp_path / "x", head_attention_from_step=-1).__post_init__()
 
 
-def record_head_attention(monkeypatch, plan: int | None = None) -> tuple[list[set[bool]], list[bool]]:
+def record_head_attention(monkeypatch, plan: list[int] | None = None) -> tuple[list[set[bool]], list[bool]]:
     """Patches the training loop to record, per step, the flag its flow-head calls saw, and the flag once the step
-    is over. ``plan``: the engine's planned steps from the first step on, as a time budget's probe sets them."""
+    is over. ``plan``: [the engine's planned steps from the first step on], as a time budget's probe sets them."""
     used, after = [], []
     forward, step = FlowHead.forward, loop_module.train_step
 
@@ -319,7 +319,7 @@ def record_head_attention(monkeypatch, plan: int | None = None) -> tuple[list[se
 
     def recording_step(run, batches, at):
         if plan is not None:
-            run.engine.planned_steps = plan
+            run.engine.planned_steps = plan[0]
         used.append(set())
         grad_norm = step(run, batches, at)
         after.append(run.model.flow_head.use_attention)
@@ -342,10 +342,19 @@ def test_the_flow_heads_attention_joins_at_a_share_of_the_runs_plan_however_long
     assert head_attention_on(cfg, 700, 788)  # a plan shortened mid-run: joined earlier, and stays joined
     cfg.head_attention_from_share = 0.5
     # In a run whose plan is 6 steps (of steps=100), as a budget's probe leaves it: the layers join at step 3.
-    used, _ = record_head_attention(monkeypatch, plan=6)
+    plan = [6]
+    used, _ = record_head_attention(monkeypatch, plan)
+    cfg.stop_at_step = 5
     train(cfg)
-    assert used == [{False}] * 3 + [{True}] * 3
-    assert metric(tmp_path / "share", "loss/total").keys() == set(range(1, 7))
+    assert used == [{False}] * 3 + [{True}] * 2
+    meta = json.loads((tmp_path / "share" / "checkpoints" / "step_00000005" / "meta.json").read_text())
+    assert meta["head_attention_joined_at"] == 3
+    # Resumed, the budget plans anew (12 steps: their half would be step 6), and the joined layers stay joined.
+    plan[0], cfg.stop_at_step = 12, None
+    used.clear()
+    train(cfg)
+    assert used == [{True}] * 7
+    assert metric(tmp_path / "share", "loss/total").keys() == set(range(1, 13))
     for bad, match in ((1.0, "share of the planned steps"), (-0.1, "share of the planned steps")):
         with pytest.raises(ValueError, match=match):
             config(tmp_path / "x", head_attention_from_share=bad).__post_init__()

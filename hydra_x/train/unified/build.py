@@ -40,6 +40,9 @@ class UnifiedRun:
     trainable: list[str]
     autocast: Callable
     mark_graph_step: Callable[[], None]  # compile_mode=reduce-overhead: a new generation of CUDA graphs
+    # The step at which the flow head's attention layers joined (head_attention_from_share: they stay joined, and a
+    # resumed run, whose time budget plans anew, keeps the step its checkpoint recorded); None: not yet.
+    head_attention_joined_at: int | None = None
 
     def state(self) -> dict:
         model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
@@ -55,6 +58,7 @@ class UnifiedRun:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.scheduler.load_state_dict(meta["scheduler"])
+        self.head_attention_joined_at = meta.get("head_attention_joined_at")
         return meta
 
 

@@ -56,7 +56,8 @@ class UnifiedTrainConfig(EngineConfig):
     # Instead, the share of the run's planned steps after which they join (0.84: at step 800 of 954): with a time
     # budget the plan is known only after its probe and depends on the machine's speed, so a fixed step may come
     # late or never (a run planned for 788 steps never reaches step 800); a share joins at the same point of any
-    # run. None: head_attention_from_step decides.
+    # run. Once joined they stay joined, also in a resumed run, whose budget plans anew (the checkpoint records the
+    # step). None: head_attention_from_step decides.
     head_attention_from_share: float | None = None
     # After head_attention_from_step, the share of steps whose flow head skips its attention layers (each step's
     # draw depends on the seed and the step alone): on those steps the per-token head alone must read the captions,

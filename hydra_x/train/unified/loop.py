@@ -28,20 +28,22 @@ from hydra_x.unified.masks import visible_pairs
 from hydra_x.unified.model import HydraX
 
 
-def head_attention_from(cfg: UnifiedTrainConfig, planned_steps: int) -> int:
+def head_attention_from(cfg: UnifiedTrainConfig, planned_steps: int, joined_at: int | None = None) -> int:
     """The first step whose flow head may run its attention layers: head_attention_from_step, or the share
-    head_attention_from_share of the planned steps (the engine's plan, which a time budget sets after its probe
-    and may later shorten, never lengthen: once joined, the layers stay joined)."""
+    head_attention_from_share of the planned steps (the engine's plan, which a time budget sets after its probe,
+    and sets anew in a resumed run), unless the layers already joined, at ``joined_at``: then they stay joined."""
     if cfg.head_attention_from_share is None:
         return cfg.head_attention_from_step
+    if joined_at is not None:
+        return joined_at
     return math.ceil(cfg.head_attention_from_share * planned_steps)
 
 
-def head_attention_on(cfg: UnifiedTrainConfig, step: int, planned_steps: int) -> bool:
+def head_attention_on(cfg: UnifiedTrainConfig, step: int, planned_steps: int, joined_at: int | None = None) -> bool:
     """Whether step ``step``'s flow head runs its attention layers: from head_attention_from (of a run planned for
-    ``planned_steps``) on, less a share head_attention_drop of the steps, drawn from (seed, step) alone so that
-    every process, and a resumed run, draws alike."""
-    if step < head_attention_from(cfg, planned_steps):
+    ``planned_steps``, joined at ``joined_at`` if they did) on, less a share head_attention_drop of the steps, drawn
+    from (seed, step) alone so that every process, and a resumed run, draws alike."""
+    if step < head_attention_from(cfg, planned_steps, joined_at):
         return False
     return not cfg.head_attention_drop or random.Random(f"{cfg.seed}:{step}").random() >= cfg.head_attention_drop
 
@@ -52,7 +54,9 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
     and the EMA. Returns the gradient norm. Draws depend on the global example index alone."""
     cfg, model, engine = run.cfg, run.model, run.engine
     window, rank = engine.window, engine.info.rank
-    model.flow_head.use_attention = head_attention_on(cfg, step, engine.planned_steps)
+    if run.head_attention_joined_at is None and step >= head_attention_from(cfg, engine.planned_steps):
+        run.head_attention_joined_at = step
+    model.flow_head.use_attention = head_attention_on(cfg, step, engine.planned_steps, run.head_attention_joined_at)
     for micro in range(cfg.grad_accum):
         with region("data"):
             item = next(batches)
@@ -119,7 +123,11 @@ def train(cfg: UnifiedTrainConfig) -> dict:
         if engine.eval_due():
             scores = heldout_checks(run, engine.step)
         if engine.checkpoint_due():
-            meta = {"scheduler": run.scheduler.state_dict(), "config": cfg.to_dict()}
+            meta = {
+                "scheduler": run.scheduler.state_dict(),
+                "config": cfg.to_dict(),
+                "head_attention_joined_at": run.head_attention_joined_at,
+            }
             engine.save(run.state(), meta, {"data": run.loader.state_dict()})
         if engine.stopping:
             break
