@@ -16,8 +16,9 @@
 # Overrides of the unified run: ARM="key=value,..." (default: the `small` recipe with edits weighted 4, two attention
 # layers in the flow head that join after 84% of the run's planned steps (the best run's step 800 of 954; a share,
 # not a step, so that a slower machine's shorter plan still gets them), grid positions from a random start and rows
-# padded to no multiple: the arm of the best run yet). ARM2="key=value,...": a second run beside it; ARM2=sti: the first arm with the STI
-# layout, the paper's ablation side by side. The best run yet (docs/benchmarks.md, generation 31%, understanding 88%):
+# padded to no multiple: the arm of the best run yet). ARM2="key=value,...": a second run beside it; ARM2=sti: the
+# first arm with the STI layout, the paper's ablation side by side. The best run yet (docs/benchmarks.md, generation
+# 31%, understanding 88%):
 #
 #     SIZE=64 FRAMES=9 EXAMPLES=512 DIT_POSITIONS= UNIFIED_MINUTES=12 ARM2=sti R=... bash benchmarks/shapes_world_job.sh
 set -x
