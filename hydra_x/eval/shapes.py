@@ -209,22 +209,32 @@ class VideoScore:
     present: bool  # the asked object found exactly once in every frame
     direction: str | None  # the way it moved from the first to the last frame (None: not found or not moved)
     correct: bool  # present and moving the asked way
+    # Per frame, whether the asked object was found exactly once there: which frames a clip loses (a tokenizer
+    # gives back each latent step's last frame best; benchmarks/video_round_trip_frames.py).
+    frames_read: tuple[bool, ...] = ()
 
 
 def score_video(item: VideoItem, clip: torch.Tensor) -> VideoScore:
     """``clip`` (3, F, H, W) in [-1, 1] against ``item``'s object and direction."""
-    frames = read_clip(clip)
-    present = all(sum(o.kind == item.kind for o in f) == 1 for f in frames)
+    frames_read = tuple(sum(o.kind == item.kind for o in f) == 1 for f in read_clip(clip))
+    present = all(frames_read)
     direction = read_motion(clip[:, [0, -1]], min_shift=MIN_MOVE).get(item.kind)  # only the ends matter
-    return VideoScore(item.id, present, direction, present and direction == item.direction)
+    return VideoScore(item.id, present, direction, present and direction == item.direction, frames_read)
 
 
 def video_summary(scores: list[VideoScore]) -> dict:
+    """Motion accuracy (with its 95% interval), presence in every frame, and per frame index the share of clips
+    whose object is found there (``frame_presence``; None unless every clip has the same number of frames)."""
     n = len(scores)
+    lengths = {len(s.frames_read) for s in scores}
+    per_frame = None
+    if len(lengths) == 1 and (frames := lengths.pop()):
+        per_frame = [sum(s.frames_read[f] for s in scores) / n for f in range(frames)]
     return {
         "motion_accuracy": sum(s.correct for s in scores) / n if n else None,
         "motion_ci95": wilson_interval(sum(s.correct for s in scores), n),
         "presence": sum(s.present for s in scores) / n if n else None,
+        "frame_presence": per_frame,
     }
 
 

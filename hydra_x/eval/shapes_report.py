@@ -158,6 +158,12 @@ def markdown(report: dict[str, Any]) -> str:
             )
             + ".\n"
         )
+        per_frame = [("generated", v.get("frame_presence"))]
+        if "video" in rt:
+            per_frame.append(("the tokenizer's round trip", rt["video"].get("frame_presence")))
+        for name, shares in per_frame:
+            if shares:
+                lines.append(f"\nObject found, frame by frame ({name}): {' / '.join(_pct(x) for x in shares)}.\n")
     else:
         lines.append(f"\nNot available: {v['reason']}.\n")
     e = s["editing"]

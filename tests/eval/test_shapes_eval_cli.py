@@ -178,6 +178,8 @@ def test_the_tokenizer_round_trip_scores_reconstructions_of_the_truth(model):
     text = markdown(report)
     assert "| **overall** (mean of categories) | 6 | 0.0 (95% interval 0.0-39.0) | 0.0 | 100.0 |" in text
     assert "tokenizer round trip 1.000" in summary_line(report)
+    assert "Object found, frame by frame (the tokenizer's round trip): 100.0 / 100.0 / 100.0 / 100.0 / 100.0." in text
+    assert "Object found, frame by frame (generated): " in text
     off = evaluate_shapes(RoundTripView(model, blank=False), prompt_set(), **FAST, round_trip=False)
     assert off.round_trip is None
     assert "tokenizer round trip" not in markdown(build_report(off, {"name": "x"}, torch.device("cpu")))

@@ -39,6 +39,7 @@ from hydra_x.eval.shapes import (
     score_edit,
     score_generation,
     score_video,
+    video_summary,
     wilson_interval,
 )
 
@@ -140,6 +141,7 @@ def test_truth_renders_score_one(version, size):
     assert summary["objects_per_image"] == summary["asked_per_image"] > 1 and summary["asked_colour_share"] == 1.0
     videos = [score_video(i, render_clip(i.clip, 9, size, size)) for i in items.videos]
     assert all(s.correct and s.present and s.direction == i.direction for s, i in zip(videos, items.videos))
+    assert all(s.frames_read == (True,) * 9 for s in videos) and video_summary(videos)["frame_presence"] == [1.0] * 9
     edits = [score_edit(e, render_image(e.sample.target, size, size)) for e in items.edits[:: 1 if size == 64 else 3]]
     assert [e for e in edits if not e.success] == []
     assert all(e.psnr == math.inf and e.ssim == 1.0 for e in edits)  # unchanged outside the edited boxes
@@ -266,6 +268,13 @@ def test_a_clip_moving_the_wrong_way_or_losing_its_object_fails(items):
         clip[:, 4] = render_image(replace(item.clip.at(0.5), objects=()), 64, 64)  # one empty frame
         s = score_video(item, clip)
         assert not s.present and s.direction == item.direction and not s.correct
+        assert s.frames_read == (True,) * 4 + (False,) + (True,) * 4  # the frame it was lost in
+    # per frame index, the share of clips whose object is found there; clips of other lengths give no such list
+    lost = score_video(item, clip)
+    whole = score_video(item, render_clip(item.clip, 9, 64, 64))
+    assert video_summary([lost, whole])["frame_presence"] == [1.0] * 4 + [0.5] + [1.0] * 4
+    short = score_video(item, render_clip(item.clip, 5, 64, 64))
+    assert video_summary([whole, short])["frame_presence"] is None and video_summary([])["frame_presence"] is None
 
 
 def test_an_edit_not_applied_fails_and_a_changed_background_loses_consistency(items):
