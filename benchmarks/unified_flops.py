@@ -4,16 +4,17 @@
     python benchmarks/unified_flops.py --examples 8 --tasks image_gen video_gen --llm PATH_OR_HUB_ID
     python benchmarks/unified_flops.py --size 64 --llm ~/.cache/hydra_x/llm/smollm2-135m --chat-template llm chatml
 
-The GPU runs of the `small` recipe are compute bound (40-47% MFU on one H200), so what a step costs in FLOPs is what
-decides how many examples a time budget buys. This builds the `small` recipe at its real widths (the `small`
-tokenizer, an LLM of SmolLM2-135M's shape with random weights and the `tiny` text tokenizer unless ``--llm`` names a
-checkpoint; random weights do not change a FLOP count, the text tokenizer does) and, for each task alone, draws one
-step of ``--examples`` examples from the shapes world, packs them as training does, and counts the FLOPs of its
-forward, losses and backward with PyTorch's FlopCounterMode (matrix products; elementwise work is not counted, as in
-every MFU figure, and neither is the CPU's attention, for which PyTorch has no formula: within one example's block
-of 40-350 tokens, which is all that FlexAttention computes, it is a few percent of the linear layers'). The examples
-are packed into rows of 512 tokens, and the count is taken per example without the last row's padding (the linear
-layers cost per position).
+What a step costs in FLOPs decides how much GPU work an example is, and so how many examples a step can hold before the
+GPU, not the host, sets its time (the `small` recipe's steps on one H200 are bound by the host: about 5% MFU at 64 px
+once attention is counted as FlexAttention computes it; docs/benchmarks.md). This builds the `small` recipe at its real
+widths (the `small` tokenizer, an LLM of SmolLM2-135M's shape with random weights and the `tiny` text tokenizer unless
+``--llm`` names a checkpoint; random weights do not change a FLOP count, the text tokenizer does) and, for each task
+alone, draws one step of ``--examples`` examples from the shapes world, packs them as training does, and counts the
+FLOPs of its forward, losses and backward with PyTorch's FlopCounterMode (matrix products; elementwise work is not
+counted, as in every MFU figure, and neither is the CPU's attention, for which PyTorch has no formula: within one
+example's block of 40-350 tokens, which is all that FlexAttention computes, it is a few percent of the linear layers').
+The examples are packed into rows of 512 tokens, and the count is taken per example without the last row's padding (the
+linear layers cost per position).
 
 It prints, per task, the tokens and GFLOP (forward and backward) per example and each part's share of the
 forward, and the mixture's average under the recipe's task ratios (or ``--ratios TASK=W ...``): one table for each
