@@ -15,50 +15,44 @@ truth; then the round trip's presence and motion accuracy as `eval shapes` repor
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from hydra_x.data.shapes import render_clip
+from hydra_x.eval.metrics import psnr
 from hydra_x.eval.prompts import prompt_set
 from hydra_x.eval.shapes import score_video, video_summary
 from hydra_x.eval.shapes_read import read_clip
 from hydra_x.tokenizer import HydraXTokenizer
-
-
-def load_tokenizer(path: str, device: str) -> HydraXTokenizer:
-    """A tokenizer's save_pretrained folder, or a tokenizer run folder (its export)."""
-    folder = Path(path)
-    if (folder / "export" / "config.json").is_file():
-        folder = folder / "export"
-    return HydraXTokenizer.from_pretrained(folder).to(device).eval()
+from hydra_x.tokenizer.io import load_tokenizer, resolve_source
+from hydra_x.unified.sampling import render
 
 
 @torch.no_grad()
 def frame_table(tokenizer: HydraXTokenizer, size: int, frames: int, batch_size: int, seed: int) -> dict:
-    """Per frame index: shares of clips read right (kind), by colour alone, missed; mean PSNR. And the summary."""
+    """Per frame index: shares of clips read right (kind), by colour alone, missed; mean PSNR (identical frames
+    count 100 dB). And the summary."""
     items = list(prompt_set().videos)
-    colour_ok, missed, psnr = ([0.0] * frames for _ in range(3))
+    colour_ok, missed, psnr_sum = ([0.0] * frames for _ in range(3))
     scores = []
-    device = next(tokenizer.parameters()).device
+    view = SimpleNamespace(tokenizer=tokenizer, device=next(tokenizer.parameters()).device)  # what render reads
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         truth = torch.stack([render_clip(i.clip, frames, size, size) for i in batch])
-        z = tokenizer.encode(truth.to(device))
-        generator = torch.Generator(device).manual_seed(seed + start)
-        kwargs = {"generator": generator} if tokenizer.config.decoder == "flow" else {}
-        recon = tokenizer.decode(z, video=True, **kwargs).float().clamp(-1, 1).cpu()
+        z = tokenizer.encode(truth.to(view.device, tokenizer._dtype()))
+        recon = render(view, z, seed=seed + start)
         for item, x, y in zip(batch, truth, recon):
             scores.append(score_video(item, y))
             for f, objects in enumerate(read_clip(y)):
                 same_colour = sum(o.colour == item.kind[0] for o in objects)
                 colour_ok[f] += same_colour == 1
                 missed[f] += same_colour == 0
-                mse = (x[:, f] - y[:, f]).square().mean().clamp_min(1e-10)
-                psnr[f] += float(10 * torch.log10(4 / mse))
+            per_frame = psnr(x.transpose(0, 1), y.transpose(0, 1)).clamp(max=100.0)  # (F,)
+            psnr_sum = [total + float(db) for total, db in zip(psnr_sum, per_frame)]
     n, summary = len(items), video_summary(scores)
     read = summary["frame_presence"]  # the asked object found once, colour and shape, as `eval shapes` counts it
-    rows = [(f, read[f], colour_ok[f] / n, missed[f] / n, psnr[f] / n) for f in range(frames)]
+    rows = [(f, read[f], colour_ok[f] / n, missed[f] / n, psnr_sum[f] / n) for f in range(frames)]
     return {"rows": rows, "summary": summary, "n": n, "latent_steps": int(z.shape[2])}
 
 
@@ -71,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="the flow decoder's noise, where it has one")
     args = parser.parse_args()
-    tokenizer = load_tokenizer(args.tokenizer, args.device)
+    tokenizer = load_tokenizer(resolve_source(args.tokenizer, None, None, "small"), torch.device(args.device), None)
     folds = tokenizer.config.temporal_folds
     per_step = folds[0] * folds[1]
     print(f"tokenizer {args.tokenizer}: {per_step} frames a latent step after the first, {args.size} px")

@@ -25,6 +25,9 @@ class PixelCodec(nn.Module):
         self.config = SimpleNamespace(decoder="regression")
         self.damage = damage
 
+    def _dtype(self) -> torch.dtype:
+        return torch.float32
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
