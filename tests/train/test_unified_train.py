@@ -331,7 +331,7 @@ def record_head_attention(monkeypatch, plan: list[int] | None = None) -> tuple[l
 
 
 def test_the_flow_heads_attention_joins_at_a_share_of_the_runs_plan_however_long_the_budget_made_it(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, capsys
 ):
     cfg = config(tmp_path / "share", steps=100, head_attention_from_share=0.5, latent_stats_samples=0)
     cfg.model = cfg.model.replace(head_attention_layers=1)
@@ -355,6 +355,8 @@ def test_the_flow_heads_attention_joins_at_a_share_of_the_runs_plan_however_long
     train(cfg)
     assert used == [{True}] * 7
     assert metric(tmp_path / "share", "loss/total").keys() == set(range(1, 13))
+    assert json.loads((tmp_path / "share" / "summary.json").read_text())["head_attention_joined_at"] == 3
+    assert "step 3 of 6: the flow head's attention layers join" in capsys.readouterr().out
     for bad, match in ((1.0, "share of the planned steps"), (-0.1, "share of the planned steps")):
         with pytest.raises(ValueError, match=match):
             config(tmp_path / "x", head_attention_from_share=bad).__post_init__()

@@ -56,6 +56,8 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
     window, rank = engine.window, engine.info.rank
     if run.head_attention_joined_at is None and step >= head_attention_from(cfg, engine.planned_steps):
         run.head_attention_joined_at = step
+        if model.config.head_attention_layers:
+            engine.logger.info(f"step {step} of {engine.planned_steps}: the flow head's attention layers join")
     model.flow_head.use_attention = head_attention_on(cfg, step, engine.planned_steps, run.head_attention_joined_at)
     for micro in range(cfg.grad_accum):
         with region("data"):
@@ -132,6 +134,8 @@ def train(cfg: UnifiedTrainConfig) -> dict:
         if engine.stopping:
             break
     summary = {"step": engine.step, "skipped": dict(logger.skip_counts), **scores}
+    if run.model.config.head_attention_layers:
+        summary["head_attention_joined_at"] = run.head_attention_joined_at
     if engine.last:
         exported = export(run, engine.run_dir / "export")
         if exported is not None:
