@@ -412,6 +412,10 @@ class Engine:
         if self.peak_tflops and self.flops_per_step:
             record["mfu"] = self.flops_per_step * w.steps / seconds / (self.peak_tflops * 1e12)
             record["mfu_peak_tflops"] = self.peak_tflops
+        if self.device.type == "cuda":  # the most any rank has held since the run started: what a larger step needs
+            record["gpu_memory_peak_gib"] = all_reduce_max(
+                torch.cuda.max_memory_allocated(self.device) / 2**30, self.device
+            )
         postfix = {"loss": f"{means.get('total', float('nan')):.4f}", "samp/s": f"{record['samples_per_s']:.1f}"}
         if "mfu" in record:
             postfix["mfu"] = f"{100 * record['mfu']:.1f}%"

@@ -134,5 +134,10 @@ def test_a_compiled_cuda_run_trains_its_head_attention_from_the_step_it_joins(tm
     train(cfg)
     losses = metric(tmp_path / "run", "loss/total")
     assert sorted(losses) == [1, 2, 3, 4] and all(math.isfinite(v) for v in losses.values())
+    peaks = metric(tmp_path / "run", "gpu_memory_peak_gib")
+    assert (
+        sorted(peaks) == [1, 2, 3, 4]
+        and 0 < peaks[1] <= peaks[4] < torch.cuda.get_device_properties(0).total_memory / 2**30
+    )
     trained = HydraX.from_pretrained(tmp_path / "run" / "export").flow_head.attention.state_dict()
     assert any(not torch.equal(trained[k].cpu().float(), v.float()) for k, v in initial.items())  # it joined
