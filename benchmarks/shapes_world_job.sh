@@ -48,9 +48,13 @@ pack() {  # written outside R, moved in under a dot name and renamed, so a copy 
   if [ "$rc" -le 1 ]; then mv "$tmp" "$R/.results.tgz" && mv "$R/.results.tgz" "$R/results.tgz"; else
     echo "results archive: tar exit $rc, the last archive kept"; fi
 }
-LLM=$(python3 -m hydra_x.unified.llm convert-smollm2 2> "$R/convert.log" | tail -n 1)
+# SmolLM2's conversion (47 s on a fresh machine) runs beside the tokenizer phase, which does not need it.
+python3 -m hydra_x.unified.llm convert-smollm2 > "$R/convert.out" 2> "$R/convert.log" &
+CONVERT=$!
 python3 benchmarks/shapes_world_run.py --out "$R/A" --tokenizer-minutes 3.5 --shapes-images 3000 --shapes-clips 400 \
   --size "$SIZE" --frames "$FRAMES" --phases tokenizer
+wait "$CONVERT" || { echo "SmolLM2 conversion failed:"; tail -n 20 "$R/convert.log"; exit 1; }
+LLM=$(tail -n 1 "$R/convert.out")
 echo "tokenizer done at $(( $(date +%s) - T0 )) s"
 DITS=()
 for POS in $DIT_POSITIONS; do

@@ -21,14 +21,17 @@ def calls(tmp_path: Path, **env: str) -> list[str]:
     run_inline = f'if [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi'
     # FAIL_INSTRUCTION_EFFECT=1: that diagnostic fails, as one that hung would be stopped by its timeout
     failing = 'if [ -n "$FAIL_INSTRUCTION_EFFECT" ] && [[ "$*" == *edit_instruction_effect* ]]; then exit 124; fi'
-    fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n{failing}\n')
+    # SmolLM2's conversion prints the converted folder last; FAIL_CONVERT=1: it fails instead
+    convert = 'if [[ "$*" == *convert-smollm2* ]]; then [ -n "$FAIL_CONVERT" ] && exit 1; echo /converted/llm; fi'
+    fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n{failing}\n{convert}\n')
     fake.chmod(0o755)
     # TAR_EXIT=N: tar archives for real, then exits N, as GNU tar does with 1 for a file that changed as it read it
     tar = fake.parent / "tar"
     tar.write_text(f'#!/bin/bash\n{shutil.which("tar")} "$@"; rc=$?\nexit ${{TAR_EXIT:-$rc}}\n')
     tar.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "R": str(tmp_path / "r"), **env}
-    subprocess.run(["bash", str(JOB)], env=env, check=True, capture_output=True, timeout=60)
+    done = subprocess.run(["bash", str(JOB)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == (1 if env.get("FAIL_CONVERT") else 0), done.stdout + done.stderr
     return (tmp_path / "calls").read_text().splitlines()
 
 
@@ -39,6 +42,7 @@ def test_size_frames_and_examples_reach_every_phase_and_one_sincos_dit_runs_by_d
     assert "--examples 512" in runs[1] and "--phases unified" in runs[1]
     dits = [line for line in lines if "latent_dit_baseline.py" in line]
     assert len(dits) == 1 and "--positions sincos" in dits[0] and "--size 64" in dits[0]
+    assert "--text-tokenizer /converted/llm" in dits[0]  # the folder the conversion beside the tokenizer printed
     effects = [line for line in lines if "edit_instruction_effect.py" in line]
     assert len(effects) == 1 and "unified-one/export --size 64" in effects[0]
 
@@ -98,3 +102,9 @@ def test_an_archive_tar_read_with_a_changed_file_still_replaces_the_last_one_and
     assert not (ok / "r.pack.tgz").exists() and not (ok / "r" / ".results.tgz").exists()
     calls(failed, DIT_POSITIONS="", TAR_EXIT="2")
     assert not (failed / "r" / "results.tgz").exists()
+
+
+def test_a_failed_smollm2_conversion_stops_the_job_before_the_unified_phase(tmp_path):
+    lines = calls(tmp_path, DIT_POSITIONS="", FAIL_CONVERT="1")
+    assert any("--phases tokenizer" in line for line in lines)
+    assert not any("--phases unified" in line or "--phases eval" in line for line in lines)
