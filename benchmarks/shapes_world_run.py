@@ -218,6 +218,10 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict
     arm's name, the others' ``ARM g<scale>``."""
     reports = {}
     for layout in args.arms:
+        if not (out / f"unified-{layout}" / "export").is_dir():
+            # An arm whose run died (one arm of two out of GPU memory, say): the others are still scored.
+            print(f"unified ({layout}): no export in {out / f'unified-{layout}'}, not scored", flush=True)
+            continue
         for k, guidance in enumerate(args.guidance):
             label = layout if k == 0 else f"{layout} g{guidance:g}"
             folder = out / ("eval-" + label.replace(" ", "-"))
@@ -251,6 +255,8 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict
                 log = out / "logs" / f"{folder.name}.log"
                 wait({label: run(cli, log)}, {label: log})
             reports[label] = (layout, json.loads((folder / "report.json").read_text()))
+    if not reports:
+        raise SystemExit(f"no arm of {list(args.arms)} has an export to score in {out}")
     return reports
 
 

@@ -1,5 +1,5 @@
 """benchmarks/shapes_world_run.py: a failed phase process is named with why it ended, every failed one; the
-picture size reaches every run."""
+picture size reaches every run; an arm whose run left no export is not scored, and the others are."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from shapes_world_run import exit_reason, parse_arms, size_overrides, wait  # noqa: E402
+from shapes_world_run import eval_phase, exit_reason, parse_arms, size_overrides, wait  # noqa: E402
 
 
 def test_every_failed_run_is_named_with_its_exit_or_the_signal_that_killed_it(tmp_path):
@@ -57,3 +57,15 @@ def test_size_and_frames_reach_both_runs():
     tokenizer, unified = size_overrides(args, "tokenizer"), size_overrides(args, "unified")
     assert tokenizer == ["data.image_size=64", "data.clip_frames=9"]
     assert set(unified) == {*tokenizer, "model.image_size=64", "model.clip_frames=9"}
+
+
+def test_an_arm_without_an_export_is_left_out_of_the_scoring_and_the_others_are_scored(tmp_path, capsys):
+    (tmp_path / "unified-kept" / "export").mkdir(parents=True)
+    (tmp_path / "eval-kept").mkdir()  # scored already: eval_phase reads its report instead of running the scorer
+    (tmp_path / "eval-kept" / "report.json").write_text('{"generation": {"overall": 0.5}}')
+    (tmp_path / "unified-lost").mkdir()  # a run that died before its export
+    args = argparse.Namespace(arms={"lost": [], "kept": []}, guidance=[3.0])
+    assert eval_phase(args, tmp_path) == {"kept": ("kept", {"generation": {"overall": 0.5}})}
+    assert f"unified (lost): no export in {tmp_path / 'unified-lost'}, not scored" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no arm of \\['lost'\\] has an export"):
+        eval_phase(argparse.Namespace(arms={"lost": []}, guidance=[3.0]), tmp_path)
