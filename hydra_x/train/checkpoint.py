@@ -18,6 +18,8 @@ import os
 import re
 import shutil
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,16 @@ import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _single_process_dcp():
+    """DCP warns that it "assumes the intent is to save in a single process" whenever it runs without a process
+    group, even when told so with ``no_dist``: every one-process run printed it at each checkpoint."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
+
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
 
@@ -89,7 +101,8 @@ class CheckpointManager:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         _barrier()
-        dcp.save(sharded, checkpoint_id=str(tmp / "dcp"), no_dist=not dist.is_initialized())
+        with _single_process_dcp():
+            dcp.save(sharded, checkpoint_id=str(tmp / "dcp"), no_dist=not dist.is_initialized())
         save_file(rng_state(), str(tmp / f"rank_{rank:05d}.safetensors"))
         (tmp / f"rank_{rank:05d}.json").write_text(json.dumps(rank_data))
         _barrier()
@@ -128,7 +141,8 @@ class CheckpointManager:
         """Load ``sharded`` in place and restore this rank's RNG if the world size matches; return the meta."""
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
-        dcp.load(sharded, checkpoint_id=str(folder / "dcp"), no_dist=not dist.is_initialized())
+        with _single_process_dcp():
+            dcp.load(sharded, checkpoint_id=str(folder / "dcp"), no_dist=not dist.is_initialized())
         world = dist.get_world_size() if dist.is_initialized() else 1
         if meta["world_size"] == world:
             set_rng_state(load_file(str(folder / f"rank_{_rank():05d}.safetensors")))

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,15 @@ def test_a_re_plan_waits_until_the_shortfall_is_a_percent_of_the_plan(monkeypatc
         engine_module.Engine._keep_to_budget(run)
         assert run.planned_steps == planned, now
     assert said == ["time budget 1.0 min: the run slowed since its probe and now ends at step 980"]
+
+
+def test_a_one_process_checkpoint_saves_and_loads_without_dcps_single_process_warning(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    weights = {"model": {"w": torch.arange(6.0).reshape(2, 3)}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = manager.save(3, weights, {}, {})
+        restored = {"model": {"w": torch.zeros(2, 3)}}
+        CheckpointManager.load(folder, restored)
+    assert torch.equal(restored["model"]["w"], weights["model"]["w"])
+    assert not [w for w in caught if "single process" in str(w.message)], [str(w.message) for w in caught]
