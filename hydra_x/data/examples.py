@@ -83,6 +83,15 @@ class Example:
             raise ExampleError(f"example {self.key or '(no key)'}: {err}") from None
 
 
+def checked_elsewhere(task: str, messages: list[dict[str, str]], visuals: list[Visual], key: str) -> Example:
+    """An Example rebuilt from the parts of one that passed :func:`check_example` where it was made (a data worker),
+    without checking it again: the check reads every pixel, thousands of pictures a step on the trainer's side."""
+    example = object.__new__(Example)
+    for name, value in (("task", task), ("messages", messages), ("visuals", visuals), ("key", key)):
+        object.__setattr__(example, name, value)
+    return example
+
+
 def placeholder_roles(messages: list[dict[str, str]]) -> list[tuple[str, str]]:
     """(kind, message role) of every placeholder, in order."""
     found = []
