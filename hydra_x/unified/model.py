@@ -94,6 +94,21 @@ def in_order(parts: list[tuple[list[int], torch.Tensor]], blocks: list[int], dev
     return torch.cat([x.flatten(0, 1) for _, x in parts])[order]
 
 
+def rows_of_one_stack(pictures: list[torch.Tensor]) -> list[int] | None:
+    """Each picture's row in the contiguous stack they are all whole rows of (views such as ``stack.unbind()``
+    gives), or None if they are not."""
+    base = pictures[0]._base
+    if base is None or not base.is_contiguous() or base.shape[1:] != pictures[0].shape:
+        return None
+    size, rows = pictures[0].numel(), []
+    for x in pictures:
+        offset = x.storage_offset() - base.storage_offset()
+        if x._base is not base or not x.is_contiguous() or offset % size:
+            return None
+        rows.append(offset // size)
+    return rows
+
+
 class HydraX(nn.Module):
     def __init__(self, config: UnifiedConfig, tokenizer: HydraXTokenizer, llm: nn.Module, text_tokenizer) -> None:
         super().__init__()
@@ -307,11 +322,22 @@ class HydraX(nn.Module):
             groups.setdefault(tuple(x.shape), []).append(i)
         out: dict[int, torch.Tensor] = {}
         for members in groups.values():
-            # Each to the device first (asynchronous from the loader's page-locked pixels), stacked there: a stack
-            # on the host read every pixel of the step once more on the training process's critical path.
-            z = self.encode(torch.stack([pixels[i].to(self.device, non_blocking=True) for i in members]))
+            z = self.encode(self._to_device_stacked([pixels[i] for i in members]))
             out.update(zip(members, z))
         return [out[i] for i in range(len(pixels))]
+
+    def _to_device_stacked(self, pictures: list[torch.Tensor]) -> torch.Tensor:
+        """Pictures of one shape as one stack on the device. Rows of one host stack (a data worker's step arrives
+        with one per shape, page-locked) go over in one copy, and are picked there; others each in a copy of their
+        own (asynchronous from page-locked pixels), stacked on the device: a stack on the host would read every
+        pixel of the step once more on the training process's critical path."""
+        rows = rows_of_one_stack(pictures)
+        if rows is None:
+            return torch.stack([x.to(self.device, non_blocking=True) for x in pictures])
+        whole = pictures[0]._base.to(self.device, non_blocking=True)
+        if rows == list(range(len(whole))):
+            return whole
+        return whole[to_device_async(torch.tensor(rows), self.device)]
 
     def _embed_visuals(
         self, batch: PackedBatch, visuals: VisualInputs, z0: list[torch.Tensor]

@@ -8,7 +8,7 @@ import torch
 
 from hydra_x.errors import InputError
 from hydra_x.unified.inputs import VisualInputs
-from hydra_x.unified.model import HydraX
+from hydra_x.unified.model import HydraX, rows_of_one_stack
 from hydra_x.unified.packing import pack
 from hydra_x.unified.sampling import generate_latents
 from hydra_x.unified.sequence import VisualSpec, generation_sample, understanding_sample
@@ -178,3 +178,27 @@ def test_noised_blocks_equal_the_per_block_reference_in_generation_order():
     torch.testing.assert_close(got.z_t, rows(z_t))
     torch.testing.assert_close(got.target, rows(noise) - rows([z0[i] for i in gen]))
     torch.testing.assert_close(got.t, torch.cat([times[i].expand(z0[i][0].numel()) for i in gen]))
+
+
+def test_rows_of_one_stack_are_found_and_anything_else_is_not():
+    stack = torch.rand(5, 3, 8, 8)
+    rows = stack.unbind()
+    assert rows_of_one_stack(list(rows)) == [0, 1, 2, 3, 4]
+    assert rows_of_one_stack([rows[3], rows[0], rows[3]]) == [3, 0, 3]
+    assert rows_of_one_stack([torch.rand(3, 8, 8), torch.rand(3, 8, 8)]) is None  # tensors of their own
+    assert rows_of_one_stack([rows[0], torch.rand(5, 3, 8, 8)[1]]) is None  # rows of two stacks
+    assert rows_of_one_stack([x[:, :4] for x in rows]) is None  # parts of rows
+    shifted = stack.flatten()[7 : 7 + 3 * 64].view(3, 8, 8)  # a row's size, not at a row's start
+    assert rows_of_one_stack([shifted]) is None
+    assert rows_of_one_stack([stack.transpose(0, 1)[0]]) is None  # views, but not of rows
+
+
+def test_pictures_that_are_rows_of_a_stack_encode_as_pictures_of_their_own_do(model):
+    # A step from a data worker holds its pictures as rows of one stack per shape: copied to the device whole.
+    images, clips = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    rows = [images[2], clips[1], images[0], images[2], clips[0]]
+    latents = model.encode_each(rows)
+    alone = model.encode_each([x.clone() for x in rows])
+    assert [z.shape for z in latents] == [z.shape for z in alone]
+    assert all(torch.equal(a, b) for a, b in zip(latents, alone))
+    assert model._to_device_stacked(list(images.unbind())) is images  # whole and in order: the stack, not a gather
