@@ -65,6 +65,36 @@ def all_reduce_max(value: float, device: torch.device) -> float:
     return float(t.item())
 
 
+class LaggedMax:
+    """The max over processes of a value each process gives once a step, answered a step later: the values are
+    all-reduced without waiting, and read back at the next call. A collective read back at once would make the host
+    wait for the device every step (a host-bound step's whole time); this keeps the host a step ahead. Every process
+    gets the same answer at the same call. One process: its own value, at once."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._pending: tuple[torch.Tensor, dist.Work] | None = None
+
+    def __call__(self, value: float) -> float | None:
+        """The max of the values given at the previous call (None at the first); queues ``value``'s."""
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            return value
+        answer = self.settle()
+        # filled on the device, not copied from the host: a copy from pageable memory would wait for the device
+        values = torch.zeros(1, dtype=torch.float64, device=self.device).fill_(value)
+        self._pending = (values, dist.all_reduce(values, op=dist.ReduceOp.MAX, async_op=True))
+        return answer
+
+    def settle(self) -> float | None:
+        """The pending answer, waited for (None if there is none); nothing stays queued."""
+        if self._pending is None:
+            return None
+        values, work = self._pending
+        self._pending = None
+        work.wait()
+        return float(values.item())
+
+
 def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
     if not dist.is_initialized() or not values:
         return values

@@ -35,7 +35,14 @@ import torch.nn as nn
 from torch.distributed.tensor import DTensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from hydra_x.distributed import DistInfo, all_reduce_max, all_reduce_mean, destroy_distributed, init_distributed
+from hydra_x.distributed import (
+    DistInfo,
+    LaggedMax,
+    all_reduce_max,
+    all_reduce_mean,
+    destroy_distributed,
+    init_distributed,
+)
 from hydra_x.train.checkpoint import CheckpointManager
 from hydra_x.train.config import EngineConfig
 from hydra_x.train.mfu import forget_compiled_code, measure_peak_tflops, useful_flops
@@ -55,15 +62,26 @@ class LossTerms:
 
 
 class StopFlag:
-    """SIGTERM / SIGINT ask the loop to checkpoint and stop at the end of the current step."""
+    """SIGTERM / SIGINT ask the loop to checkpoint and stop at the end of the current step; in a run of several
+    processes, which must all stop at the same step, at the end of the next one (``hydra_x.distributed.LaggedMax``:
+    no process waits for its device to agree)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
         self.signum = 0
+        self._agreement = LaggedMax(device)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.signum = signum
+
+    def agreed(self) -> bool:
+        """Whether the processes have agreed to stop (called once a step by every process)."""
+        return (self._agreement(float(self.signum)) or 0) > 0
+
+    def settle(self) -> None:
+        """Nothing left queued (before the process group goes)."""
+        self._agreement.settle()
 
 
 @contextmanager
@@ -219,7 +237,7 @@ class Engine:
         self.step, self.data_state = self.ckpts.position(self.resume_from) if self.resume_from else (0, None)
         self.start_step = self.step
         self.planned_steps = cfg.steps  # shortened once if a time budget is set
-        self.stop = StopFlag()
+        self.stop = StopFlag(self.device)
         self.guard = NonFiniteGuard(cfg.max_nonfinite_steps)
         self.window = LogWindow()
         self.logger: RunLogger | None = None
@@ -349,7 +367,7 @@ class Engine:
             self.logger.info(message)
         elif cfg.time_budget_minutes and self.log_due() and self.start_step + cfg.budget_probe_steps < self.step:
             self._keep_to_budget()
-        self.stopping = all_reduce_max(float(self.stop.signum), self.device) > 0 or self.step == cfg.stop_at_step
+        self.stopping = self.stop.agreed() or self.step == cfg.stop_at_step
 
     def _keep_to_budget(self) -> None:
         """Shorten the plan (never lengthen it) where the run has slowed since its probe (a compile when new
@@ -436,6 +454,7 @@ class Engine:
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Write summary.json, close the log and the process group; the summary gains ``exit_code``."""
         self.guard.settle(self.logger.info)
+        self.stop.settle()
         exit_code = self.exit_code() if self.stopping else 0
         if self.stopping:
             self.logger.info(f"stopped at step {self.step}; rerun the same command to resume")
