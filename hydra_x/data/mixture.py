@@ -59,14 +59,16 @@ class StepExamples:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     # What the loader's ``prepare`` made of this step where it was built (the trainer's packed rows), or None.
     prepared: Any = None
+    # A step that came from a worker: its pictures' stacks, one per shape, and each picture's (stack, row)
+    _pixel_stacks: list[torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
+    _pixel_rows: list[tuple[int, int]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def pin_memory(self) -> StepExamples:
         """Page-locked pixels (DataLoader's pin thread calls this), so the model copies them to the GPU without the
         main process first reading every page that a worker wrote. A step that came from a worker pins its one
         stack per picture shape, and its pictures become rows of the pinned stacks."""
-        stacks = getattr(self, "_pixel_stacks", None)
-        if stacks is not None:
-            self._pixel_stacks = [stack.pin_memory() for stack in stacks]
+        if self._pixel_stacks is not None:
+            self._pixel_stacks = [stack.pin_memory() for stack in self._pixel_stacks]
             self._set_pixels(self._pixel_stacks, self._pixel_rows)
         else:
             for ex in self.examples:
