@@ -1,6 +1,7 @@
 #!/bin/bash
-# The shapes world within the issue's budget on one GPU, as one job: the `small` tokenizer (3.5 minutes), then ONE
-# unified run (16 minutes, so tokenizer and unified model take 19.5 of the 20), beside it a plain in-context DiT on
+# The shapes world within the issue's budget on one GPU, as one job: the `small` tokenizer (2400 steps, 3-4 minutes
+# with its renders: the same tokenizer on any machine), then ONE unified run (the rest of 19.5 minutes, so tokenizer
+# and unified model take 19.5 of the 20), beside it a plain in-context DiT on
 # the same tokenizer's latents as the reference of what the latents allow (benchmarks/latent_dit_baseline.py, a light
 # process whose batches are rendered in workers; DIT_POSITIONS="learnt sincos" for one with each kind of positions,
 # default sin-cos: 64.6% in 9 minutes at 128 px against learnt positions' 39.6%), then `hydra-x eval shapes` on the
@@ -25,7 +26,7 @@
 set -x
 R=${R:-runs/shapes-world-job}
 ARM=${ARM:-model.edit_layout=independent,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_share=0.84,model.visual_positions=true,model.visual_positions_zero_init=false,row_multiple=1}
-UNIFIED_MINUTES=${UNIFIED_MINUTES:-16}
+TOKENIZER_STEPS=${TOKENIZER_STEPS-2400}  # empty: 3.5 minutes instead (2055 to 2458 steps, by the machine)
 SIZE=${SIZE:-128}     # picture side of renders, runs and scores; 64 gives a quarter of the visual tokens
 FRAMES=${FRAMES:-17}  # frames of a clip
 DIT_POSITIONS=${DIT_POSITIONS-sincos}  # empty: no DiT, the unified run alone (DiTs beside it took 28% of its speed)
@@ -52,15 +53,20 @@ pack() {  # written outside R, moved in under a dot name and renamed, so a copy 
 # SmolLM2's conversion (47 s on a fresh machine) runs beside the tokenizer phase, which does not need it.
 python3 -m hydra_x.unified.llm convert-smollm2 > "$R/convert.out" 2> "$R/convert.log" &
 CONVERT=$!
-python3 benchmarks/shapes_world_run.py --out "$R/A" --tokenizer-minutes 3.5 --shapes-images 3000 --shapes-clips 400 \
+if [ -n "$TOKENIZER_STEPS" ]; then LENGTH=(--tokenizer-steps "$TOKENIZER_STEPS"); else LENGTH=(--tokenizer-minutes 3.5); fi
+python3 benchmarks/shapes_world_run.py --out "$R/A" "${LENGTH[@]}" --shapes-images 3000 --shapes-clips 400 \
   --size "$SIZE" --frames "$FRAMES" --phases tokenizer
 wait "$CONVERT" || { echo "SmolLM2 conversion failed:"; tail -n 20 "$R/convert.log"; exit 1; }
 LLM=$(tail -n 1 "$R/convert.out")
-echo "tokenizer done at $(( $(date +%s) - T0 )) s"
+TOKENIZER_S=$(( $(date +%s) - T0 ))
+echo "tokenizer done at $TOKENIZER_S s"
+# The unified run's budget (its start-up included): what the tokenizer phase left of 19.5 minutes, unless given
+UNIFIED_MINUTES=${UNIFIED_MINUTES:-$(python3 -c "import sys; print(round(max(1.0, 19.5 - int(sys.argv[1]) / 60), 1))" "$TOKENIZER_S")}
+DIT_MINUTES=$(python3 -c "import sys; print(max(1.0, float(sys.argv[1]) - 4))" "$UNIFIED_MINUTES")
 DITS=()
 for POS in $DIT_POSITIONS; do
   python3 benchmarks/latent_dit_baseline.py --tokenizer "$R/A/tokenizer/export" --text-tokenizer "$LLM" --size "$SIZE" \
-    --batch 256 --width 384 --depth 8 --heads 6 --minutes $(( UNIFIED_MINUTES - 4 )) --steps 100000 --eval-at 800 2000 \
+    --batch 256 --width 384 --depth 8 --heads 6 --minutes "$DIT_MINUTES" --steps 100000 --eval-at 800 2000 \
     --positions $POS --workers 2 --threads 2 --limit 24 --device cuda --json "$R/dit-$POS.json" \
     --grid "$R/dit-$POS.png" > "$R/dit-$POS.log" 2>&1 &
   DITS+=($!)

@@ -1,6 +1,7 @@
 """benchmarks/shapes_world_job.sh, run with a python3 that records its calls: the size, frames and examples reach
-every phase, an empty DIT_POSITIONS runs no DiT, ARM2 trains and scores a second arm, and the results archive
-holds the figures without the weights."""
+every phase, the tokenizer trains for a number of steps and the unified run for what it left of 19.5 minutes, an
+empty DIT_POSITIONS runs no DiT, ARM2 trains and scores a second arm, and the results archive holds the figures
+without the weights."""
 
 from __future__ import annotations
 
@@ -14,7 +15,20 @@ from pathlib import Path
 JOB = Path(__file__).resolve().parents[1] / "benchmarks" / "shapes_world_job.sh"
 
 
-def calls(tmp_path: Path, **env: str) -> list[str]:
+def clock(tmp_path: Path, *answers: int) -> Path:
+    """A folder whose `date` answers `date +%s` with ANSWERS in turn (then the last), for the job's budgets."""
+    folder, count = tmp_path / "clock", tmp_path / "clock-calls"
+    folder.mkdir()
+    cases = " ".join(str(a) for a in answers)
+    (folder / "date").write_text(
+        f"#!/bin/bash\nn=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}\n"
+        f"a=({cases}); i=$(( n < ${{#a[@]}} ? n : ${{#a[@]}} - 1 )); echo ${{a[$i]}}\n"
+    )
+    (folder / "date").chmod(0o755)
+    return folder
+
+
+def calls(tmp_path: Path, bin_first: Path | None = None, **env: str) -> list[str]:
     fake = tmp_path / "bin" / "python3"
     fake.parent.mkdir()
     # `python3 -c` (the job's one inline script) runs for real; every other call is recorded
@@ -29,7 +43,8 @@ def calls(tmp_path: Path, **env: str) -> list[str]:
     tar = fake.parent / "tar"
     tar.write_text(f'#!/bin/bash\n{shutil.which("tar")} "$@"; rc=$?\nexit ${{TAR_EXIT:-$rc}}\n')
     tar.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "R": str(tmp_path / "r"), **env}
+    path = f"{fake.parent}:{f'{bin_first}:' if bin_first else ''}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "R": str(tmp_path / "r"), **env}
     done = subprocess.run(["bash", str(JOB)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == (1 if env.get("FAIL_CONVERT") else 0), done.stdout + done.stderr
     return (tmp_path / "calls").read_text().splitlines()
@@ -45,6 +60,21 @@ def test_size_frames_and_examples_reach_every_phase_and_one_sincos_dit_runs_by_d
     assert "--text-tokenizer /converted/llm" in dits[0]  # the folder the conversion beside the tokenizer printed
     effects = [line for line in lines if "edit_instruction_effect.py" in line]
     assert len(effects) == 1 and "unified-one/export --size 64" in effects[0]
+
+
+def test_the_tokenizer_trains_for_2400_steps_and_the_unified_run_gets_what_it_left_of_19_5_minutes(tmp_path):
+    lines = calls(tmp_path, clock(tmp_path, 1000, 1300))  # the tokenizer phase took 5 minutes
+    tokenizer = next(line for line in lines if "--phases tokenizer" in line)
+    assert "--tokenizer-steps 2400" in tokenizer and "--tokenizer-minutes" not in tokenizer
+    assert "--unified-minutes 14.5 " in next(line for line in lines if "--phases unified" in line)
+    assert "--minutes 10.5 " in next(line for line in lines if "latent_dit_baseline.py" in line)  # 4 fewer
+    (tmp_path / "long").mkdir()  # a phase that took all of it leaves the unified run its minimum, a minute
+    lines = calls(tmp_path / "long", clock(tmp_path / "long", 0, 1200), DIT_POSITIONS="")
+    assert "--unified-minutes 1.0 " in next(line for line in lines if "--phases unified" in line)
+    (tmp_path / "given").mkdir()
+    lines = calls(tmp_path / "given", clock(tmp_path / "given", 0, 300), TOKENIZER_STEPS="", UNIFIED_MINUTES="12")
+    assert "--tokenizer-minutes 3.5" in next(line for line in lines if "--phases tokenizer" in line)
+    assert "--unified-minutes 12 " in next(line for line in lines if "--phases unified" in line)
 
 
 def test_no_dit_when_asked_and_a_second_arm_is_trained_and_scored(tmp_path):

@@ -1,5 +1,6 @@
 """benchmarks/shapes_world_run.py: a failed phase process is named with why it ended, every failed one; the
-picture size reaches every run; an arm whose run left no export is not scored, and the others are."""
+picture size reaches every run; the tokenizer trains for a number of steps or minutes; an arm whose run left no
+export is not scored, and the others are."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from shapes_world_run import eval_phase, exit_reason, parse_arms, size_overrides, wait  # noqa: E402
+from shapes_world_run import eval_phase, exit_reason, parse_arms, size_overrides, tokenizer_length, wait  # noqa: E402
 
 
 def test_every_failed_run_is_named_with_its_exit_or_the_signal_that_killed_it(tmp_path):
@@ -50,6 +51,16 @@ def test_arms_are_layouts_or_named_overrides():
     for bad in (["other"], ["a=lr"], ["sti", "sti"]):
         with pytest.raises(SystemExit):
             parse_arms(bad)
+
+
+def test_the_tokenizer_trains_for_its_steps_without_a_budget_or_for_its_minutes():
+    from hydra_x.train.command import override
+    from hydra_x.train.tokenizer.recipes import small
+
+    by_steps = override(small(), tokenizer_length(argparse.Namespace(tokenizer_steps=2400, tokenizer_minutes=3.5)))
+    assert by_steps.steps == 2400 and by_steps.time_budget_minutes is None
+    by_time = override(small(), tokenizer_length(argparse.Namespace(tokenizer_steps=None, tokenizer_minutes=3.5)))
+    assert by_time.time_budget_minutes == 3.5 and by_time.steps == 100000
 
 
 def test_size_and_frames_reach_both_runs():
