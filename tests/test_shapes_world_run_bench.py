@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from hydra_x.train.command import override
+from hydra_x.train.tokenizer.recipes import small
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from shapes_world_run import eval_phase, exit_reason, parse_arms, size_overrides, tokenizer_length, wait  # noqa: E402
 
@@ -54,9 +57,6 @@ def test_arms_are_layouts_or_named_overrides():
 
 
 def test_the_tokenizer_trains_for_its_steps_without_a_budget_or_for_its_minutes():
-    from hydra_x.train.command import override
-    from hydra_x.train.tokenizer.recipes import small
-
     by_steps = override(small(), tokenizer_length(argparse.Namespace(tokenizer_steps=2400, tokenizer_minutes=3.5)))
     assert by_steps.steps == 2400 and by_steps.time_budget_minutes is None
     by_time = override(small(), tokenizer_length(argparse.Namespace(tokenizer_steps=None, tokenizer_minutes=3.5)))
