@@ -410,6 +410,51 @@ def test_unexpected_errors_are_one_line_unless_debugging(
         main(["reconstruct", str(files["image"]), str(tmp_path / "o.png")])
 
 
+def wrapped_out_of_memory() -> RuntimeError:
+    """As torch.compile wraps what its compiled code raises: the cause is what ran out."""
+    err = RuntimeError("backend compiler failed")
+    err.__cause__ = torch.OutOfMemoryError("CUDA out of memory")
+    return err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 400.00 MiB"),
+        MemoryError("Unable to allocate 96.0 GiB"),
+        wrapped_out_of_memory(),
+    ],
+    ids=["device", "host", "wrapped"],
+)
+def test_running_out_of_memory_is_one_line_naming_what_to_lower_not_a_bug(
+    error: Exception, capsys: pytest.CaptureFixture, files: dict[str, Path], tmp_path: Path, monkeypatch
+) -> None:
+    def too_big(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("hydra_x.tokenizer.io.encode_pixels", too_big)
+    monkeypatch.delenv("HYDRA_X_DEBUG", raising=False)
+    code, _, err = run(capsys, "reconstruct", files["image"], tmp_path / "o.png")
+    assert code == 2 and "Traceback" not in err and "this is a bug" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("hydra-x: error: out of memory: ") and str(error) in last
+    assert "data.examples_per_step" in last and "--batch-size" in last
+    assert list(tmp_path.iterdir()) == []  # no half-written output
+
+
+def test_other_errors_with_a_memory_error_nowhere_in_their_chain_stay_bugs() -> None:
+    from hydra_x.errors import out_of_memory
+
+    assert not out_of_memory(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    looped = RuntimeError("a")
+    looped.__context__ = ValueError("b")
+    looped.__context__.__context__ = looped  # a cycle ends the walk
+    assert not out_of_memory(looped)
+    wrapped = RuntimeError("outer")
+    wrapped.__context__ = MemoryError()
+    assert out_of_memory(wrapped)
+
+
 # ---------------------------------------------------------------------------- as a real process
 
 

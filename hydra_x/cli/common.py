@@ -1,11 +1,11 @@
 """What every ``hydra-x`` command shares: the error contract, the parser class, notes and warnings on stderr.
 
 The contract: a problem the user can fix (a bad or unreadable file, a bad option, an unknown preset, an
-unloadable checkpoint: any :class:`~hydra_x.errors.InputError`) prints one line ``hydra-x: error: ...`` on stderr
-and exits with 2; anything else is a bug: one line and exit 1, or the full traceback with ``HYDRA_X_DEBUG=1``;
-^C (SIGINT) exits with 130 and SIGTERM with 143, both after unwinding like an error, so that ``with`` blocks
-clean up (no half-written output, no hidden ``.NAME.partial.mp4``). Results go to stdout; warnings, notes and
-progress bars to stderr.
+unloadable checkpoint: any :class:`~hydra_x.errors.InputError`; running out of GPU or host memory, whose line says
+what to lower) prints one line ``hydra-x: error: ...`` on stderr and exits with 2; anything else is a bug: one
+line and exit 1, or the full traceback with ``HYDRA_X_DEBUG=1``; ^C (SIGINT) exits with 130 and SIGTERM with 143,
+both after unwinding like an error, so that ``with`` blocks clean up (no half-written output, no hidden
+``.NAME.partial.mp4``). Results go to stdout; warnings, notes and progress bars to stderr.
 """
 
 from __future__ import annotations
@@ -18,10 +18,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from hydra_x.errors import InputError
+from hydra_x.errors import InputError, out_of_memory
 
 PROG = "hydra-x"
 DEBUG_ENV = "HYDRA_X_DEBUG"
+# What a command that ran out of memory can lower; every knob named here exists in some command.
+OUT_OF_MEMORY_HINT = (
+    "lower what runs at once: in training data.examples_per_step (grad_accum keeps the examples a step) or "
+    "data.image_batch_size / data.video_batch_size; in evaluation --batch-size; or use a GPU no other process shares"
+)
 
 
 class CliError(InputError):
@@ -103,6 +108,9 @@ def run_guarded(command: Callable[[], int], prog: str = PROG) -> int:
     except Exception as err:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
+        if out_of_memory(err):
+            print(f"{prog}: error: out of memory: {one_line(err)} ({OUT_OF_MEMORY_HINT})", file=sys.stderr)
+            return 2
         print(
             f"{prog}: error: unexpected {type(err).__name__}: {one_line(err)} "
             f"(this is a bug; set {DEBUG_ENV}=1 for the traceback)",

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hydra_x.errors import InputError
+from hydra_x.errors import InputError, out_of_memory
 from hydra_x.nn.flow import SAMPLERS
 from hydra_x.web import tasks
 from hydra_x.web.session import SessionFiles
@@ -71,6 +71,10 @@ def guarded(fn: Callable) -> Callable:
         except InputError as err:
             raise gr.Error(_escaped(err), duration=ERROR_SECONDS, print_exception=False) from None
         except Exception as err:
+            if out_of_memory(err):  # a size that does not fit, not a bug; the next request is served as usual
+                log.warning("hydra-x serve: out of memory in %s: %s", fn.__name__, err)
+                message = f"out of memory: {err} (try a smaller picture, a shorter clip or fewer samples)"
+                raise gr.Error(_escaped(message), duration=ERROR_SECONDS, print_exception=False) from None
             log.exception("hydra-x serve: unexpected error in %s", fn.__name__)
             message = f"unexpected {type(err).__name__}: {err} (this is a bug; the server's log has the traceback)"
             raise gr.Error(_escaped(message), duration=ERROR_SECONDS, print_exception=False) from None

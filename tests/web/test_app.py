@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 import hydra_x.web
 from hydra_x.cli import main
@@ -130,6 +131,14 @@ def test_guarded_events_turn_errors_into_escaped_messages(gradio):
     assert err.value.message == "&lt;b&gt;x.png&lt;/b&gt;: not a readable image"
     with pytest.raises(gradio.Error, match="unexpected RuntimeError: boom \\(this is a bug"):
         guarded(bug)()
+
+    def too_big():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 400.00 MiB")
+
+    with pytest.raises(gradio.Error) as err:
+        guarded(too_big)()
+    assert err.value.message.startswith("out of memory: CUDA out of memory. Tried to allocate 400.00 MiB (try a")
+    assert "bug" not in err.value.message
 
 
 def test_the_page_wires_every_model_job_to_one_slot(model, gradio):
