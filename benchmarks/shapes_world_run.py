@@ -258,6 +258,8 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict
                     str(5 if args.smoke else args.frames),
                     "--seen-questions",
                 ]
+                if args.edit_guidance is not None:
+                    cli += ["--edit-guidance", str(args.edit_guidance)]
                 if args.smoke:
                     cli += ["--limit", "2", "--device", "cpu"]
                 elif args.eval_limit:
@@ -361,6 +363,9 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=30)
     parser.add_argument(
         "--guidance", type=float, nargs="+", default=[3.0], help="guidance scales to evaluate each arm at (eval phase)"
+    )
+    parser.add_argument(
+        "--edit-guidance", type=float, help="guidance scale of the edits in the eval phase (default: each --guidance)"
     )
     parser.add_argument("--compile", action="store_true", help="compile the unified runs' blocks (compile=true)")
     parser.add_argument("--examples", type=int, help="examples per step of the unified runs (default: the recipe's)")

@@ -5,6 +5,7 @@ export is not scored, and the others are."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,8 +76,35 @@ def test_an_arm_without_an_export_is_left_out_of_the_scoring_and_the_others_are_
     (tmp_path / "eval-kept").mkdir()  # scored already: eval_phase reads its report instead of running the scorer
     (tmp_path / "eval-kept" / "report.json").write_text('{"generation": {"overall": 0.5}}')
     (tmp_path / "unified-lost").mkdir()  # a run that died before its export
-    args = argparse.Namespace(arms={"lost": [], "kept": []}, guidance=[3.0])
+    args = argparse.Namespace(arms={"lost": [], "kept": []}, guidance=[3.0], edit_guidance=None)
     assert eval_phase(args, tmp_path) == {"kept": ("kept", {"generation": {"overall": 0.5}})}
     assert f"unified (lost): no export in {tmp_path / 'unified-lost'}, not scored" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no arm of \\['lost'\\] has an export"):
-        eval_phase(argparse.Namespace(arms={"lost": []}, guidance=[3.0]), tmp_path)
+        eval_phase(argparse.Namespace(arms={"lost": []}, guidance=[3.0], edit_guidance=None), tmp_path)
+
+
+def test_the_scorer_gets_each_guidance_and_the_edits_their_own(tmp_path, monkeypatch):
+    import shapes_world_run
+
+    (tmp_path / "unified-one" / "export").mkdir(parents=True)
+    commands = []
+
+    def scorer(cli, log):  # writes the report the real scorer would
+        commands.append(cli)
+        folder = Path(cli[cli.index("--out") + 1])
+        folder.mkdir()
+        (folder / "report.json").write_text("{}")
+
+    monkeypatch.setattr(shapes_world_run, "run", scorer)
+    monkeypatch.setattr(shapes_world_run, "wait", lambda procs, logs: None)
+    args = argparse.Namespace(
+        arms={"one": []}, guidance=[3.0, 6.0], edit_guidance=3.0, smoke=False, size=64, frames=9, sample_steps=20
+    )
+    args.eval_limit = None
+    assert set(eval_phase(args, tmp_path)) == {"one", "one g6"}
+    for cli, guidance in zip(commands, ("3.0", "6.0")):
+        assert cli[cli.index("--guidance") + 1] == guidance and cli[cli.index("--edit-guidance") + 1] == "3.0"
+    commands.clear()
+    shutil.rmtree(tmp_path / "eval-one")  # scored again, now without an edit guidance of its own
+    eval_phase(argparse.Namespace(**{**vars(args), "guidance": [1.5], "edit_guidance": None}), tmp_path)
+    assert len(commands) == 1 and "--edit-guidance" not in commands[0]

@@ -5,7 +5,8 @@ your own.
     hydra-x eval recon --ckpt DIR --data FOLDER|SHARDS|embedded --protocol image256 --out DIR
     hydra-x eval recon --model diffusers:REPO_OR_FOLDER --data ... --protocol video17x256 --out DIR
     hydra-x eval table a/report.json b/report.json [--out table.md]
-    hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --frames 17 --steps 20 --guidance 3 --shift S --limit N]
+    hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --frames 17 --steps 20 --guidance 3 --edit-guidance G
+                        --shift S --limit N]
     hydra-x eval edits --ckpt DIR --data edits.jsonl --out DIR [--size 256 --steps 20 --guidance 3 --limit N]
     hydra-x eval questions --ckpt DIR --data pope.jsonl --out DIR [--size 256 --frames 17 --limit N]
     torchrun --nproc_per_node N -m hydra_x.cli.eval recon ...     (samples split by index across ranks)
@@ -169,6 +170,7 @@ def _shapes(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         shift=args.shift,
         edit_start=args.edit_start,
+        edit_guidance=args.edit_guidance,
         seed=args.seed,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -213,6 +215,12 @@ def _add_shapes(sub) -> None:
     g = _add_sampling(p, size=64)
     g.add_argument("--frames", type=int, default=17, help="frames per generated clip, 1 + 4k (default 17)")
     g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
+    g.add_argument(
+        "--edit-guidance",
+        type=float,
+        help="guidance scale of the edits (default: --guidance); a scale that draws prompts better can keep less of "
+        "an edit's source",
+    )
     g = p.add_argument_group("prompt set")
     g.add_argument(
         "--prompt-set",

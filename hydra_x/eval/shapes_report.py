@@ -99,7 +99,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{cfg['size']} px, "
         f"{cfg['steps']} {cfg.get('sampler', 'euler')} steps"
         + (f" (time shift {cfg['shift']:g})" if cfg.get("shift") else "")
-        + f", guidance {cfg['guidance']}, seed {cfg['seed']}"
+        + f", guidance {cfg['guidance']}"
+        + (f" (edits {cfg['edit_guidance']})" if cfg.get("edit_guidance", cfg["guidance"]) != cfg["guidance"] else "")
+        + f", seed {cfg['seed']}"
         + (f", edits from the source noised to t = {cfg['edit_start']:g}" if cfg.get("edit_start", 1) < 1 else "")
         + (f", at most {cfg['limit']} items per category" if cfg["limit"] else "")
         + ". Figures in percent.\n",

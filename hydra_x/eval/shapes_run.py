@@ -134,6 +134,7 @@ def evaluate_shapes(
     sampler: str = "euler",
     shift: float | None = None,
     edit_start: float = 1.0,
+    edit_guidance: float | None = None,
     seed: int = 0,
     limit: int | None = None,
     batch_size: int = 16,
@@ -144,10 +145,12 @@ def evaluate_shapes(
     """Score ``model`` (a HydraX) on ``prompt_set`` (the first ``limit`` items of each category, kind and op) at
     ``size`` x ``size`` pixels and ``frames`` frames, sampling with ``steps`` of ``sampler`` on a time grid
     shifted by ``shift`` (None: the model's resolution shift); edits begin at flow time ``edit_start`` (below 1:
-    from the source noised to it, ``BlockSampling.start``). With ``round_trip``, also the scores of the model's
-    tokenizer's reconstructions of the truth (see the module docstring); with ``control`` (e.g. shapes-v1-seen),
-    also the answers to its first ``limit`` questions of each kind, so that held-out understanding reads beside
-    understanding of seen combinations. Sizes the model cannot take are InputErrors, raised before any work."""
+    from the source noised to it, ``BlockSampling.start``) and take ``edit_guidance`` (None: ``guidance``), since a
+    scale that draws prompts better can keep less of an edit's source. With ``round_trip``, also the scores of the
+    model's tokenizer's reconstructions of the truth (see the module docstring); with ``control`` (e.g.
+    shapes-v1-seen), also the answers to its first ``limit`` questions of each kind, so that held-out understanding
+    reads beside understanding of seen combinations. Sizes the model cannot take are InputErrors, raised before any
+    work."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     visual_spec(model, "image", size, size, None)
@@ -157,7 +160,9 @@ def evaluate_shapes(
     items = prompt_set.limited(limit)
     say = progress or (lambda message: None)
     gen = dict(steps=steps, guidance=guidance, sampler=sampler, shift=shift)
-    settings = dict(size=size, frames=frames, **gen, edit_start=edit_start, seed=seed, limit=limit)
+    edit_guidance = guidance if edit_guidance is None else edit_guidance
+    settings = dict(size=size, frames=frames, **gen, edit_start=edit_start, edit_guidance=edit_guidance, seed=seed)
+    settings["limit"] = limit
     settings["batch_size"] = batch_size
     settings["max_new_tokens"] = MAX_NEW_TOKENS
     report = ShapesReport(items, prompt_set.digest(), settings, [], [], None, None, None, None, {})
@@ -179,7 +184,8 @@ def evaluate_shapes(
         report.editing_reason = "not available: the model has no edit method"
     else:
         say(f"editing: {len(items.edits)} instructions")
-        report.editing, report.pictures["editing"] = _edits(edit, items, size, seed, gen | {"start": edit_start})
+        edit_options = gen | {"start": edit_start, "guidance": edit_guidance}
+        report.editing, report.pictures["editing"] = _edits(edit, items, size, seed, edit_options)
     if round_trip:
         say("the tokenizer's round trip of the truth")
         report.round_trip = _round_trip(model, items, size, frames, seed, batch_size, video, report.editing is not None)

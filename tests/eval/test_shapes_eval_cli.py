@@ -137,6 +137,29 @@ def test_the_sampler_and_its_time_shift_reach_every_task():
     assert [a.reply for a in shifted.understanding] == [a.reply for a in plain.understanding]
 
 
+def test_edits_take_their_own_guidance_and_the_rest_the_guidance(model, monkeypatch):
+    editor = Editor(64, perfect=False)
+    import hydra_x.eval.shapes_run as shapes_run
+
+    seen = []
+    generate = shapes_run.generate_latents
+
+    def recording(*args, **kwargs):
+        seen.append((args[2], kwargs["guidance"]))
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(shapes_run, "generate_latents", recording)
+    own = evaluate_shapes(View(model, editor), prompt_set(), **{**FAST, "guidance": 6.0}, edit_guidance=3.0)
+    assert set(seen) == {("image", 6.0), ("video", 6.0)}
+    assert {c[2] for c in editor.calls} == {3.0}  # edits
+    assert own.settings["guidance"] == 6.0 and own.settings["edit_guidance"] == 3.0
+    assert ", guidance 6.0 (edits 3.0), seed 0" in markdown(build_report(own, {"name": "m"}, model.device))
+    editor.calls.clear()
+    same = evaluate_shapes(View(model, editor), prompt_set(), **{**FAST, "guidance": 6.0})  # default: one scale
+    assert {c[2] for c in editor.calls} == {6.0} and same.settings["edit_guidance"] == 6.0
+    assert ", guidance 6.0, seed 0" in markdown(build_report(same, {"name": "m"}, model.device))
+
+
 class PixelTokenizer:
     """The tiny model's tokenizer, except that the pixel "latents" RoundTripView.encode makes (3 channels) decode to
     themselves (``blank``: to the background), so that the round trip's scores are known: those of the truth, or of
@@ -228,7 +251,7 @@ def test_sizes_the_model_cannot_take_are_refused_before_any_work(model):
         evaluate_shapes(bad, prompt_set(), **FAST)
 
 
-def _check_outputs(out, report: dict) -> None:
+def _check_outputs(out, report: dict, guidance: float = 3.0, edit_guidance: float = 3.0) -> None:
     names = ["report.json", "report.md", "generation.png", "video.png"]
     names += ["editing.png"] if report["summary"]["editing"]["available"] else []
     assert all((out / name).is_file() for name in names)
@@ -239,13 +262,14 @@ def _check_outputs(out, report: dict) -> None:
         "size": 64,
         "frames": 5,
         "steps": 2,
-        "guidance": 3.0,
+        "guidance": guidance,
         "seed": 0,
         "limit": 1,
         "batch_size": 16,
         "sampler": "euler",
         "shift": None,
         "edit_start": 1.0,
+        "edit_guidance": edit_guidance,
         "max_new_tokens": 16,
     }
     s = report["summary"]
@@ -270,7 +294,7 @@ def _check_outputs(out, report: dict) -> None:
 def test_the_command_on_a_random_preset_writes_the_report_and_the_grids(tmp_path, capsys):
     out = tmp_path / "eval"
     args = ["eval", "shapes", "--preset", "tiny", "--out", str(out), "--limit", "1", "--steps", "2", "--frames", "5"]
-    assert hydra_main(args) == 0
+    assert hydra_main([*args, "--guidance", "6", "--edit-guidance", "3"]) == 0
     stdout, stderr = capsys.readouterr()
     line, wrote = stdout.splitlines()
     assert line.startswith("HYDRA-X tiny (random, seed 0) on shapes-v1: generation ")
@@ -279,7 +303,7 @@ def test_the_command_on_a_random_preset_writes_the_report_and_the_grids(tmp_path
     assert wrote.startswith(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'generation.png'}")
     assert "warning: no trained weights given" in stderr
     report = json.loads((out / "report.json").read_text())
-    _check_outputs(out, report)
+    _check_outputs(out, report, guidance=6.0, edit_guidance=3.0)
     assert report["model"]["preset"] == "tiny" and report["model"]["random_weights"]
 
 
