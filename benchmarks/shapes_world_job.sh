@@ -14,7 +14,8 @@
 #
 # SIZE=64 FRAMES=9: pictures of 64 px (16 visual tokens, not 64) and clips of 9 frames; EXAMPLES=512: twice the
 # examples a unified step (at 64 px still less GPU work than 256 at 128 px). GPU memory at 64 px: a 1024-example arm
-# peaks at 59.7 GiB, so on an 80 GB card no second arm (512 examples: about 23 GiB in its first step) fits beside it.
+# peaks at 59.7 GiB, so on an 80 GB card no second arm (512 examples: about 23 GiB in its first step) fits beside it;
+# two arms of 512 held 69 GB together (an H200, as nvidia-smi counts it).
 # Overrides of the unified run: ARM="key=value,..." (default: the `small` recipe with edits weighted 4, two attention
 # layers in the flow head that join after 84% of the run's planned steps (the best run's step 800 of 954; a share,
 # not a step, so that a slower machine's shorter plan still gets them), grid positions from a random start and rows
