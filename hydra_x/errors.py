@@ -17,7 +17,8 @@ class InputError(ValueError):
 
 def out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is running out of GPU (``torch.OutOfMemoryError``) or host (``MemoryError``) memory, raised
-    as it is or as the cause of another error (torch.compile wraps what its compiled code raises)."""
+    as it is or as the cause or context of another error (torch.compile wraps what its compiled code raises; a
+    cleanup can fail while the error unwinds)."""
     torch = sys.modules.get("torch")  # an error raised by torch means torch is loaded; nothing is imported here
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
