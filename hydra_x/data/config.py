@@ -29,6 +29,9 @@ class SourceConfig:
     # ("data/train-{000000..000099}.tar"). Unused by the embedded sources.
     path: str | None = None
     weight: float = 1.0  # relative share of the steps whose batch comes from this source
+    # This source's square side, or its buckets' pixel budget (None: the DataConfig's image_size), e.g. the
+    # photographs at 256 beside renders that a model will generate at 128: each step's batch is one source's.
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -40,6 +43,9 @@ class SourceConfig:
             raise ValueError(f"the {self.kind} source needs a path")
         if not (self.weight >= 0 and self.weight < float("inf")):
             raise ValueError(f"source weights must be finite and >= 0, got {self.weight} for {self.kind}")
+        size = self.image_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"a source's image_size must be None or a positive integer, got {size!r} for {self.name}")
 
     @property
     def media(self) -> str:
@@ -93,6 +99,12 @@ class DataConfig:
             raise ValueError(
                 f"image_size ({self.image_size}) must be a multiple of size_multiple ({self.size_multiple})"
             )
+        for sc in self.sources:
+            if sc.image_size is not None and sc.image_size % self.size_multiple:
+                raise ValueError(
+                    f"data source {sc.name}: image_size ({sc.image_size}) must be a multiple of size_multiple "
+                    f"({self.size_multiple})"
+                )
         if (self.clip_frames - 1) % self.frames_multiple:
             raise ValueError(
                 f"clip_frames must be 1 + T with T a multiple of frames_multiple ({self.frames_multiple}), "
@@ -104,6 +116,10 @@ class DataConfig:
             raise ValueError(f"mp_context must be one of {MP_CONTEXTS}, got {self.mp_context!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+    def source_size(self, sc: SourceConfig) -> int:
+        """The square side (or bucket pixel budget) of source ``sc``'s batches."""
+        return self.image_size if sc.image_size is None else sc.image_size
 
     def batch_size(self, media: str) -> int:
         """Per-rank batch size of an 'image' or 'video' batch."""

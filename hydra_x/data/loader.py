@@ -84,7 +84,7 @@ class _Spec:
     config: DataConfig
     rank: int
     world_size: int
-    buckets: tuple[Bucket, ...]
+    buckets: list[tuple[Bucket, ...]]  # each source's, at its own size
     sources: list  # FolderSource / EmbeddedSource, or the shard file list of a shard source
     slot_states: dict[str, dict[str, dict]] = field(default_factory=dict)
     start_epochs: dict[str, int] = field(default_factory=dict)  # shard sources restarted on a new layout
@@ -147,7 +147,7 @@ def _batches(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tup
             if sc.is_shards:
                 if s not in streams:
                     streams[s] = ShardStream(
-                        sc.media, spec.sources[s], s, cfg, spec.buckets, consumer, consumers,
+                        sc.media, spec.sources[s], s, cfg, spec.buckets[s], consumer, consumers,
                         state=saved.get(str(s)), start_epoch=spec.start_epochs.get(str(s), 0), name=sc.name,
                     )  # fmt: skip
                 keys, xs, _, skipped = streams[s].next_batch()
@@ -161,10 +161,11 @@ def _batches(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tup
 # ---------------------------------------------------------------------------- the loader
 
 
-def check_sources(config: DataConfig) -> None:
-    """Fail fast, before a model is built: every folder source exists and every shard pattern matches a file
-    (DataSourceError otherwise). Whether the files are usable is only known once the loader scans them."""
-    for sc in config.sources:
+def check_sources(config: DataConfig, only: SourceConfig | None = None) -> None:
+    """Fail fast, before a model is built: every folder source (or ``only`` that one) exists and every shard pattern
+    matches a file (DataSourceError otherwise). Whether the files are usable is only known once the loader scans
+    them."""
+    for sc in config.sources if only is None else (only,):
         if sc.is_shards and not expand_shards(sc.path):
             raise DataSourceError(f"data source {sc.name}: no shard file (.tar) matches")
         if sc.kind.endswith("_folder") and not os.path.isdir(sc.path):
@@ -196,7 +197,9 @@ class TokenizerDataLoader:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
         self.config, self.rank, self.world_size = config, rank, world_size
         self.pin_memory = pin_memory  # for a CUDA run: batches arrive page-locked
-        self.buckets = make_buckets(config.image_size, config.size_multiple, config.aspect_buckets)
+        self.buckets = [
+            make_buckets(config.source_size(sc), config.size_multiple, config.aspect_buckets) for sc in config.sources
+        ]  # per source
         self.skip_counts: Counter = Counter()  # distinct skipped files by category, this run and the ones resumed
         self.scan_skipped: list[tuple[str, str]] = []  # files the folder scans left out
         self._reported: set[str] = set()  # files (shard samples, shards) this rank counted and logged
@@ -218,11 +221,11 @@ class TokenizerDataLoader:
 
     def _build_source(self, sid: int, sc: SourceConfig):
         if sc.kind.startswith("embedded"):
-            return EmbeddedSource(sc.media, sid, self.config, self.buckets)
-        check_sources(DataConfig(sources=(sc,)))
+            return EmbeddedSource(sc.media, sid, self.config, self.buckets[sid])
+        check_sources(self.config, only=sc)
         if sc.is_shards:
             return expand_shards(sc.path)
-        source = open_folder(sc, sid, self.config, self.buckets)
+        source = open_folder(sc, sid, self.config, self.buckets[sid])
         self.scan_skipped.extend(source.index.skipped)
         return source
 
@@ -235,6 +238,7 @@ class TokenizerDataLoader:
     def _fingerprint(self) -> list:
         return [
             [sc.kind, sc.path, sc.weight, len(src) if not isinstance(src, EmbeddedSource) else None]
+            + ([] if sc.image_size is None else [sc.image_size])  # as before for sources at the config's size
             for sc, src in zip(self.config.sources, self._spec.sources)
         ]
 

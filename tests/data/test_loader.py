@@ -177,3 +177,48 @@ def test_pinned_batches_are_the_same_batches(all_sources, workers):
     pinned = take(TokenizerDataLoader(cfg, pin_memory=True), 4)
     assert all(b.pixels.is_pinned() for b in pinned)
     assert_same(pinned, take(TokenizerDataLoader(cfg), 4))
+
+
+def test_each_source_batches_at_its_own_size_and_resumes_exactly(all_sources, image_dir, image_shards):
+    # The same photographs at three sizes (folder, shards, embedded) beside clips at the config's: every batch is
+    # at its source's size, the stream resumes exactly, and a change of a source's size is told on resume.
+    sources = [
+        SourceConfig("image_folder", str(image_dir), image_size=32),
+        SourceConfig("image_shards", str(image_shards), image_size=48),
+        SourceConfig("embedded_images", image_size=96),
+        SourceConfig("embedded_videos"),
+    ]
+    cfg = config(sources, aspect_buckets=False, num_workers=2)
+    batches = take(TokenizerDataLoader(cfg), 16)
+    sides: dict[str, set] = {}
+    for b in batches:
+        sides.setdefault(b.source, set()).add(tuple(b.pixels.shape[-2:]))
+    assert sides == {
+        sources[0].name: {(32, 32)},
+        sources[1].name: {(48, 48)},
+        "embedded_images": {(96, 96)},
+        "embedded_videos": {(64, 64)},
+    }
+    first = TokenizerDataLoader(cfg)
+    assert_same(take(first, 5), batches[:5])
+    state = json.loads(json.dumps(first.state_dict()))
+    assert_same(take(TokenizerDataLoader(cfg, start_step=5, state=state), 11), batches[5:])
+    assert [s[-1] for s in state["sources"]] == [32, 48, 96, None]  # the fingerprint names a source's own size
+    moved = config(
+        [SourceConfig("image_folder", str(image_dir), image_size=48), *sources[1:]], aspect_buckets=False, num_workers=2
+    )
+    with pytest.warns(UserWarning, match="the data sources differ from the saved state's"):
+        TokenizerDataLoader(moved, start_step=5, state=state)
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        (40, r"data source image_folder:x: image_size \(40\) must be a multiple of size_multiple \(16\)"),
+        (0, "a source's image_size must be None or a positive integer, got 0 for image_folder:x"),
+        (True, "a source's image_size must be None or a positive integer, got True"),
+    ],
+)
+def test_a_source_size_the_patches_cannot_tile_is_refused(size, message):
+    with pytest.raises(ValueError, match=message):
+        DataConfig(sources=(SourceConfig("image_folder", "x", image_size=size),))
