@@ -5,8 +5,8 @@ your own.
     hydra-x eval recon --ckpt DIR --data FOLDER|SHARDS|embedded --protocol image256 --out DIR
     hydra-x eval recon --model diffusers:REPO_OR_FOLDER --data ... --protocol video17x256 --out DIR
     hydra-x eval table a/report.json b/report.json [--out table.md]
-    hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --frames 17 --steps 20 --guidance 3 --edit-guidance G
-                        --shift S --limit N]
+    hydra-x eval shapes --ckpt DIR --out DIR [--size 64 --question-size S --frames 17 --steps 20 --guidance 3
+                        --edit-guidance G --shift S --limit N]
     hydra-x eval edits --ckpt DIR --data edits.jsonl --out DIR [--size 256 --steps 20 --guidance 3 --limit N]
     hydra-x eval questions --ckpt DIR --data pope.jsonl --out DIR [--size 256 --frames 17 --limit N]
     torchrun --nproc_per_node N -m hydra_x.cli.eval recon ...     (samples split by index across ranks)
@@ -148,7 +148,7 @@ def _shapes(args: argparse.Namespace) -> int:
     from hydra_x.eval.shapes_report import build_report, summary_line, write_outputs
     from hydra_x.eval.shapes_run import evaluate_shapes
 
-    _check_sampling(args, ("size", "steps", "limit", "batch_size", "frames"))
+    _check_sampling(args, ("size", "steps", "limit", "batch_size", "frames", "question_size"))
     try:
         items = prompt_set(args.prompt_set)
     except ValueError as err:
@@ -177,6 +177,7 @@ def _shapes(args: argparse.Namespace) -> int:
         progress=note,
         round_trip=args.round_trip,
         control=prompt_set(SEEN_VERSION) if args.seen_questions else None,
+        question_size=args.question_size,
     )
     report = build_report(result, _model_info(args, model), model.device)
     return _wrote(summary_line(report), write_outputs(Path(args.out), report, result))
@@ -220,6 +221,12 @@ def _add_shapes(sub) -> None:
         type=float,
         help="guidance scale of the edits (default: --guidance); a scale that draws prompts better can keep less of "
         "an edit's source",
+    )
+    g.add_argument(
+        "--question-size",
+        type=int,
+        help="side of the scenes the questions are asked about (default: the model's understanding_image_size, "
+        "else --size)",
     )
     g = p.add_argument_group("prompt set")
     g.add_argument(

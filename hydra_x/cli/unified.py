@@ -62,7 +62,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         raise CliError(f"--image needs an image file, got {args.image} (use --video for videos)")
     model = load_unified(args)
     cfg = model.config
-    size = args.size or cfg.image_size
+    size = args.size or cfg.read_size
     image = video = None
     if args.image:
         image = fit_to_patches(read_image(args.image), size, cfg.tokenizer.patch_size)
@@ -202,7 +202,11 @@ def add_commands(sub) -> None:
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--image", metavar="PATH", help="an image file")
     p.add_argument("--video", metavar="PATH", help="a video file (its first --frames frames are read)")
-    p.add_argument("--size", type=int, help="short side the input is resized to (default: the model's image_size)")
+    p.add_argument(
+        "--size",
+        type=int,
+        help="short side the input is resized to (default: the model's understanding_image_size, else its image_size)",
+    )
     p.add_argument("--frames", type=int, help="video frames to read, 1 + 4k (default: the model's clip_frames)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens (default 64)")
     p.add_argument("--top-p", type=float, help="nucleus sampling with this mass (default: greedy)")

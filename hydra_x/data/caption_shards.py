@@ -34,6 +34,7 @@ from hydra_x.data.examples import (
     fit_image,
     load_clip,
     seen_again,
+    task_image_size,
 )
 from hydra_x.data.failures import SampleError, skip_category
 from hydra_x.data.folders import VIDEO_EXTENSIONS, decode_image_bytes
@@ -143,15 +144,28 @@ def sample_caption(sample: ShardSample, field: str = "caption") -> str:
 
 
 class CaptionShardSource:
-    """Image (``media="image"``) or video caption pairs from the shards a pattern matches."""
+    """Image (``media="image"``) or video caption pairs from the shards a pattern matches, at ``size`` (square) for
+    generation and at ``understanding_size`` (None: ``size``) for captioning."""
 
-    def __init__(self, pattern: str, media: str, sid: int, seed: int, size: int, frames: int, stride: int, name: str):
+    def __init__(
+        self,
+        pattern: str,
+        media: str,
+        sid: int,
+        seed: int,
+        size: int,
+        frames: int,
+        stride: int,
+        name: str,
+        understanding_size: int | None = None,
+    ):
         self.shards = expand_shards(pattern)
         self.name = name
         if not self.shards:
             raise DataSourceError(f"data source {name}: no shard file (.tar) matches")
         self.media, self.sid, self.seed = media, sid, seed
         self.size, self.frames, self.stride = size, frames, stride
+        self.understanding_size = understanding_size
         self.tasks = frozenset({f"{media}_caption", f"{media}_gen"})
 
     def __len__(self) -> int:
@@ -167,10 +181,11 @@ class CaptionShardSource:
             have = ", ".join(sorted(sample.members)) or "nothing"
             raise SampleError(sample.name, f"no {self.media} member in the sample (has: {have})", "no_media")
         data = sample.members[member]
+        size = task_image_size(task, self.size, self.understanding_size)
         if self.media == "image":
-            pixels = fit_image(decode_image_bytes(data, sample.name), self.size)
+            pixels = fit_image(decode_image_bytes(data, sample.name), size)
         else:
-            pixels = load_clip(data, sample.name, self.frames, self.stride, self.size)
+            pixels = load_clip(data, sample.name, self.frames, self.stride, size)
         tag = "<image>" if self.media == "image" else "<video>"
         if task.endswith("_gen"):
             messages = [{"role": "user", "content": caption}, {"role": "assistant", "content": tag}]

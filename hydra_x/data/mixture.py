@@ -243,16 +243,19 @@ def _produce(spec: _Spec, start: int, worker: int, workers: int) -> Iterator[tup
 def build_source(sid: int, sc: UnifiedSource, config: UnifiedDataConfig):
     """The source object of ``config.sources[sid]``; DataSourceError when it cannot be used at all."""
     size, frames, stride = config.image_size, config.clip_frames, config.frame_stride
+    read_size = config.understanding_image_size
     if sc.kind == "shapes":
-        return ShapesTasks(config.seed, sc.split, size, frames, sc.edit_ops)
+        return ShapesTasks(config.seed, sc.split, size, frames, sc.edit_ops, read_size)
     if sc.kind in ("conversations", "edits"):
         parse = parse_edit_record if sc.kind == "edits" else parse_record
         index = scan_conversations(sc.path, sc.media_root, parse, sc.kind)
+        # a conversation's pictures are read (text, image_sft, video_sft); an edit's are at its target's size
+        size = config.task_size("edit" if sc.kind == "edits" else "image_sft")
         return ConversationSource(index, sid, config.seed, size, frames, stride)
     if sc.kind == "edit_shards":
         return EditShardSource(sc.path, sid, config.seed, size, sc.name)
     media = "image" if sc.kind == "caption_shards" else "video"
-    return CaptionShardSource(sc.path, media, sid, config.seed, size, frames, stride, sc.name)
+    return CaptionShardSource(sc.path, media, sid, config.seed, size, frames, stride, sc.name, read_size)
 
 
 def find_providers(config: UnifiedDataConfig, sources: list) -> dict[str, list[int]]:

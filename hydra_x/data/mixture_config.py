@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra_x.config import config_from_dict, config_to_dict
-from hydra_x.data.examples import TASKS
+from hydra_x.data.examples import TASKS, task_image_size
 from hydra_x.data.shapes import SPLITS
 from hydra_x.data.shapes_text import check_edit_ops
 
@@ -86,6 +86,11 @@ class UnifiedDataConfig:
     sources: tuple[UnifiedSource, ...] = (UnifiedSource("shapes"),)
     task_ratios: dict[str, float] | None = None  # task -> weight; None: the training stage's recipe sets it
     image_size: int = 256  # every image and clip frame is image_size x image_size (cover, centre crop)
+    # The side of the pictures and clip frames of the tasks that only read them (captioning, questions:
+    # UNDERSTANDING_TASKS); None: image_size. The paper trains understanding at higher resolutions than
+    # generation: more visual tokens to count and place objects by, while generation keeps its cheaper size. Set
+    # the model's own (UnifiedConfig.understanding_image_size) to the same, so that it is asked at the size it learnt.
+    understanding_image_size: int | None = None
     clip_frames: int = 17  # 1 + 4k frames per clip
     frame_stride: int = 1  # every k-th decoded frame of a video
     examples_per_step: int = 8  # per rank
@@ -106,6 +111,11 @@ class UnifiedDataConfig:
         _positive_int("prefetch_factor", self.prefetch_factor)
         if self.image_size % 16 or self.image_size < 16:
             raise ValueError(f"image_size must be a multiple of 16 (the patch size), got {self.image_size}")
+        size = self.understanding_image_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 16 or size % 16):
+            raise ValueError(
+                f"understanding_image_size must be None or a multiple of 16 (the patch size), got {size!r}"
+            )
         if (self.clip_frames - 1) % 4:
             raise ValueError(f"clip_frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {self.clip_frames}")
         if not isinstance(self.num_workers, int) or isinstance(self.num_workers, bool) or self.num_workers < 0:
@@ -120,6 +130,10 @@ class UnifiedDataConfig:
             for task in self.active_tasks:
                 if not any(task in s.provides and s.weight > 0 for s in self.sources):
                     raise ValueError(no_source_message(task, self.task_ratios[task], self.sources))
+
+    def task_size(self, task: str) -> int:
+        """The side of ``task``'s pictures (understanding_image_size for the tasks that only read them)."""
+        return task_image_size(task, self.image_size, self.understanding_image_size)
 
     @property
     def active_tasks(self) -> tuple[str, ...]:

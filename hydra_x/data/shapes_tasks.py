@@ -1,10 +1,10 @@
 """Every task of the unified model from the shapes world: the embedded default data, nothing to download.
 
 ``ShapesTasks(seed, split, image_size, clip_frames).example(task, k)`` is a pure function of (seed, split, task,
-k): scenes come from :class:`hydra_x.data.shapes.ShapesWorld`, the words from :mod:`hydra_x.data.shapes_text`,
-and the few choices made here (a prompt's phrasing, a question about a clip, a text task) from a generator of
-their own seeded by the same numbers. What an example says is exact: captions, answers and edits are computed
-from the scene that is rendered.
+k) and the sizes: scenes come from :class:`hydra_x.data.shapes.ShapesWorld`, the words from
+:mod:`hydra_x.data.shapes_text`, and the few choices made here (a prompt's phrasing, a question about a clip, a
+text task) from a generator of their own seeded by the same numbers. What an example says is exact: captions,
+answers and edits are computed from the scene that is rendered.
 
 The "text" task is small on purpose: facts of this world (its colours, its shapes, opposite directions), small
 sums, and word puzzles over its vocabulary (letters, spelling backwards, numbers in words), all with exact short
@@ -17,7 +17,15 @@ import zlib
 
 import numpy as np
 
-from hydra_x.data.examples import IMAGE_CAPTION_PROMPTS, TASKS, VIDEO_CAPTION_PROMPTS, Example, Visual, edit_messages
+from hydra_x.data.examples import (
+    IMAGE_CAPTION_PROMPTS,
+    TASKS,
+    VIDEO_CAPTION_PROMPTS,
+    Example,
+    Visual,
+    edit_messages,
+    task_image_size,
+)
 from hydra_x.data.shapes import COLOURS, DIRECTIONS, SHAPES, render_clip, render_image
 from hydra_x.data.shapes_text import (
     EDIT_OPS,
@@ -99,7 +107,8 @@ def _assistant(content: str) -> dict[str, str]:
 
 
 class ShapesTasks:
-    """The k-th example of each task of one shapes world, rendered at ``image_size`` (square) and ``clip_frames``."""
+    """The k-th example of each task of one shapes world, rendered at ``image_size`` (square) and ``clip_frames``;
+    the pictures of the tasks that only read them at ``understanding_image_size`` where it is given."""
 
     name = "shapes"
     tasks = frozenset(TASKS)
@@ -111,11 +120,13 @@ class ShapesTasks:
         image_size: int = 256,
         clip_frames: int = 17,
         edit_ops: tuple[str, ...] | None = None,  # the edit kinds drawn (None: all)
+        understanding_image_size: int | None = None,
     ):
         self.edit_ops = EDIT_OPS if edit_ops is None else edit_ops
         check_edit_ops(self.edit_ops)
         self.world = ShapesWorld(seed, split)
         self.seed, self.split, self.size, self.frames = int(seed), split, int(image_size), int(clip_frames)
+        self.understanding_size = None if understanding_image_size is None else int(understanding_image_size)
 
     def rng(self, task: str, k: int) -> np.random.Generator:
         """This module's own choices for example k of ``task`` (independent of the world's)."""
@@ -129,19 +140,20 @@ class ShapesTasks:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         rng, key = self.rng(task, k), f"shapes:{self.split}:{task}:{k}"
+        size = task_image_size(task, self.size, self.understanding_size)
         if task == "text":
             question, answer = text_qa(rng)
             return Example(task, [_user(question), _assistant(answer)], [], key)
         if task in ("image_caption", "image_gen"):
             sample = self.world.caption_sample(k)
-            image = render_image(sample.scene, self.size, self.size)
+            image = render_image(sample.scene, size, size)
             if task == "image_gen":
                 return Example(task, [_user(sample.caption), _assistant("<image>")], [Visual(image, "generate")], key)
             prompt = _pick(rng, IMAGE_CAPTION_PROMPTS)
             return Example(task, [_user(f"<image>\n{prompt}"), _assistant(sample.caption)], [Visual(image)], key)
         if task == "image_sft":
             qs = self.world.question_sample(k)
-            image = render_image(qs.scene, self.size, self.size)
+            image = render_image(qs.scene, size, size)
             messages = [_user(f"<image>\n{qs.question.text}"), _assistant(qs.question.answer)]
             return Example(task, messages, [Visual(image)], key)
         if task == "edit":
@@ -149,11 +161,11 @@ class ShapesTasks:
             source, target = (render_image(s, self.size, self.size) for s in (edit.source, edit.target))
             instruction = edit.instruction[0].upper() + edit.instruction[1:] + "."
             return Example(task, edit_messages(instruction), [Visual(source), Visual(target, "generate")], key)
-        return self._clip_example(task, k, rng, key)
+        return self._clip_example(task, k, rng, key, size)
 
-    def _clip_example(self, task: str, k: int, rng: np.random.Generator, key: str) -> Example:
+    def _clip_example(self, task: str, k: int, rng: np.random.Generator, key: str, size: int) -> Example:
         sample = self.world.clip_sample(k)
-        clip = render_clip(sample.clip, self.frames, self.size, self.size)
+        clip = render_clip(sample.clip, self.frames, size, size)
         if task == "video_gen":
             return Example(task, [_user(sample.caption), _assistant("<video>")], [Visual(clip, "generate")], key)
         if task == "video_caption":

@@ -96,7 +96,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Shapes evaluation: {report['model']['name']}\n",
         f"Prompt set `{p['version']}` (sha256 `{p['sha256'][:16]}`), {SPLIT_WORDS[SPLIT_OF[p['version']]]}. "
-        f"{cfg['size']} px, "
+        f"{cfg['size']} px"
+        + (f" (questions {cfg['question_size']} px)" if cfg.get("question_size", cfg["size"]) != cfg["size"] else "")
+        + ", "
         f"{cfg['steps']} {cfg.get('sampler', 'euler')} steps"
         + (f" (time shift {cfg['shift']:g})" if cfg.get("shift") else "")
         + f", guidance {cfg['guidance']}"

@@ -141,6 +141,7 @@ def evaluate_shapes(
     progress: Callable[[str], None] | None = None,
     round_trip: bool = True,
     control: PromptSet | None = None,
+    question_size: int | None = None,
 ) -> ShapesReport:
     """Score ``model`` (a HydraX) on ``prompt_set`` (the first ``limit`` items of each category, kind and op) at
     ``size`` x ``size`` pixels and ``frames`` frames, sampling with ``steps`` of ``sampler`` on a time grid
@@ -149,11 +150,14 @@ def evaluate_shapes(
     scale that draws prompts better can keep less of an edit's source. With ``round_trip``, also the scores of the
     model's tokenizer's reconstructions of the truth (see the module docstring); with ``control`` (e.g.
     shapes-v1-seen), also the answers to its first ``limit`` questions of each kind, so that held-out understanding
-    reads beside understanding of seen combinations. Sizes the model cannot take are InputErrors, raised before any
-    work."""
+    reads beside understanding of seen combinations. Questions are asked about scenes rendered at ``question_size``
+    (None: the model's understanding_image_size where it has one, else ``size``). Sizes the model cannot take are
+    InputErrors, raised before any work."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     visual_spec(model, "image", size, size, None)
+    question_size = question_size or getattr(model.config, "understanding_image_size", None) or size
+    visual_spec(model, "image", question_size, question_size, None)
     video = bool(model.config.video)
     if video:
         visual_spec(model, "video", size, size, frames)
@@ -162,6 +166,7 @@ def evaluate_shapes(
     gen = dict(steps=steps, guidance=guidance, sampler=sampler, shift=shift)
     edit_guidance = guidance if edit_guidance is None else edit_guidance
     settings = dict(size=size, frames=frames, **gen, edit_start=edit_start, edit_guidance=edit_guidance, seed=seed)
+    settings["question_size"] = question_size
     settings["limit"] = limit
     settings["batch_size"] = batch_size
     settings["max_new_tokens"] = MAX_NEW_TOKENS
@@ -169,11 +174,11 @@ def evaluate_shapes(
     say(f"generation: {len(items.generation)} prompts")
     report.generation, report.pictures["generation"] = _generation(model, items, size, seed, batch_size, gen)
     say(f"understanding: {len(items.questions)} questions")
-    report.understanding = answer_questions(model, items, size)
+    report.understanding = answer_questions(model, items, question_size)
     if control is not None:
         report.control, report.control_digest = control.limited(limit), control.digest()
         say(f"understanding, {control.version}: {len(report.control.questions)} questions")
-        report.control_understanding = answer_questions(model, report.control, size)
+        report.control_understanding = answer_questions(model, report.control, question_size)
     if not video:
         report.video_reason = "the model is image-only (config.video is False)"
     else:

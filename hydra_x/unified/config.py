@@ -85,9 +85,18 @@ class UnifiedConfig:
     # more pieces (docs/benchmarks.md): a switch to measure, not a recipe's.
     noise_block_share: float = 0.0
     noise_cells: int = 4
-    # The size it was trained at: the default of generation and the size chat resizes inputs to.
+    # The size it was trained at: the default of generation (and of editing), and the size chat resizes inputs to
+    # unless understanding_image_size is given.
     image_size: int = 256
+    # The size its understanding was trained at, where it differs from generation's (the training data's
+    # understanding_image_size): the size chat and the evaluations' questions resize pictures to. None: image_size.
+    understanding_image_size: int | None = None
     clip_frames: int = 17
+
+    @property
+    def read_size(self) -> int:
+        """The side pictures are resized to for chat: understanding_image_size, else image_size."""
+        return self.understanding_image_size or self.image_size
 
     @property
     def edit_reads_source(self) -> bool:
@@ -119,6 +128,9 @@ class UnifiedConfig:
         p, factor = self.tokenizer.patch_size, self.tokenizer.temporal_factor
         if self.image_size < p or self.image_size % p:
             raise ValueError(f"image_size must be a multiple of the patch size {p}, got {self.image_size}")
+        read = self.understanding_image_size
+        if read is not None and (read < p or read % p):
+            raise ValueError(f"understanding_image_size must be None or a multiple of the patch size {p}, got {read}")
         if self.clip_frames < 1 or (self.clip_frames - 1) % factor:
             raise ValueError(f"clip_frames must be 1 + k * {factor}, got {self.clip_frames}")
         if not 0.0 <= self.noise_block_share <= 1.0 or self.noise_cells < 1:

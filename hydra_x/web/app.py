@@ -115,11 +115,12 @@ def _sampling(steps, guidance, sampler, seed) -> tasks.Sampling:
     return tasks.Sampling(int(steps), float(guidance), str(sampler), int(seed or 0))
 
 
-def _side_slider(page: Page, label: str):
+def _side_slider(page: Page, label: str, value: int | None = None):
+    """A slider of picture sides, at ``value`` (default: the model's image_size)."""
     import gradio as gr
 
     side = page.limits.max_output_side
-    return gr.Slider(page.patch, side, value=min(page.size, side), step=page.patch, label=label)
+    return gr.Slider(page.patch, side, value=min(value or page.size, side), step=page.patch, label=label)
 
 
 def _header(model, checkpoint: str | None) -> str:
@@ -271,7 +272,7 @@ def _chat_tab(page: Page) -> None:
             temperature = gr.Slider(0.1, 2.0, value=d.temperature, step=0.1, label="Temperature")
             seed = gr.Number(value=d.seed, precision=0, label="Seed")
         with gr.Row():
-            size = _side_slider(page, "Size (short side the picture is resized to)")
+            size = _side_slider(page, "Size (short side the picture is resized to)", cfg.read_size)
             top = limits.max_video_frames
             frames = gr.Slider(1 + factor, top, value=min(cfg.clip_frames, top), step=factor, label="Video frames read")
     conversation = gr.State([])  # this session's turns, plain text: the placeholder is added per call

@@ -226,9 +226,9 @@ def text_to_video(
     return write_video(files.new_path(".mp4"), clip, fps)
 
 
-def _model_size(model, size: int | None, limits: Limits) -> int:
-    """The short side a picture is resized to for the model (default: the model's training size)."""
-    size = size or model.config.image_size
+def _model_size(model, size: int | None, limits: Limits, default: int | None = None) -> int:
+    """The short side a picture is resized to for the model (default: ``default``, else the model's image_size)."""
+    size = size or default or model.config.image_size
     patch = model.config.tokenizer.patch_size
     if not patch <= size <= limits.max_output_side:
         raise InputError(f"the size must be {patch} (the patch size) to {limits.max_output_side} pixels, got {size}")
@@ -275,7 +275,7 @@ def chat_reply(
     image = video = None
     if media:
         patch = model.config.tokenizer.patch_size
-        size = _model_size(model, size, limits)
+        size = _model_size(model, size, limits, model.config.read_size)
         if media_kind(Path(media)) == "image":
             image = fit_to_patches(read_image_upload(media, limits), size, patch)
         else:

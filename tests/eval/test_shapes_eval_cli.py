@@ -120,6 +120,24 @@ def test_wrong_colour_answers_are_read_against_the_asked_picture(model):
     assert u["colour_errors"] == {"wrong": 20, "another_object": binding}
 
 
+def test_questions_are_asked_at_the_models_reading_size_or_the_one_given(model):
+    # WrongColours finds each question by its picture's bytes: asked at another size than it expects, it fails.
+    reads_96 = WrongColours(model, 96)
+    reads_96.config = model.config.replace(understanding_image_size=96)
+    result = evaluate_shapes(reads_96, prompt_set(), **FAST)
+    assert result.settings["question_size"] == 96 and result.settings["size"] == 64
+    assert result.summary()["understanding"]["by_kind"]["count"] == 1.0
+    report = build_report(result, {"name": "tiny"}, torch.device("cpu"))
+    assert "64 px (questions 96 px), 2 euler steps" in markdown(report)
+    given = evaluate_shapes(WrongColours(model, 128), prompt_set(), **FAST, question_size=128)  # the model's: 64
+    assert given.settings["question_size"] == 128
+    plain = evaluate_shapes(WrongColours(model, 64), prompt_set(), **FAST)
+    plain_report = build_report(plain, {"name": "tiny"}, torch.device("cpu"))
+    assert plain.settings["question_size"] == 64 and "(questions" not in markdown(plain_report)
+    with pytest.raises(InputError, match="multiples of the patch size 16"):
+        evaluate_shapes(model, prompt_set(), **FAST, question_size=40)
+
+
 def test_the_sampler_and_its_time_shift_reach_every_task():
     model = HydraX.from_preset("tiny", seed=0).eval()
     with torch.no_grad():  # a velocity that is not zero (adaLN-Zero starts the head at zero), so times matter
@@ -251,7 +269,9 @@ def test_sizes_the_model_cannot_take_are_refused_before_any_work(model):
         evaluate_shapes(bad, prompt_set(), **FAST)
 
 
-def _check_outputs(out, report: dict, guidance: float = 3.0, edit_guidance: float = 3.0) -> None:
+def _check_outputs(
+    out, report: dict, guidance: float = 3.0, edit_guidance: float = 3.0, question_size: int = 64
+) -> None:
     names = ["report.json", "report.md", "generation.png", "video.png"]
     names += ["editing.png"] if report["summary"]["editing"]["available"] else []
     assert all((out / name).is_file() for name in names)
@@ -270,6 +290,7 @@ def _check_outputs(out, report: dict, guidance: float = 3.0, edit_guidance: floa
         "shift": None,
         "edit_start": 1.0,
         "edit_guidance": edit_guidance,
+        "question_size": question_size,
         "max_new_tokens": 16,
     }
     s = report["summary"]
@@ -311,10 +332,10 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
     ckpt = model.save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "eval"
     args = ["shapes", "--ckpt", str(ckpt), "--out", str(out), "--limit", "1", "--steps", "2", "--frames", "5"]
-    assert main(args) == 0
+    assert main([*args, "--question-size", "96"]) == 0
     assert capsys.readouterr().out.startswith("HYDRA-X ckpt on shapes-v1: generation ")
     report = json.loads((out / "report.json").read_text())
-    _check_outputs(out, report)
+    _check_outputs(out, report, question_size=96)
     m = report["model"]
     assert m["checkpoint"] == str(ckpt.resolve()) and "preset" not in m
     assert "heads.safetensors" in m["sha256"] and all(len(h) == 64 for h in m["sha256"].values())
@@ -363,6 +384,8 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
         (["--ckpt", "./run/export"], "./run/export: no such HydraX checkpoint folder"),
         (["--preset", "tiny", "--size", "40"], "multiples of the patch size 16"),
         (["--preset", "tiny", "--frames", "6"], "a video has 1 + k * 4 frames"),
+        (["--preset", "tiny", "--question-size", "40"], "multiples of the patch size 16"),
+        (["--preset", "tiny", "--question-size", "0"], "--question-size must be at least 1, got 0"),
         (["--preset", "huge"], "unknown"),
     ],
 )

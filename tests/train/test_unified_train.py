@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hydra_x.cli import main as hydra_main
+from hydra_x.data.media import read_image
 from hydra_x.data.mixture import UnifiedDataLoader
 from hydra_x.data.shapes_tasks import ShapesTasks
 from hydra_x.tokenizer import HydraXTokenizer
@@ -180,18 +181,23 @@ def test_rows_packed_for_another_step_are_refused():
         build_batch(model, item.examples, cfg, 5, 0, prepared)
 
 
-def test_a_packed_step_gives_each_example_what_it_gets_alone():
+@pytest.mark.parametrize("read_size", [None, 48])
+def test_a_packed_step_gives_each_example_what_it_gets_alone(read_size):
     # Every task at once (images, clips, edits, understanding and generation), visuals encoded and embedded in
     # groups of one shape: each example's losses and velocities are those of the example alone, whose draws
-    # (caption dropout, flow time, noise) come from its global index.
+    # (caption dropout, flow time, noise) come from its global index. With read_size, the pictures that are only
+    # read come at 48 px beside generation's 32: more shapes in one step.
     cfg = config(Path("unused"), latent_stats_samples=0, loss__cond_dropout=0.3)
     cfg.data.examples_per_step = 16
+    cfg.data.understanding_image_size = read_size
     model = HydraX.from_config(cfg.model, seed=0).eval()
     with torch.no_grad():
         for p in model.flow_head.parameters():  # a non-zero head (it starts at zero)
             p.normal_(0, 0.05)
     examples = next(iter(UnifiedDataLoader(cfg.data, start_step=3))).examples
     assert {"edit", "video_gen", "image_gen", "image_sft", "video_caption"} <= {ex.task for ex in examples}
+    sides = {v.pixels.shape[-1] for ex in examples for v in ex.visuals}
+    assert sides == ({32} if read_size is None else {32, read_size})
     with torch.no_grad():
         packed, visuals, _ = build_batch(model, examples, cfg, 3, 0)
         whole = model(packed, visuals)
@@ -267,6 +273,38 @@ def test_the_export_chats_and_generates_through_the_cli(tmp_path, capsys):
     assert hydra_main(["chat", "x", "--image", str(tmp_path / "missing.png"), "--ckpt", ckpt]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("hydra-x: error: ") for line in err), err
+
+
+def test_understanding_at_its_own_size_is_trained_checked_saved_and_asked_at_that_size(tmp_path, monkeypatch):
+    from hydra_x.train.unified import heldout
+    from hydra_x.unified import chat
+
+    asked = []  # the sides of the pictures chat was given: the held-out checks', then the CLI's
+    real_chat = chat.chat
+
+    def spy(model, prompt, **kwargs):
+        asked.append(kwargs["image"].shape[-1])
+        return real_chat(model, prompt, **{**kwargs, "max_new_tokens": 2})
+
+    monkeypatch.setattr(chat, "chat", spy)
+    monkeypatch.setattr(heldout, "chat", spy)
+    cfg = config(tmp_path / "run", steps=2, eval_every=2, heldout_prompts=0, heldout_questions=2)
+    cfg.data.understanding_image_size = 48
+    with pytest.raises(ValueError, match=r"data.understanding_image_size \(48\) and model.understanding_image_size"):
+        cfg.__post_init__()
+    cfg.model = cfg.model.replace(understanding_image_size=48)
+    train(cfg)
+    ckpt = tmp_path / "run" / "export"
+    saved = json.loads((ckpt / "config.json").read_text())
+    assert (saved["image_size"], saved["understanding_image_size"]) == (32, 48)
+    picture = tmp_path / "in.png"
+    assert hydra_main(["generate", "a red circle", "--ckpt", str(ckpt), "--out", str(picture), "--steps", "1"]) == 0
+    assert read_image(picture).shape == (3, 32, 32)  # generation at its own size
+    assert hydra_main(["chat", "What colour is the circle?", "--image", str(picture), "--ckpt", str(ckpt)]) == 0
+    assert hydra_main(["chat", "And now?", "--image", str(picture), "--ckpt", str(ckpt), "--size", "64"]) == 0
+    assert asked == [48, 48, 48, 64]
+    with pytest.raises(ValueError, match="understanding_image_size must be None or a multiple of the patch size 16"):
+        cfg.model.replace(understanding_image_size=40)
 
 
 def test_a_run_from_a_checkpoint_grows_attention_in_its_flow_head_and_starts_where_it_was(tmp_path):

@@ -154,6 +154,18 @@ def test_the_page_wires_every_model_job_to_one_slot(model, gradio):
     assert labels == {"Reconstruct", "Text to image", "Text to video", "Chat", "Edit"}
 
 
+def test_the_chat_tabs_size_starts_at_the_models_reading_size(model, gradio, monkeypatch):
+    from hydra_x.web.app import build_app
+
+    monkeypatch.setattr(model, "config", model.config.replace(understanding_image_size=32))
+    demo = build_app(model)
+    sizes = {b.label: b.value for b in demo.blocks.values() if isinstance(b, gradio.Slider) and "Size" in b.label}
+    assert sizes == {
+        "Size (short side the picture is resized to)": 32,  # chat
+        "Size (short side; the image is resized and centre-cropped)": 64,  # edit: the generation size
+    }
+
+
 def test_launch_binds_to_localhost_and_serves_the_page(model, gradio):
     from hydra_x.web.app import build_app, launch_app
 

@@ -119,6 +119,13 @@ class UnifiedTrainConfig(EngineConfig):
             raise ValueError(f"head_attention_drop is a share of steps in [0, 1), got {self.head_attention_drop}")
         if self.lr_scale <= 0:
             raise ValueError(f"lr_scale must be positive, got {self.lr_scale}")
+        data_read, model_read = self.data.understanding_image_size, self.model.understanding_image_size
+        if data_read != model_read:
+            raise ValueError(
+                f"data.understanding_image_size ({data_read}) and model.understanding_image_size ({model_read}) "
+                "differ: the model would learn to read pictures at one size and be asked at the other (chat and the "
+                "evaluations use the model's); set both"
+            )
         self.stage_spec.param_lrs(self.lr_scale, self.group_lr_scale)  # names and values checked here
 
     def param_lrs(self) -> dict[str, tuple[tuple[str, ...], float]]:

@@ -65,7 +65,8 @@ def heldout_checks(run, step: int) -> dict[str, float]:
             right = 0
             for k in range(cfg.heldout_questions):
                 sample = world.question_sample(k)
-                image = render_image(sample.scene, size, size)
+                side = cfg.data.task_size("image_sft")
+                image = render_image(sample.scene, side, side)
                 reply = chat(model, sample.question.text, image=image, max_new_tokens=8)
                 right += reply.strip().lower().rstrip(".") == sample.question.answer.lower()
             scores["heldout_answer_accuracy"] = right / cfg.heldout_questions
