@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -319,11 +320,13 @@ def table(out: Path, reports: dict[str, tuple[str, dict]]) -> dict[str, Any]:
 
 
 def parse_arms(specs: list[str]) -> dict[str, list[str]]:
-    """``NAME`` or ``NAME=KEY=VALUE,...`` -> {NAME: overrides}; a bare layout name sets that layout."""
+    """``NAME`` or ``NAME=KEY=VALUE,...`` -> {NAME: overrides}; a bare layout name sets that layout. A comma starts
+    the next override only where a ``KEY=`` follows it, so a JSON value keeps its commas
+    (``two=data.sources=[{"kind":"shapes","balanced_answers":true}],lr_scale=20``)."""
     arms: dict[str, list[str]] = {}
     for spec in specs:
         name, _, rest = spec.partition("=")
-        overrides = [o for o in rest.split(",") if o]
+        overrides = [o for o in re.split(r",(?=[A-Za-z_][\w.]*=)", rest) if o]
         if not name or any("=" not in o for o in overrides):
             raise SystemExit(f"--arms: expected NAME or NAME=KEY=VALUE,..., got {spec!r}")
         if not overrides:

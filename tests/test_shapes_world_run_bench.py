@@ -15,6 +15,7 @@ import pytest
 
 from hydra_x.train.command import override
 from hydra_x.train.tokenizer.recipes import small
+from hydra_x.train.unified.recipes import tiny
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from shapes_world_run import eval_phase, exit_reason, parse_arms, size_overrides, tokenizer_length, wait  # noqa: E402
@@ -52,6 +53,10 @@ def test_arms_are_layouts_or_named_overrides():
         "sti": ["model.edit_layout=sti"],
         "copy": ["model.edit_layout=sti", "model.edit_copy_prior=true"],
     }
+    json_arm = parse_arms(['b=data.sources=[{"kind":"shapes","balanced_answers":true}],lr_scale=20'])
+    assert json_arm == {"b": ['data.sources=[{"kind":"shapes","balanced_answers":true}]', "lr_scale=20"]}
+    cfg = override(tiny(), json_arm["b"])  # the real command line's parsing of what the arm passes on
+    assert cfg.data.sources[0].balanced_answers is True and cfg.lr_scale == 20
     for bad in (["other"], ["a=lr"], ["sti", "sti"]):
         with pytest.raises(SystemExit):
             parse_arms(bad)

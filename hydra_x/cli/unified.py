@@ -62,12 +62,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
         raise CliError(f"--image needs an image file, got {args.image} (use --video for videos)")
     model = load_unified(args)
     cfg = model.config
-    size = args.size or cfg.read_size
     image = video = None
     if args.image:
-        image = fit_to_patches(read_image(args.image), size, cfg.tokenizer.patch_size)
+        image = fit_to_patches(read_image(args.image), args.size or cfg.read_size, cfg.tokenizer.patch_size)
     if args.video:
-        video = fit_to_patches(read_clip(args.video, args.frames or cfg.clip_frames), size, cfg.tokenizer.patch_size)
+        clip = read_clip(args.video, args.frames or cfg.clip_frames)
+        video = fit_to_patches(clip, args.size or cfg.image_size, cfg.tokenizer.patch_size)
     reply = model.chat(
         args.prompt,
         image=image,
@@ -205,7 +205,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--size",
         type=int,
-        help="short side the input is resized to (default: the model's understanding_image_size, else its image_size)",
+        help="short side the input is resized to (default: the model's image_size; an image: its "
+        "understanding_image_size where it has one)",
     )
     p.add_argument("--frames", type=int, help="video frames to read, 1 + 4k (default: the model's clip_frames)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens (default 64)")

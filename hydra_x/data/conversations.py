@@ -199,11 +199,22 @@ def scan_conversations(
 
 
 class ConversationSource:
-    """Map-style: ``draw(task, counter, attempt)`` draws a record of ``task`` with replacement and loads it."""
+    """Map-style: ``draw(task, counter, attempt)`` draws a record of ``task`` with replacement and loads it: its
+    images at ``image_size`` (None: ``size``), its clips at ``size``."""
 
-    def __init__(self, index: ConversationIndex, source_id: int, seed: int, size: int, frames: int, stride: int):
+    def __init__(
+        self,
+        index: ConversationIndex,
+        source_id: int,
+        seed: int,
+        size: int,
+        frames: int,
+        stride: int,
+        image_size: int | None = None,
+    ):
         self.index, self.sid, self.seed = index, source_id, seed
         self.size, self.frames, self.stride = size, frames, stride
+        self.image_size = size if image_size is None else image_size
         self.name = f"{index.kind}:{index.path}"
         self.tasks = frozenset(index.positions)
         self._records: list | None = None  # a .json array, parsed once per process (not pickled to workers)
@@ -260,5 +271,5 @@ class ConversationSource:
 
     def _load(self, kind: str, path: Path):
         if kind == "image":
-            return fit_image(read_image(path), self.size)
+            return fit_image(read_image(path), self.image_size)
         return load_clip(path, str(path), self.frames, self.stride, self.size)

@@ -245,13 +245,14 @@ def build_source(sid: int, sc: UnifiedSource, config: UnifiedDataConfig):
     size, frames, stride = config.image_size, config.clip_frames, config.frame_stride
     read_size = config.understanding_image_size
     if sc.kind == "shapes":
-        return ShapesTasks(config.seed, sc.split, size, frames, sc.edit_ops, read_size)
+        return ShapesTasks(config.seed, sc.split, size, frames, sc.edit_ops, read_size, sc.balanced_answers)
     if sc.kind in ("conversations", "edits"):
         parse = parse_edit_record if sc.kind == "edits" else parse_record
         index = scan_conversations(sc.path, sc.media_root, parse, sc.kind)
-        # a conversation's pictures are read (text, image_sft, video_sft); an edit's are at its target's size
-        size = config.task_size("edit" if sc.kind == "edits" else "image_sft")
-        return ConversationSource(index, sid, config.seed, size, frames, stride)
+        # a conversation's images are read (image_sft; its clips, video_sft, keep image_size); an edit's are at its
+        # target's size
+        read = None if sc.kind == "edits" else config.task_size("image_sft")
+        return ConversationSource(index, sid, config.seed, size, frames, stride, read)
     if sc.kind == "edit_shards":
         return EditShardSource(sc.path, sid, config.seed, size, sc.name)
     media = "image" if sc.kind == "caption_shards" else "video"

@@ -42,6 +42,10 @@ class UnifiedSource:
     split: str = "train"  # shapes: "train" or "heldout"
     # shapes: the edit kinds its edits are drawn from (None: all of recolour, remove, add, move, resize)
     edit_ops: tuple[str, ...] | None = None
+    # shapes: each question's answer drawn uniformly among those its kind has about the scene, then a question with
+    # it (hydra_x.data.shapes_text.pick_question); off: questions uniform within their kind, so that "zero" and
+    # "one" are four in five count answers and "no" most answers to "is there ...?".
+    balanced_answers: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -66,6 +70,8 @@ class UnifiedSource:
                 raise ValueError(f"edit_ops is for shapes sources, not {self.kind}")
             object.__setattr__(self, "edit_ops", tuple(self.edit_ops))
             check_edit_ops(self.edit_ops)
+        if self.balanced_answers and self.kind != "shapes":
+            raise ValueError(f"balanced_answers is for shapes sources, not {self.kind}")
         if self.split not in SPLITS or (self.split != "train" and self.kind != "shapes"):
             raise ValueError(f"split {self.split!r}: only a shapes source takes a split, one of {SPLITS}")
 
@@ -86,10 +92,10 @@ class UnifiedDataConfig:
     sources: tuple[UnifiedSource, ...] = (UnifiedSource("shapes"),)
     task_ratios: dict[str, float] | None = None  # task -> weight; None: the training stage's recipe sets it
     image_size: int = 256  # every image and clip frame is image_size x image_size (cover, centre crop)
-    # The side of the pictures and clip frames of the tasks that only read them (captioning, questions:
-    # UNDERSTANDING_TASKS); None: image_size. The paper trains understanding at higher resolutions than
-    # generation: more visual tokens to count and place objects by, while generation keeps its cheaper size. Set
-    # the model's own (UnifiedConfig.understanding_image_size) to the same, so that it is asked at the size it learnt.
+    # The side of the images of the tasks that only read them (image captioning and questions: READ_IMAGE_TASKS);
+    # None: image_size. Clips keep image_size. The paper trains understanding at higher resolutions than generation:
+    # more visual tokens to count and place objects by, while generation keeps its cheaper size. Set the model's
+    # own (UnifiedConfig.understanding_image_size) to the same, so that it is asked at the size it learnt.
     understanding_image_size: int | None = None
     clip_frames: int = 17  # 1 + 4k frames per clip
     frame_stride: int = 1  # every k-th decoded frame of a video

@@ -26,15 +26,16 @@ from hydra_x.data.examples import (
     edit_messages,
     task_image_size,
 )
-from hydra_x.data.shapes import COLOURS, DIRECTIONS, SHAPES, render_clip, render_image
+from hydra_x.data.shapes import COLOURS, DIRECTIONS, SHAPES, render_clip, render_image, sample_clip
 from hydra_x.data.shapes_text import (
     EDIT_OPS,
     NUMBERS,
-    QUESTION_KINDS,
     Question,
     ShapesWorld,
+    balanced_question,
     check_edit_ops,
     number_word,
+    pick_question,
     questions,
 )
 
@@ -90,12 +91,14 @@ def text_qa(rng: np.random.Generator) -> tuple[str, str]:
     return f"There are {first} and {second}. How many shapes are there?", number_word(a + b)
 
 
+def clip_questions(clip) -> list[Question]:
+    """Every question asked about a clip: how its objects move, and the CLIP_QUESTION_KINDS of its first frame."""
+    return questions(clip) + [q for q in questions(clip.at(0.0)) if q.kind in CLIP_QUESTION_KINDS]
+
+
 def clip_question(rng: np.random.Generator, clip) -> Question:
     """A question about a clip, its kind uniform over the CLIP_QUESTION_KINDS that apply (then uniform within)."""
-    asked = questions(clip) + [q for q in questions(clip.at(0.0)) if q.kind in CLIP_QUESTION_KINDS]
-    kinds = sorted({q.kind for q in asked}, key=QUESTION_KINDS.index)
-    kind = _pick(rng, kinds)
-    return _pick(rng, [q for q in asked if q.kind == kind])
+    return pick_question(rng, clip_questions(clip))
 
 
 def _user(content: str) -> dict[str, str]:
@@ -108,7 +111,8 @@ def _assistant(content: str) -> dict[str, str]:
 
 class ShapesTasks:
     """The k-th example of each task of one shapes world, rendered at ``image_size`` (square) and ``clip_frames``;
-    the pictures of the tasks that only read them at ``understanding_image_size`` where it is given."""
+    the images of the tasks that only read them at ``understanding_image_size`` where it is given. With
+    ``balanced_answers`` the questions' answers are balanced within each kind (:func:`pick_question`)."""
 
     name = "shapes"
     tasks = frozenset(TASKS)
@@ -121,12 +125,14 @@ class ShapesTasks:
         clip_frames: int = 17,
         edit_ops: tuple[str, ...] | None = None,  # the edit kinds drawn (None: all)
         understanding_image_size: int | None = None,
+        balanced_answers: bool = False,
     ):
         self.edit_ops = EDIT_OPS if edit_ops is None else edit_ops
         check_edit_ops(self.edit_ops)
         self.world = ShapesWorld(seed, split)
         self.seed, self.split, self.size, self.frames = int(seed), split, int(image_size), int(clip_frames)
         self.understanding_size = None if understanding_image_size is None else int(understanding_image_size)
+        self.balanced_answers = bool(balanced_answers)
 
     def rng(self, task: str, k: int) -> np.random.Generator:
         """This module's own choices for example k of ``task`` (independent of the world's)."""
@@ -152,7 +158,7 @@ class ShapesTasks:
             prompt = _pick(rng, IMAGE_CAPTION_PROMPTS)
             return Example(task, [_user(f"<image>\n{prompt}"), _assistant(sample.caption)], [Visual(image)], key)
         if task == "image_sft":
-            qs = self.world.question_sample(k)
+            qs = self.world.question_sample(k, self.balanced_answers)
             image = render_image(qs.scene, size, size)
             messages = [_user(f"<image>\n{qs.question.text}"), _assistant(qs.question.answer)]
             return Example(task, messages, [Visual(image)], key)
@@ -164,6 +170,10 @@ class ShapesTasks:
         return self._clip_example(task, k, rng, key, size)
 
     def _clip_example(self, task: str, k: int, rng: np.random.Generator, key: str, size: int) -> Example:
+        if task == "video_sft" and self.balanced_answers:  # clips drawn from this example's own generator
+            scene, q = balanced_question(rng, lambda: sample_clip(rng, self.split), clip_questions, CLIP_QUESTION_KINDS)
+            clip = render_clip(scene, self.frames, size, size)
+            return Example(task, [_user(f"<video>\n{q.text}"), _assistant(q.answer)], [Visual(clip)], key)
         sample = self.world.clip_sample(k)
         clip = render_clip(sample.clip, self.frames, size, size)
         if task == "video_gen":

@@ -13,13 +13,17 @@ Samples (:class:`CaptionSample`, :class:`QuestionSample`, :class:`ClipSample`, :
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from hydra_x.data.shapes import (
     COLOURS,
+    COUNTS,
+    DIRECTIONS,
     GAP,
     RELATIONS,
     SHAPES,
@@ -40,6 +44,7 @@ from hydra_x.data.shapes import (
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 RELATION_WORDS = {"left": "left of", "right": "right of", "above": "above", "below": "below"}
 QUESTION_KINDS = ("colour", "shape", "count", "exists", "position", "motion")
+IMAGE_KINDS = QUESTION_KINDS[:-1]  # what can be asked about a still scene
 EDIT_OPS = ("recolour", "remove", "add", "move", "resize")
 MOVE_WORDS = {"left": "to the left", "right": "to the right", "up": "up", "down": "down"}
 RESIZE = 1.5  # "bigger" / "smaller" scale the size by this factor
@@ -47,6 +52,7 @@ MOVE = (0.15, 0.3)  # how far "move" goes (normalised)
 SIZE_LIMITS = (0.16, 0.5)  # edits keep sizes readable at 64 px and leave room for the rest
 
 Kind = tuple[str, str]  # (colour, shape)
+SceneT = TypeVar("SceneT")
 
 
 def number_word(n: int) -> str:
@@ -181,13 +187,47 @@ def questions(scene: Scene | ClipScene) -> list[Question]:
     return qs
 
 
-def _choose_question(rng: np.random.Generator, scene: Scene | ClipScene) -> Question:
-    """A question kind uniformly among those that apply, then a question of it (so "exists" does not dominate)."""
-    qs = questions(scene)
+def pick_question(rng: np.random.Generator, qs: list[Question]) -> Question:
+    """A question kind uniformly among those of ``qs`` (so "exists" does not dominate), then a question of it."""
     kinds = sorted({q.kind for q in qs}, key=QUESTION_KINDS.index)
     kind = kinds[int(rng.integers(len(kinds)))]
     of_kind = [q for q in qs if q.kind == kind]
     return of_kind[int(rng.integers(len(of_kind)))]
+
+
+# Every answer a question kind can have in this world (counts: up to four of a kind and one more of its shape).
+ANSWERS: dict[str, tuple[str, ...]] = {
+    "colour": tuple(COLOURS),
+    "shape": SHAPES,
+    "count": NUMBERS[: max(COUNTS) + 2],
+    "exists": ("yes", "no"),
+    "position": ("left", "right", "above", "below"),
+    "motion": DIRECTIONS,
+}
+BALANCE_TRIES = 64  # scenes drawn for a chosen answer before the last one's question is taken as it comes
+
+
+def balanced_question(
+    rng: np.random.Generator,
+    draw: Callable[[], SceneT],
+    ask: Callable[[SceneT], list[Question]],
+    kinds: tuple[str, ...],
+) -> tuple[SceneT, Question]:
+    """A scene and a question about it whose answer is balanced: a kind uniformly among ``kinds``, an answer
+    uniformly among the kind's ANSWERS, then scenes from ``draw`` until one has such a question (``ask``: its
+    questions), so that answers this world makes common ("zero" or "one" of a shape: four count answers in five;
+    "no" to "is there ...?") are no better a guess than the rest, as VQA v2 and GQA balance theirs. After
+    BALANCE_TRIES scenes without one (an answer a rare scene gives), the last scene's question as
+    :func:`pick_question` draws it."""
+    kind = kinds[int(rng.integers(len(kinds)))]
+    answer = ANSWERS[kind][int(rng.integers(len(ANSWERS[kind])))]
+    for _ in range(BALANCE_TRIES):
+        scene = draw()
+        asked = ask(scene)
+        matching = [q for q in asked if q.kind == kind and q.answer == answer]
+        if matching:
+            return scene, matching[int(rng.integers(len(matching)))]
+    return scene, pick_question(rng, asked)
 
 
 # -- samples ----------------------------------------------------------------------------------------------------
@@ -241,16 +281,19 @@ def caption_sample(world: SceneWorld, k: int) -> CaptionSample:
     return CaptionSample(scene, caption(scene))
 
 
-def question_sample(world: SceneWorld, k: int) -> QuestionSample:
+def question_sample(world: SceneWorld, k: int, balanced_answers: bool = False) -> QuestionSample:
+    """A scene and a question about it; ``balanced_answers``: the answer first (:func:`balanced_question`)."""
     rng = world.rng("question", k)
+    if balanced_answers:
+        return QuestionSample(*balanced_question(rng, lambda: sample_scene(rng, world.split), questions, IMAGE_KINDS))
     scene = sample_scene(rng, world.split)
-    return QuestionSample(scene, _choose_question(rng, scene))
+    return QuestionSample(scene, pick_question(rng, questions(scene)))
 
 
 def clip_sample(world: SceneWorld, k: int) -> ClipSample:
     rng = world.rng("clip_sample", k)
     clip = sample_clip(rng, world.split)
-    return ClipSample(clip, caption(clip), _choose_question(rng, clip))
+    return ClipSample(clip, caption(clip), pick_question(rng, questions(clip)))
 
 
 # -- edits ------------------------------------------------------------------------------------------------------
@@ -337,8 +380,8 @@ class ShapesWorld(SceneWorld):
     def caption_sample(self, k: int) -> CaptionSample:
         return caption_sample(self, k)
 
-    def question_sample(self, k: int) -> QuestionSample:
-        return question_sample(self, k)
+    def question_sample(self, k: int, balanced_answers: bool = False) -> QuestionSample:
+        return question_sample(self, k, balanced_answers)
 
     def clip_sample(self, k: int) -> ClipSample:
         return clip_sample(self, k)

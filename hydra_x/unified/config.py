@@ -88,14 +88,14 @@ class UnifiedConfig:
     # The size it was trained at: the default of generation (and of editing), and the size chat resizes inputs to
     # unless understanding_image_size is given.
     image_size: int = 256
-    # The size its understanding was trained at, where it differs from generation's (the training data's
-    # understanding_image_size): the size chat and the evaluations' questions resize pictures to. None: image_size.
+    # The size its image understanding was trained at, where it differs from generation's (the training data's
+    # understanding_image_size): the size chat and the evaluations' questions resize images to. None: image_size.
     understanding_image_size: int | None = None
     clip_frames: int = 17
 
     @property
     def read_size(self) -> int:
-        """The side pictures are resized to for chat: understanding_image_size, else image_size."""
+        """The side images are resized to for chat: understanding_image_size, else image_size (clips: image_size)."""
         return self.understanding_image_size or self.image_size
 
     @property

@@ -272,7 +272,7 @@ def _chat_tab(page: Page) -> None:
             temperature = gr.Slider(0.1, 2.0, value=d.temperature, step=0.1, label="Temperature")
             seed = gr.Number(value=d.seed, precision=0, label="Seed")
         with gr.Row():
-            size = _side_slider(page, "Size (short side the picture is resized to)", cfg.read_size)
+            size = _side_slider(page, "Size (short side the picture is resized to)", cfg.read_size)  # images
             top = limits.max_video_frames
             frames = gr.Slider(1 + factor, top, value=min(cfg.clip_frames, top), step=factor, label="Video frames read")
     conversation = gr.State([])  # this session's turns, plain text: the placeholder is added per call

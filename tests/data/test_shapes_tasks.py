@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
 from hydra_x.data.examples import TASKS, Example, ExampleError, Visual
 from hydra_x.data.shapes import COLOURS
 from hydra_x.data.shapes_tasks import OPPOSITES, ShapesTasks
-from hydra_x.data.shapes_text import NUMBERS, ShapesWorld, answer_question
+from hydra_x.data.shapes_text import BALANCE_TRIES, NUMBERS, Question, ShapesWorld, answer_question, balanced_question
 from hydra_x.eval.shapes_read import read_motion, read_objects, read_scene
 from hydra_x.unified.sequence import IGNORE, PLACEHOLDERS, VisualSpec, build_sequence
 from tests.data.unified_data import caption_kinds
@@ -160,3 +162,73 @@ def test_malformed_examples_are_refused_with_their_key(task, messages, visuals, 
     with pytest.raises(ExampleError, match=match) as info:
         Example(task, messages, visuals, key="k1")
     assert str(info.value).startswith("example k1: ")
+
+
+def answers_of(tasks: ShapesTasks, task: str, kind_words: tuple[str, ...], n: int = 1500) -> Counter:
+    """The answers of the first ``n`` ``task`` examples whose question starts with one of ``kind_words``."""
+    out = Counter()
+    for k in range(n):
+        question, answer = (m["content"] for m in tasks.example(task, k).messages)
+        if question.split("\n", 1)[1].startswith(kind_words):
+            out[answer] += 1
+    return out
+
+
+def test_balanced_answers_even_out_what_the_world_makes_common_and_stay_true():
+    plain, balanced = (ShapesTasks(3, "train", 32, 5, balanced_answers=b) for b in (False, True))
+    counts = [answers_of(t, "image_sft", ("How many",)) for t in (plain, balanced)]
+    many = [sum(v for a, v in c.items() if a not in ("zero", "one")) / sum(c.values()) for c in counts]
+    assert many[0] < 0.25 and many[1] > 0.55, counts  # two to five: about one count answer in five, then four in six
+    yes = [c["yes"] / sum(c.values()) for c in (answers_of(t, "image_sft", ("Is there",)) for t in (plain, balanced))]
+    assert yes[0] < 0.3 and 0.4 < yes[1] < 0.6, yes
+    clip_counts = [answers_of(t, "video_sft", ("How many",), 600) for t in (plain, balanced)]
+    assert clip_counts[0] != clip_counts[1]  # clips' questions are balanced too
+    for k in range(40):  # every balanced answer is still true of its picture
+        ex = balanced.example("image_sft", k)
+        q = ShapesWorld(3, "train").question_sample(k, balanced_answers=True).question
+        assert ex.messages[0]["content"] == f"<image>\n{q.text}"
+        assert answer_question(q, read_scene(ex.visuals[0].pixels)) == ex.messages[1]["content"]
+    for task in ("image_caption", "image_gen", "edit", "video_gen", "text"):  # only the questions move
+        assert same(plain.example(task, 7), balanced.example(task, 7))
+
+
+def test_balanced_answers_are_a_shapes_source_option():
+    from hydra_x.data.mixture import UnifiedDataConfig, UnifiedDataLoader, UnifiedSource
+
+    with pytest.raises(ValueError, match="balanced_answers is for shapes sources, not conversations"):
+        UnifiedSource("conversations", "x.jsonl", balanced_answers=True)
+    cfg = UnifiedDataConfig(
+        sources=(UnifiedSource("shapes", balanced_answers=True),),
+        task_ratios={"image_sft": 1.0},
+        image_size=32,
+        clip_frames=5,
+        examples_per_step=8,
+        num_workers=0,
+    )
+    step = next(iter(UnifiedDataLoader(cfg)))
+    balanced = ShapesTasks(0, "train", 32, 5, balanced_answers=True)
+    assert all(same(ex, balanced.example("image_sft", int(ex.key.rsplit(":", 1)[1]))) for ex in step.examples)
+
+
+def test_a_balanced_answer_no_scene_gives_ends_with_the_last_scenes_question():
+    scenes = itertools.count()
+    drawn = []
+
+    def draw() -> int:
+        drawn.append(next(scenes))
+        return drawn[-1]
+
+    def ask(scene: int) -> list[Question]:
+        return [Question("count", f"How many circles? ({scene})", "one", shape="circle")]
+
+    rng = np.random.default_rng(0)
+    scene, q = balanced_question(rng, draw, ask, ("count",))
+    # "one" is one of six count answers: either found at once, or never (and then after BALANCE_TRIES scenes)
+    assert scene == drawn[-1] and len(drawn) in (1, BALANCE_TRIES)
+    assert q.text == f"How many circles? ({scene})"
+    tries = []
+    for seed in range(30):  # both ways occur
+        drawn.clear()
+        balanced_question(np.random.default_rng(seed), draw, ask, ("count",))
+        tries.append(len(drawn))
+    assert set(tries) == {1, BALANCE_TRIES}

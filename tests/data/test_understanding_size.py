@@ -1,6 +1,6 @@
-"""Understanding at its own picture size: the tasks that only read pictures render or fit them at
-``understanding_image_size``, every other task (generation, editing) at ``image_size``, from every kind of source,
-and the examples say the same as at one size."""
+"""Image understanding at its own picture size: the image tasks that only read their pictures render or fit them at
+``understanding_image_size``, every other task (generation, editing, clips) at ``image_size``, from every kind of
+source, and the examples say the same as at one size."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import torch
 
-from hydra_x.data.examples import GENERATION_TASKS, TASKS, UNDERSTANDING_TASKS, task_image_size
+from hydra_x.data.examples import GENERATION_TASKS, READ_IMAGE_TASKS, TASKS, task_image_size
 from hydra_x.data.mixture import UnifiedDataConfig, UnifiedDataLoader, UnifiedSource
 from hydra_x.data.shapes import render_image
 from hydra_x.data.shapes_tasks import ShapesTasks
@@ -21,12 +21,10 @@ from tests.data.unified_data import mp4_bytes, png_bytes, shapes_png, write_conv
 SIZE, READ = 64, 96
 
 
-def test_the_tasks_that_only_read_are_captions_and_questions():
-    assert set(UNDERSTANDING_TASKS) == {"image_caption", "video_caption", "image_sft", "video_sft"}
-    assert not set(UNDERSTANDING_TASKS) & set(GENERATION_TASKS)
-    assert [task_image_size(t, SIZE, READ) for t in TASKS] == [
-        READ if t in UNDERSTANDING_TASKS else SIZE for t in TASKS
-    ]
+def test_the_tasks_that_only_read_images_are_image_captions_and_questions():
+    assert set(READ_IMAGE_TASKS) == {"image_caption", "image_sft"}
+    assert not set(READ_IMAGE_TASKS) & set(GENERATION_TASKS)
+    assert [task_image_size(t, SIZE, READ) for t in TASKS] == [READ if t in READ_IMAGE_TASKS else SIZE for t in TASKS]
     assert {task_image_size(t, SIZE, None) for t in TASKS} == {SIZE}
     with pytest.raises(ValueError, match="unknown task 'caption'"):
         task_image_size("caption", SIZE, READ)
@@ -42,11 +40,11 @@ def test_shapes_examples_read_at_their_size_show_the_same_scene_and_say_the_same
     both = ShapesTasks(3, "train", SIZE, 5, understanding_image_size=READ).example(task, 2)
     assert (both.messages, both.key) == (plain.messages, plain.key)
     for v, p in zip(both.visuals, plain.visuals, strict=True):
-        if task in UNDERSTANDING_TASKS:
+        if task in READ_IMAGE_TASKS:
             assert v.pixels.shape == (*p.pixels.shape[:-2], READ, READ)
             assert kinds(v.pixels) == kinds(p.pixels) != Counter()  # the same objects, drawn larger
         else:
-            assert torch.equal(v.pixels, p.pixels)  # generation and edits (source and target) as before
+            assert torch.equal(v.pixels, p.pixels)  # generation, edits (source and target) and clips as before
 
 
 def loader(sources, ratios, **kw) -> list:
@@ -74,7 +72,7 @@ def sides(examples) -> dict[str, set[int]]:
     return out
 
 
-def test_caption_shards_give_captions_at_the_reading_size_and_generation_at_its_own(tmp_path):
+def test_caption_shards_give_image_captions_at_the_reading_size_and_the_rest_at_generations(tmp_path):
     images = write_tar(
         tmp_path / "i.tar", [{"png": png, "txt": cap.encode()} for png, cap in map(shapes_png, range(6))]
     )
@@ -86,10 +84,10 @@ def test_caption_shards_give_captions_at_the_reading_size_and_generation_at_its_
     )
     ratios = {"image_caption": 1.0, "image_gen": 1.0, "video_caption": 1.0, "video_gen": 1.0}
     got = sides(loader(sources, ratios))
-    assert got == {"image_caption": {READ}, "video_caption": {READ}, "image_gen": {SIZE}, "video_gen": {SIZE}}
+    assert got == {"image_caption": {READ}, "video_caption": {SIZE}, "image_gen": {SIZE}, "video_gen": {SIZE}}
 
 
-def test_conversations_are_read_at_the_reading_size_and_edits_files_at_the_generation_size(tmp_path):
+def test_conversations_images_come_at_the_reading_size_and_clips_and_edits_files_at_generations(tmp_path):
     write_conversations(tmp_path)
     records = []
     for k in range(2):
@@ -103,7 +101,7 @@ def test_conversations_are_read_at_the_reading_size_and_edits_files_at_the_gener
         UnifiedSource("edits", str(tmp_path / "edits.jsonl")),
     )
     got = sides(loader(sources, {"image_sft": 1.0, "video_sft": 1.0, "edit": 1.0}))
-    assert got == {"image_sft": {READ}, "video_sft": {READ}, "edit": {SIZE}}
+    assert got == {"image_sft": {READ}, "video_sft": {SIZE}, "edit": {SIZE}}
 
 
 @pytest.mark.parametrize("size", [40, 8, 0, True, 96.0])

@@ -283,7 +283,8 @@ def test_understanding_at_its_own_size_is_trained_checked_saved_and_asked_at_tha
     real_chat = chat.chat
 
     def spy(model, prompt, **kwargs):
-        asked.append(kwargs["image"].shape[-1])
+        media = "image" if kwargs.get("image") is not None else "video"
+        asked.append((media, kwargs[media].shape[-1]))
         return real_chat(model, prompt, **{**kwargs, "max_new_tokens": 2})
 
     monkeypatch.setattr(chat, "chat", spy)
@@ -300,9 +301,24 @@ def test_understanding_at_its_own_size_is_trained_checked_saved_and_asked_at_tha
     picture = tmp_path / "in.png"
     assert hydra_main(["generate", "a red circle", "--ckpt", str(ckpt), "--out", str(picture), "--steps", "1"]) == 0
     assert read_image(picture).shape == (3, 32, 32)  # generation at its own size
+    clip = tmp_path / "in.mp4"
+    args = [
+        "generate",
+        "a red circle moving left",
+        "--ckpt",
+        str(ckpt),
+        "--out",
+        str(clip),
+        "--steps",
+        "1",
+        "--frames",
+        "5",
+    ]
+    assert hydra_main(args) == 0
     assert hydra_main(["chat", "What colour is the circle?", "--image", str(picture), "--ckpt", str(ckpt)]) == 0
     assert hydra_main(["chat", "And now?", "--image", str(picture), "--ckpt", str(ckpt), "--size", "64"]) == 0
-    assert asked == [48, 48, 48, 64]
+    assert hydra_main(["chat", "Which way?", "--video", str(clip), "--ckpt", str(ckpt)]) == 0
+    assert asked == [("image", 48)] * 2 + [("image", 48), ("image", 64), ("video", 32)]  # clips at generation's size
     with pytest.raises(ValueError, match="understanding_image_size must be None or a multiple of the patch size 16"):
         cfg.model.replace(understanding_image_size=40)
 

@@ -123,10 +123,12 @@ def test_chat_puts_the_picture_in_the_first_user_turn(model, uploads, monkeypatc
     tasks.chat_reply(model, [], "Which way?", uploads["video"], options, Limits(), size=32)
     messages, kwargs = seen[2]
     assert messages[0]["content"].startswith("<video>\n") and kwargs["video"].shape == (3, 5, 32, 48)
-    # A model whose understanding learnt another size is asked at that size (64 px is its generation size).
+    # A model whose image understanding learnt another size is asked at that size; clips at its image_size, 64.
     monkeypatch.setattr(model, "config", model.config.replace(understanding_image_size=32))
     tasks.chat_reply(model, [], "What is it?", uploads["image"], options, Limits())
     assert seen[3][1]["image"].shape == (3, 32, 48)
+    tasks.chat_reply(model, [], "Which way?", uploads["video"], options, Limits())
+    assert seen[4][1]["video"].shape == (3, 5, 64, 96)
 
 
 def test_chat_runs_the_model_with_and_without_a_picture(model, uploads):
