@@ -42,9 +42,9 @@ class UnifiedSource:
     split: str = "train"  # shapes: "train" or "heldout"
     # shapes: the edit kinds its edits are drawn from (None: all of recolour, remove, add, move, resize)
     edit_ops: tuple[str, ...] | None = None
-    # shapes: each question's answer drawn uniformly among those its kind has about the scene, then a question with
-    # it (hydra_x.data.shapes_text.pick_question); off: questions uniform within their kind, so that "zero" and
-    # "one" are four in five count answers and "no" most answers to "is there ...?".
+    # shapes: each question's answer drawn first, uniformly among its kind's answers in this world, then scenes
+    # until one has it (hydra_x.data.shapes_text.balanced_question); off: questions uniform within their kind, so
+    # that "zero" and "one" are four in five count answers and "no" most answers to "is there ...?".
     balanced_answers: bool = False
 
     def __post_init__(self) -> None:
@@ -91,7 +91,7 @@ class UnifiedSource:
 class UnifiedDataConfig:
     sources: tuple[UnifiedSource, ...] = (UnifiedSource("shapes"),)
     task_ratios: dict[str, float] | None = None  # task -> weight; None: the training stage's recipe sets it
-    image_size: int = 256  # every image and clip frame is image_size x image_size (cover, centre crop)
+    image_size: int = 256  # images and clip frames are image_size x image_size (cover, centre crop)
     # The side of the images of the tasks that only read them (image captioning and questions: READ_IMAGE_TASKS);
     # None: image_size. Clips keep image_size. The paper trains understanding at higher resolutions than generation:
     # more visual tokens to count and place objects by, while generation keeps its cheaper size. Set the model's

@@ -112,7 +112,7 @@ def _assistant(content: str) -> dict[str, str]:
 class ShapesTasks:
     """The k-th example of each task of one shapes world, rendered at ``image_size`` (square) and ``clip_frames``;
     the images of the tasks that only read them at ``understanding_image_size`` where it is given. With
-    ``balanced_answers`` the questions' answers are balanced within each kind (:func:`pick_question`)."""
+    ``balanced_answers`` the questions' answers are balanced within each kind (:func:`balanced_question`)."""
 
     name = "shapes"
     tasks = frozenset(TASKS)
