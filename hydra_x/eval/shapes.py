@@ -177,6 +177,28 @@ def colour_errors(records: list[tuple[str, bool | None]]) -> dict:
     return {"wrong": len(wrong), "another_object": sum(wrong)}
 
 
+def count_answers(records: list[tuple[str, str, str]]) -> dict:
+    """``records``: (question kind, true answer, reply) per question -> for the count questions, by true answer (as
+    digits, in order) how many were asked and answered right, and how often each reply was given: whether a model
+    counts or says the answer the world makes common ("0" or "1": four count answers in five here)."""
+    asked: dict[str, list[int]] = {}
+    replies: dict[str, int] = {}
+    for kind, answer, reply in records:
+        if kind != "count":
+            continue
+        truth, said = normalise_answer(answer), normalise_answer(reply)
+        asked.setdefault(truth, [0, 0])
+        asked[truth][0] += 1
+        asked[truth][1] += truth == said
+        replies[said] = replies.get(said, 0) + 1
+    by_answer = {a: {"n": n, "correct": c} for a, (n, c) in sorted(asked.items(), key=lambda kv: _count_order(kv[0]))}
+    return {"by_answer": by_answer, "replies": dict(sorted(replies.items(), key=lambda kv: (-kv[1], kv[0])))}
+
+
+def _count_order(answer: str) -> tuple[int, str]:
+    return (int(answer), "") if answer.isdigit() else (10**6, answer)
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> list[float] | None:
     """The Wilson score interval of a proportion (95% for z = 1.96), [low, high]; None for n = 0. At the sizes these
     sets have (a few dozen items) one item moves an accuracy by several points, and the interval says how far

@@ -141,6 +141,10 @@ def markdown(report: dict[str, Any]) -> str:
             f"\nWrong colour answers: {ce['wrong']}, of which {ce['another_object']} name the colour of another object "
             "in the picture (colours seen, tied to the wrong shape) and the rest a colour that is not in it."
         )
+    if (ca := u.get("count_answers")) and ca["by_answer"]:
+        right = ", ".join(f"{a}: {v['correct']}/{v['n']}" for a, v in ca["by_answer"].items())
+        said = ", ".join(f'"{r}" {n}' for r, n in ca["replies"].items())
+        lines.append(f"\nCount questions by their answer (right / asked): {right}; the replies: {said}.")
     if c := s.get("understanding_control"):
         kinds = " / ".join(f"{k} {_pct(v)}" for k, v in c["by_kind"].items())
         lines.append(

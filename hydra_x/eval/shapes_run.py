@@ -29,6 +29,7 @@ from hydra_x.eval.shapes import (
     VideoScore,
     answer_correct,
     colour_errors,
+    count_answers,
     edit_summary,
     generation_summary,
     names_another_object,
@@ -106,6 +107,7 @@ def _understanding_summary(records: list[AnswerRecord]) -> dict[str, Any]:
         **summary,
         "n": len(records),
         "colour_errors": colour_errors([(r.kind, r.names_another_object) for r in records]),
+        "count_answers": count_answers([(r.kind, r.answer, r.reply) for r in records]),
     }
 
 

@@ -118,6 +118,14 @@ def test_wrong_colour_answers_are_read_against_the_asked_picture(model):
     u = result.summary()["understanding"]
     assert u["by_kind"] == {"colour": 0.0, "count": 1.0, "position": 1.0}
     assert u["colour_errors"] == {"wrong": 20, "another_object": binding}
+    counts = u["count_answers"]  # every count right: each answer as often replied as asked
+    assert sum(v["n"] for v in counts["by_answer"].values()) == 20
+    assert all(v["correct"] == v["n"] for v in counts["by_answer"].values())
+    assert counts["replies"] == {a: v["n"] for a, v in counts["by_answer"].items()}
+    line = next(
+        x for x in markdown(build_report(result, {"name": "t"}, torch.device("cpu"))).splitlines() if "Count" in x
+    )
+    assert line.startswith("Count questions by their answer (right / asked): 0: ") and '; the replies: "1" ' in line
 
 
 def test_questions_are_asked_at_the_models_reading_size_or_the_one_given(model):

@@ -32,6 +32,7 @@ from hydra_x.eval.shapes import (
     GenerationScore,
     answer_correct,
     colour_errors,
+    count_answers,
     edit_summary,
     generation_summary,
     masked_consistency,
@@ -412,3 +413,21 @@ def test_the_wilson_interval_has_its_textbook_values_and_narrows_with_more_items
     assert wilson_interval(17, 36) == pytest.approx([0.31986, 0.62994], abs=1e-5)  # statsmodels' "wilson"
     small, large = wilson_interval(18, 36), wilson_interval(180, 360)
     assert small[0] < large[0] < 0.5 < large[1] < small[1]  # ten times the items: a narrower interval about p
+
+
+def test_count_answers_tell_a_model_that_counts_from_one_that_says_the_common_answer():
+    asked = [("count", a, a) for a in ("zero", "one", "one", "two", "three")]  # every count right, in words
+    counts = count_answers([*asked, ("colour", "red", "blue"), ("position", "left", "left")])
+    assert counts["by_answer"] == {
+        "0": {"n": 1, "correct": 1},
+        "1": {"n": 2, "correct": 2},
+        "2": {"n": 1, "correct": 1},
+        "3": {"n": 1, "correct": 1},
+    }
+    assert counts["replies"] == {"1": 2, "0": 1, "2": 1, "3": 1}
+    # "One." to everything: right where the answer is one, and the replies say so
+    prior = count_answers([("count", a, "One.") for a in ("zero", "one", "one", "two", "three", "10")])
+    assert list(prior["by_answer"]) == ["0", "1", "2", "3", "10"]  # by number, not as text
+    assert [v["correct"] for v in prior["by_answer"].values()] == [0, 2, 0, 0, 0]
+    assert prior["replies"] == {"1": 6}
+    assert count_answers([("colour", "red", "red")]) == {"by_answer": {}, "replies": {}}
