@@ -27,7 +27,9 @@ limit goes on where it stopped):
 
     python benchmarks/shapes_world_run.py --arms sti sti-pos=model.visual_positions=true --out runs/sw-pos
 
-``--size`` and ``--frames`` (default: the recipes' 128 and 17) set the renders, both runs and the evaluation alike.
+``--size`` and ``--frames`` (default: the recipes' 128 and 17) set the renders, both runs and the evaluation alike;
+``--read-size N`` also gives the tokenizer the images rendered at N px, for arms that read images at that size
+(``data.understanding_image_size=N,model.understanding_image_size=N``).
 
 Then one table: the steps each run reached, its last logged losses, and the scores side by side
 (OUT/summary.json). The budgets include start-up (data workers, compile, the LLM's load); the two unified runs
@@ -166,6 +168,12 @@ def shapes_sources(args: argparse.Namespace, out: Path, photos: bool = True) -> 
     if args.shapes_images:
         folder = write_shapes_images(out / "shapes-images", size, args.shapes_images)
         sources.append({"kind": "image_folder", "path": str(folder), "weight": args.shapes_weight})
+        if args.read_size and args.read_size != size:  # a source of its own, batched at its size
+            folder = write_shapes_images(out / f"shapes-images-{args.read_size}", args.read_size, args.shapes_images)
+            weight = args.shapes_weight / 2
+            sources.append(
+                {"kind": "image_folder", "path": str(folder), "weight": weight, "image_size": args.read_size}
+            )
     if args.shapes_clips:
         folder = write_shapes_clips(out / "shapes-clips", size, frames, args.shapes_clips)
         sources.append({"kind": "video_folder", "path": str(folder), "weight": args.shapes_weight / 2})
@@ -399,6 +407,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--shapes-weight", type=float, default=3.0, help="the shapes images' weight (clips: half) beside the photos' 1"
+    )
+    parser.add_argument(
+        "--read-size",
+        type=int,
+        help="the tokenizer also learns the shapes images rendered at this side (a source of their own, half the "
+        "images' weight): for arms that read images at data.understanding_image_size=N",
     )
     args = parser.parse_args()
     args.arms = parse_arms(args.arms)

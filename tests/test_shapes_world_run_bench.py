@@ -18,7 +18,15 @@ from hydra_x.train.tokenizer.recipes import small
 from hydra_x.train.unified.recipes import tiny
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from shapes_world_run import eval_phase, exit_reason, parse_arms, size_overrides, tokenizer_length, wait  # noqa: E402
+from shapes_world_run import (  # noqa: E402
+    eval_phase,
+    exit_reason,
+    parse_arms,
+    shapes_sources,
+    size_overrides,
+    tokenizer_length,
+    wait,
+)
 
 
 def test_every_failed_run_is_named_with_its_exit_or_the_signal_that_killed_it(tmp_path):
@@ -113,3 +121,25 @@ def test_the_scorer_gets_each_guidance_and_the_edits_their_own(tmp_path, monkeyp
     shutil.rmtree(tmp_path / "eval-one")  # scored again, now without an edit guidance of its own
     eval_phase(argparse.Namespace(**{**vars(args), "guidance": [1.5], "edit_guidance": None}), tmp_path)
     assert len(commands) == 1 and "--edit-guidance" not in commands[0]
+
+
+def test_the_reading_size_gives_the_tokenizer_a_source_of_its_own_at_that_size(tmp_path):
+    from hydra_x.data import DataConfig, TokenizerDataLoader
+    from hydra_x.data.media import read_image
+
+    base = dict(smoke=False, size=32, frames=5, shapes_images=3, shapes_clips=0, shapes_weight=3.0)
+    plain = shapes_sources(argparse.Namespace(**base, read_size=None), tmp_path, photos=False)
+    assert [s["path"] for s in plain] == [str(tmp_path / "shapes-images")]
+    sources = shapes_sources(argparse.Namespace(**base, read_size=48), tmp_path, photos=False)
+    assert sources[0] == plain[0]
+    assert sources[1] == {
+        "kind": "image_folder",
+        "path": str(tmp_path / "shapes-images-48"),
+        "weight": 1.5,
+        "image_size": 48,
+    }
+    assert read_image(tmp_path / "shapes-images-48" / "000000.png").shape == (3, 48, 48)
+    cfg = DataConfig(sources=sources, image_size=32, aspect_buckets=False, image_batch_size=2, num_workers=0)
+    it = iter(TokenizerDataLoader(cfg))
+    sides = {next(it).pixels.shape[-1] for _ in range(12)}  # the tokenizer's batches come at both sizes
+    assert sides == {32, 48}

@@ -124,7 +124,7 @@ def generations(cfg: DemoConfig, model, w: Writer, tick: Callable[[], None]) -> 
 
 def answers_and_edits(cfg: DemoConfig, result: ShapesReport, w: Writer) -> list[Gallery]:
     """The first answered questions and the first edit of each operation, from the shapes evaluation."""
-    size, s = cfg.eval.shapes_size, cfg.showcase
+    size, s = result.settings.get("question_size") or cfg.eval.shapes_size, cfg.showcase  # the picture asked about
     scenes = {i.id: i.scene for i in result.prompt_set.questions}
     qa = Gallery("Questions", "Held-out scenes and questions; the model's answer (greedy) against the truth.")
     for k, r in enumerate(result.understanding[: s.questions]):
