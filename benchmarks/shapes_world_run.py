@@ -140,7 +140,8 @@ def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
         cli += [*tokenizer_length(args), "eval_every=0", "ckpt_every=100000"]
         cli += size_overrides(args, "tokenizer")
     if args.shapes_images or args.shapes_clips:
-        cli.append("data.sources=" + json.dumps(shapes_sources(args, out, photos=args.with_photos)))
+        sources = shapes_sources(args, out, photos=args.with_photos, read_size=args.read_size)
+        cli.append("data.sources=" + json.dumps(sources))
     cli += args.tokenizer_set
     wait({"tokenizer": run(cli, out / "logs" / "tokenizer.log")}, {"tokenizer": out / "logs" / "tokenizer.log"})
     return folder
@@ -156,9 +157,11 @@ def tokenizer_length(args: argparse.Namespace) -> list[str]:
     return [f"time_budget_minutes={args.tokenizer_minutes}", "steps=100000"]
 
 
-def shapes_sources(args: argparse.Namespace, out: Path, photos: bool = True) -> list[dict[str, Any]]:
+def shapes_sources(
+    args: argparse.Namespace, out: Path, photos: bool = True, read_size: int | None = None
+) -> list[dict[str, Any]]:
     """The tokenizer's data: shapes-world renders written now, and with ``photos`` the embedded photographs and
-    clips (weights 1 and 0.5)."""
+    clips (weights 1 and 0.5); with ``read_size`` the renders at that side too, as a source of their own."""
     from hydra_x.demo.data import write_shapes_clips, write_shapes_images
 
     size, frames = (32, 5) if args.smoke else (args.size, args.frames)
@@ -168,12 +171,10 @@ def shapes_sources(args: argparse.Namespace, out: Path, photos: bool = True) -> 
     if args.shapes_images:
         folder = write_shapes_images(out / "shapes-images", size, args.shapes_images)
         sources.append({"kind": "image_folder", "path": str(folder), "weight": args.shapes_weight})
-        if args.read_size and args.read_size != size:  # a source of its own, batched at its size
-            folder = write_shapes_images(out / f"shapes-images-{args.read_size}", args.read_size, args.shapes_images)
+        if read_size and read_size != size:  # a source of its own, batched at its size
+            folder = write_shapes_images(out / f"shapes-images-{read_size}", read_size, args.shapes_images)
             weight = args.shapes_weight / 2
-            sources.append(
-                {"kind": "image_folder", "path": str(folder), "weight": weight, "image_size": args.read_size}
-            )
+            sources.append({"kind": "image_folder", "path": str(folder), "weight": weight, "image_size": read_size})
     if args.shapes_clips:
         folder = write_shapes_clips(out / "shapes-clips", size, frames, args.shapes_clips)
         sources.append({"kind": "video_folder", "path": str(folder), "weight": args.shapes_weight / 2})

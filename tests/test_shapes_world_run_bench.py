@@ -128,9 +128,9 @@ def test_the_reading_size_gives_the_tokenizer_a_source_of_its_own_at_that_size(t
     from hydra_x.data.media import read_image
 
     base = dict(smoke=False, size=32, frames=5, shapes_images=3, shapes_clips=0, shapes_weight=3.0)
-    plain = shapes_sources(argparse.Namespace(**base, read_size=None), tmp_path, photos=False)
+    plain = shapes_sources(argparse.Namespace(**base), tmp_path, photos=False)
     assert [s["path"] for s in plain] == [str(tmp_path / "shapes-images")]
-    sources = shapes_sources(argparse.Namespace(**base, read_size=48), tmp_path, photos=False)
+    sources = shapes_sources(argparse.Namespace(**base), tmp_path, photos=False, read_size=48)
     assert sources[0] == plain[0]
     assert sources[1] == {
         "kind": "image_folder",
