@@ -143,3 +143,31 @@ def test_the_reading_size_gives_the_tokenizer_a_source_of_its_own_at_that_size(t
     it = iter(TokenizerDataLoader(cfg))
     sides = {next(it).pixels.shape[-1] for _ in range(12)}  # the tokenizer's batches come at both sizes
     assert sides == {32, 48}
+
+
+def test_the_tokenizer_phase_trains_on_the_renders_at_the_reading_size_too(tmp_path, monkeypatch):
+    import shapes_world_run
+
+    commands = []
+    monkeypatch.setattr(shapes_world_run, "run", lambda command, log: commands.append(command))
+    monkeypatch.setattr(shapes_world_run, "wait", lambda procs, logs: None)
+    args = argparse.Namespace(
+        smoke=False,
+        size=32,
+        frames=5,
+        shapes_images=2,
+        shapes_clips=0,
+        shapes_weight=3.0,
+        with_photos=False,
+        read_size=48,
+        tokenizer_steps=10,
+        tokenizer_minutes=None,
+        tokenizer_set=[],
+    )
+    shapes_world_run.tokenizer_phase(args, tmp_path)
+    (sources,) = [c.split("=", 1)[1] for c in commands[0] if c.startswith("data.sources=")]
+    cfg = override(small(), [f"data.sources={sources}", "data.image_size=32"])  # as the command line reads them
+    assert [(s.path, s.image_size) for s in cfg.data.sources] == [
+        (str(tmp_path / "shapes-images"), None),
+        (str(tmp_path / "shapes-images-48"), 48),
+    ]
