@@ -200,7 +200,7 @@ def scan_conversations(
 
 class ConversationSource:
     """Map-style: ``draw(task, counter, attempt)`` draws a record of ``task`` with replacement and loads it: its
-    images at ``image_size`` (None: ``size``), its clips at ``size``."""
+    images at ``understanding_size`` (None: ``size``), its clips at ``size``."""
 
     def __init__(
         self,
@@ -210,11 +210,11 @@ class ConversationSource:
         size: int,
         frames: int,
         stride: int,
-        image_size: int | None = None,
+        understanding_size: int | None = None,
     ):
         self.index, self.sid, self.seed = index, source_id, seed
         self.size, self.frames, self.stride = size, frames, stride
-        self.image_size = size if image_size is None else image_size
+        self.image_size = size if understanding_size is None else understanding_size
         self.name = f"{index.kind}:{index.path}"
         self.tasks = frozenset(index.positions)
         self._records: list | None = None  # a .json array, parsed once per process (not pickled to workers)

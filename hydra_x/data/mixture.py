@@ -251,7 +251,7 @@ def build_source(sid: int, sc: UnifiedSource, config: UnifiedDataConfig):
         index = scan_conversations(sc.path, sc.media_root, parse, sc.kind)
         # a conversation's images are read (image_sft; its clips, video_sft, keep image_size); an edit's are at its
         # target's size
-        read = None if sc.kind == "edits" else config.task_size("image_sft")
+        read = None if sc.kind == "edits" else read_size
         return ConversationSource(index, sid, config.seed, size, frames, stride, read)
     if sc.kind == "edit_shards":
         return EditShardSource(sc.path, sid, config.seed, size, sc.name)

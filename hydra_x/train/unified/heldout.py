@@ -39,7 +39,7 @@ def heldout_checks(run, step: int) -> dict[str, float]:
     """Generate for held-out captions and answer held-out questions; rank 0 writes the grid. Every rank runs the
     same computation (a sharded model needs every rank)."""
     cfg, model, engine = run.cfg, run.model, run.engine
-    size = cfg.data.image_size
+    size, side = cfg.data.image_size, cfg.data.task_size("image_sft")  # generation's, and the questions' pictures'
     world = ShapesWorld(HELDOUT_SEED, "heldout")
     was_training = model.training
     model.eval()
@@ -65,7 +65,6 @@ def heldout_checks(run, step: int) -> dict[str, float]:
             right = 0
             for k in range(cfg.heldout_questions):
                 sample = world.question_sample(k)
-                side = cfg.data.task_size("image_sft")
                 image = render_image(sample.scene, side, side)
                 reply = chat(model, sample.question.text, image=image, max_new_tokens=8)
                 right += reply.strip().lower().rstrip(".") == sample.question.answer.lower()
