@@ -272,7 +272,7 @@ def _chat_tab(page: Page) -> None:
             temperature = gr.Slider(0.1, 2.0, value=d.temperature, step=0.1, label="Temperature")
             seed = gr.Number(value=d.seed, precision=0, label="Seed")
         with gr.Row():
-            size = _side_slider(page, "Size (short side the picture is resized to)", cfg.read_size)  # images
+            size = _side_slider(page, "Size (short side the picture is resized to)", cfg.read_size)  # follows uploads
             top = limits.max_video_frames
             frames = gr.Slider(1 + factor, top, value=min(cfg.clip_frames, top), step=factor, label="Video frames read")
     conversation = gr.State([])  # this session's turns, plain text: the placeholder is added per call
@@ -285,11 +285,23 @@ def _chat_tab(page: Page) -> None:
     inputs = [conversation, message, media, max_new, sample, top_p, temperature, seed, size, frames]
     for event in (send.click, message.submit):
         _run(event, reply, inputs, [chatbot, conversation, message])
-    restart = lambda path: ([], [], _about(path))  # noqa: E731  a new picture starts a new conversation
-    media.change(restart, [media], [chatbot, conversation, about])
+
+    def restart(path):  # a new upload starts a new conversation, its size slider at the model's size for its kind
+        return [], [], _about(path), min(_chat_side(cfg, path), page.limits.max_output_side)
+
+    media.change(restart, [media], [chatbot, conversation, about, size])
     clear.click(lambda: ([], []), None, [chatbot, conversation])
     if hasattr(chatbot, "clear"):  # the chatbot's own bin icon must forget the conversation too
         chatbot.clear(lambda: [], None, conversation)
+
+
+def _chat_side(cfg, path) -> int:
+    """The side the model reads ``path`` at: a video at its image_size (clips), else its understanding size."""
+    from pathlib import Path
+
+    from hydra_x.data.inputs import media_kind
+
+    return cfg.image_size if path and media_kind(Path(path)) == "video" else cfg.read_size
 
 
 def _about(path) -> str:

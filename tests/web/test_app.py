@@ -166,6 +166,21 @@ def test_the_chat_tabs_size_starts_at_the_models_reading_size(model, gradio, mon
     }
 
 
+def test_a_chat_upload_moves_the_size_to_the_models_size_for_its_kind(model, gradio, monkeypatch, tmp_path):
+    from hydra_x.web.app import build_app
+
+    monkeypatch.setattr(model, "config", model.config.replace(understanding_image_size=32))
+    demo = build_app(model)
+    fns = list(demo.fns.values()) if isinstance(demo.fns, dict) else list(demo.fns)
+    (restart,) = [f for f in fns if f.name == "restart"]
+    slider = restart.outputs[-1]
+    assert isinstance(slider, gradio.Slider) and slider.label == "Size (short side the picture is resized to)"
+    picture, clip = tmp_path / "a.png", tmp_path / "a.mp4"  # only the names are read
+    assert restart.fn(str(picture))[-1] == 32  # images are read at the understanding size
+    assert restart.fn(str(clip))[-1] == 64  # clips at the image size, as the model was trained
+    assert restart.fn(None)[:3] == ([], [], "Text only: upload an image or a video to ask about it.")
+
+
 def test_launch_binds_to_localhost_and_serves_the_page(model, gradio):
     from hydra_x.web.app import build_app, launch_app
 
