@@ -352,7 +352,8 @@ class HydraX(nn.Module):
         if gen:
             if visuals.t is None or visuals.noise is None or len(visuals.noise) != len(gen):
                 raise ValueError(f"{len(gen)} generated blocks need as many flow times and noises")
-            times = dict(zip(gen, visuals.t.unbind()))
+            # On the model's device wherever given (training draws them there; a caller may not): no-op if so
+            times = dict(zip(gen, visuals.t.to(self.device, non_blocking=True).unbind()))
             noisy = noised(z0, gen, visuals.noise, times, self.device)
             for i, z in noisy.latents.items():
                 z_in[i] = z
