@@ -12,7 +12,8 @@ import torch
 class VisualInputs:
     """The visual blocks of a batch, in placement order: pixels (3, H, W) / (3, F, H, W) in [-1, 1], encoded by
     the forward pass (so that a sharded model encodes inside its own forward), or clean latents z (C, S, h, w);
-    and for the generated blocks (role "generate", in the same order) their flow time and noise (z's shape)."""
+    and for the generated blocks (role "generate", in the same order) their flow time and noise (z's shape). Any
+    device: the forward moves them to the model's (training builds them there, so that is a no-op)."""
 
     pixels: list[torch.Tensor] | None = None
     z: list[torch.Tensor] | None = None
@@ -23,9 +24,9 @@ class VisualInputs:
     pairs: list[tuple[int, int]] = field(default_factory=list)
 
     def latents(self, model) -> list[torch.Tensor]:
-        """The clean latents, given or encoded by ``model`` (a HydraX)."""
+        """The clean latents, given (moved to ``model``'s device, as the batch is) or encoded by ``model``."""
         if self.z is not None:
-            return self.z
+            return [z.to(model.device, non_blocking=True) for z in self.z]
         if self.pixels is None:
             raise ValueError("VisualInputs needs pixels or z")
         return model.encode_each(self.pixels)
