@@ -11,10 +11,11 @@ limit goes on where it stopped):
    train tokenizer --config small`` under a wall-clock budget (or for ``--tokenizer-steps``) -> OUT/tokenizer, on
    shapes-world renders (``--shapes-images N`` / ``--shapes-clips N`` PNGs and MP4s written to OUT/shapes-images,
    OUT/shapes-clips first), with ``--with-photos`` beside the embedded photographs and clips (``--shapes-weight``
-   the renders' share; 0 and 0: photographs only), with ``--tokenizer-set`` overrides (default: MSE instead of L1,
-   LR 3e-4). Read the evaluation's tokenizer round trip first (docs/benchmarks.md): the recipe's own L1 at LR 1e-3 gave
-   back 1.4% of the truth pictures on the photographs alone and collapsed the shapes on the mix; with MSE at LR
-   3e-4 the mix kept 25% and the shapes alone 97% in 1700 steps
+   the renders' share; 0 and 0: photographs only; ``--clips-weight`` the clips', default half the images'), with
+   ``--tokenizer-set`` overrides (default: MSE instead of L1, LR 3e-4). Read the evaluation's tokenizer round trip
+   first (docs/benchmarks.md): the recipe's own L1 at LR 1e-3 gave back 1.4% of the truth pictures on the
+   photographs alone and collapsed the shapes on the mix; with MSE at LR 3e-4 the mix kept 25% and the shapes alone
+   97% in 1700 steps
 2. unified: ``hydra-x train unified --config small`` twice at once on the same GPU (``model.edit_layout=sti`` and
    ``independent``), the same budget, seed and data order, from OUT/tokenizer -> OUT/unified-sti, -independent
 3. eval: ``hydra-x eval shapes --seen-questions`` of each export at the training size -> OUT/eval-sti,
@@ -140,7 +141,7 @@ def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
         cli += [*tokenizer_length(args), "eval_every=0", "ckpt_every=100000"]
         cli += size_overrides(args, "tokenizer")
     if args.shapes_images or args.shapes_clips:
-        sources = shapes_sources(args, out, photos=args.with_photos, read_size=args.read_size)
+        sources = shapes_sources(args, out, args.with_photos, args.read_size, args.clips_weight)
         cli.append("data.sources=" + json.dumps(sources))
     cli += args.tokenizer_set
     wait({"tokenizer": run(cli, out / "logs" / "tokenizer.log")}, {"tokenizer": out / "logs" / "tokenizer.log"})
@@ -158,10 +159,15 @@ def tokenizer_length(args: argparse.Namespace) -> list[str]:
 
 
 def shapes_sources(
-    args: argparse.Namespace, out: Path, photos: bool = True, read_size: int | None = None
+    args: argparse.Namespace,
+    out: Path,
+    photos: bool = True,
+    read_size: int | None = None,
+    clips_weight: float | None = None,
 ) -> list[dict[str, Any]]:
     """The tokenizer's data: shapes-world renders written now, and with ``photos`` the embedded photographs and
-    clips (weights 1 and 0.5); with ``read_size`` the renders at that side too, as a source of their own."""
+    clips (weights 1 and 0.5); with ``read_size`` the renders at that side too, as a source of their own. The
+    shapes clips weigh ``clips_weight`` (default: half the images' weight)."""
     from hydra_x.demo.data import write_shapes_clips, write_shapes_images
 
     size, frames = (32, 5) if args.smoke else (args.size, args.frames)
@@ -177,7 +183,8 @@ def shapes_sources(
             sources.append({"kind": "image_folder", "path": str(folder), "weight": weight, "image_size": read_size})
     if args.shapes_clips:
         folder = write_shapes_clips(out / "shapes-clips", size, frames, args.shapes_clips)
-        sources.append({"kind": "video_folder", "path": str(folder), "weight": args.shapes_weight / 2})
+        weight = args.shapes_weight / 2 if clips_weight is None else clips_weight
+        sources.append({"kind": "video_folder", "path": str(folder), "weight": weight})
     print(f"tokenizer data: {sources}", flush=True)
     return sources
 
@@ -408,6 +415,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--shapes-weight", type=float, default=3.0, help="the shapes images' weight (clips: half) beside the photos' 1"
+    )
+    parser.add_argument(
+        "--clips-weight",
+        type=float,
+        help="the shapes clips' weight (default: half the images'). Their frames between a latent step's last ones "
+        "come back from a third of the tokenizer's batches at 29-58%%; clips alone taught them within minutes",
     )
     parser.add_argument(
         "--read-size",

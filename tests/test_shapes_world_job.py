@@ -71,9 +71,12 @@ def test_the_tokenizer_trains_for_2400_steps_and_the_unified_run_gets_what_it_le
     (tmp_path / "long").mkdir()  # a phase that took all of it leaves the unified run its minimum, a minute
     lines = calls(tmp_path / "long", clock(tmp_path / "long", 0, 1200), DIT_POSITIONS="")
     assert "--unified-minutes 1.0 " in next(line for line in lines if "--phases unified" in line)
+    assert "--clips-weight" not in tokenizer  # the script's default: half the images' weight
     (tmp_path / "given").mkdir()
-    lines = calls(tmp_path / "given", clock(tmp_path / "given", 0, 300), TOKENIZER_STEPS="", UNIFIED_MINUTES="12")
-    assert "--tokenizer-minutes 3.5" in next(line for line in lines if "--phases tokenizer" in line)
+    given = dict(TOKENIZER_STEPS="", UNIFIED_MINUTES="12", CLIPS_WEIGHT="3")
+    lines = calls(tmp_path / "given", clock(tmp_path / "given", 0, 300), **given)
+    tokenizer = next(line for line in lines if "--phases tokenizer" in line)
+    assert "--tokenizer-minutes 3.5" in tokenizer and "--clips-weight 3 " in tokenizer
     assert "--unified-minutes 12 " in next(line for line in lines if "--phases unified" in line)
 
 
