@@ -147,8 +147,6 @@ def test_the_reading_size_gives_the_tokenizer_a_source_of_its_own_at_that_size(t
 
 
 def test_the_clips_weigh_half_the_images_unless_given(tmp_path, monkeypatch):
-    import shapes_world_run
-
     base = dict(smoke=False, size=32, frames=5, shapes_images=2, shapes_clips=2, shapes_weight=3.0)
     weights = lambda sources: [(s["kind"], s["weight"]) for s in sources]  # noqa: E731
     plain = shapes_sources(argparse.Namespace(**base), tmp_path, photos=False)
@@ -156,45 +154,27 @@ def test_the_clips_weigh_half_the_images_unless_given(tmp_path, monkeypatch):
     heavy = shapes_sources(argparse.Namespace(**base), tmp_path, photos=False, clips_weight=6.0)
     assert weights(heavy) == [("image_folder", 3.0), ("video_folder", 6.0)]
     # the option reaches the tokenizer run's sources
-    commands = []
-    monkeypatch.setattr(shapes_world_run, "run", lambda command, log: commands.append(command))
-    monkeypatch.setattr(shapes_world_run, "wait", lambda procs, logs: None)
-    args = argparse.Namespace(
-        **base,
-        with_photos=False,
-        read_size=None,
-        clips_weight=4.5,
-        tokenizer_steps=10,
-        tokenizer_minutes=None,
-        tokenizer_set=[],
-    )
-    shapes_world_run.tokenizer_phase(args, tmp_path)
-    (sources,) = [c.split("=", 1)[1] for c in commands[0] if c.startswith("data.sources=")]
+    sources = tokenizer_sources(tmp_path, monkeypatch, **base, read_size=None, clips_weight=4.5)
     assert weights(json.loads(sources)) == [("image_folder", 3.0), ("video_folder", 4.5)]
 
 
-def test_the_tokenizer_phase_trains_on_the_renders_at_the_reading_size_too(tmp_path, monkeypatch):
+def tokenizer_sources(tmp_path: Path, monkeypatch, **options) -> str:
+    """The data.sources= value of the tokenizer command that tokenizer_phase builds from ``options`` (recorded, not
+    run)."""
     import shapes_world_run
 
     commands = []
     monkeypatch.setattr(shapes_world_run, "run", lambda command, log: commands.append(command))
     monkeypatch.setattr(shapes_world_run, "wait", lambda procs, logs: None)
-    args = argparse.Namespace(
-        smoke=False,
-        size=32,
-        frames=5,
-        shapes_images=2,
-        shapes_clips=0,
-        shapes_weight=3.0,
-        with_photos=False,
-        read_size=48,
-        clips_weight=None,
-        tokenizer_steps=10,
-        tokenizer_minutes=None,
-        tokenizer_set=[],
-    )
-    shapes_world_run.tokenizer_phase(args, tmp_path)
+    fixed = dict(with_photos=False, tokenizer_steps=10, tokenizer_minutes=None, tokenizer_set=[])
+    shapes_world_run.tokenizer_phase(argparse.Namespace(**fixed, **options), tmp_path)
     (sources,) = [c.split("=", 1)[1] for c in commands[0] if c.startswith("data.sources=")]
+    return sources
+
+
+def test_the_tokenizer_phase_trains_on_the_renders_at_the_reading_size_too(tmp_path, monkeypatch):
+    base = dict(smoke=False, size=32, frames=5, shapes_images=2, shapes_clips=0, shapes_weight=3.0)
+    sources = tokenizer_sources(tmp_path, monkeypatch, **base, read_size=48, clips_weight=None)
     cfg = override(small(), [f"data.sources={sources}", "data.image_size=32"])  # as the command line reads them
     assert [(s.path, s.image_size) for s in cfg.data.sources] == [
         (str(tmp_path / "shapes-images"), None),
