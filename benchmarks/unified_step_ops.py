@@ -5,6 +5,7 @@
     python benchmarks/unified_step_ops.py --compile --warmup 3 --examples 512   # CPU: what a compiled step leaves
     python3 benchmarks/unified_step_ops.py --device cuda [--compile [--llm-only]] --examples 32 96   # GPU: times too
     python3 benchmarks/unified_step_ops.py --device cuda --compile --compile-mode reduce-overhead --top 15
+    python3 benchmarks/unified_step_ops.py --device cuda --compile --examples 512 --threads 16 4 1   # host threads
     python3 benchmarks/unified_step_ops.py --device cuda --compile --attention flex --examples 512 \
         --set data.image_size=64 model.image_size=64 data.clip_frames=9 model.clip_frames=9 data.task_ratios.edit=4
 
@@ -64,6 +65,8 @@ ON_DEVICE = ("forward", "losses", "backward")  # the parts whose tensors live on
 FORWARD_METHODS = {"encode": "encode_each", "visual embeddings": "_embed_visuals", "LLM": "llm_hidden"}
 MASK_BUILDERS = ("flex_block_mask", "attention_mask", "additive_mask")
 FORWARD_PARTS = (*FORWARD_METHODS, "mask", "flow head")
+# Inside the visual embeddings: the Sem-ViT's calls, the projector's, and the one gather into placement order.
+VISUAL_PARTS = ("Sem-ViT", "projector", "gather")
 
 
 def timed(fn, label: str):
@@ -80,10 +83,12 @@ def time_forward_parts(model) -> None:
     for label, name in FORWARD_METHODS.items():
         setattr(model, name, timed(getattr(model, name), label))
     model.flow_head.forward = timed(model.flow_head.forward, "flow head")
-    for name in MASK_BUILDERS:
+    model.tokenizer.semantic = timed(model.tokenizer.semantic, "Sem-ViT")
+    model.projector.forward = timed(model.projector.forward, "projector")
+    for name, label in [*((n, "mask") for n in MASK_BUILDERS), ("in_order", "gather")]:
         fn = getattr(model_module, name)
         if not hasattr(fn, "__wrapped_part__"):
-            wrapped = timed(fn, "mask")
+            wrapped = timed(fn, label)
             wrapped.__wrapped_part__ = True
             setattr(model_module, name, wrapped)
 
@@ -208,15 +213,26 @@ def step_ms(run, batches, first: int, steps: int) -> float:
     return statistics.median(times)
 
 
-def measure(args, examples: int, root: Path) -> dict[str, float]:
+def measure(args, examples: int, root: Path) -> dict[str, dict[str, float]]:
+    """A row per intra-op thread count of the training process (``--threads``; torch's default if not given),
+    all on one built run: the host's small operators may split over every thread, and a process beside data
+    workers and other runs then waits for them all to be scheduled."""
     run, batches = build(args, examples, root)
     cuda = args.device == "cuda"
-    row = profile_step(run, batches, args.warmup, cuda, args.top)
-    row["step ms"] = step_ms(run, batches, args.warmup + 1, args.steps)
+    rows, step = {}, args.warmup
+    default = torch.get_num_threads()
+    for threads in args.threads or [default]:
+        torch.set_num_threads(threads)
+        row = profile_step(run, batches, step, cuda, args.top)
+        row["step ms"] = step_ms(run, batches, step + 1, args.steps)
+        step += 1 + args.steps
+        if cuda:
+            row["busy"] = row["kernel ms"] / row["step ms"]
+        rows[f"{examples}" if not args.threads else f"{examples}, {threads} threads"] = row
+    torch.set_num_threads(default)
     if cuda:
-        row["busy"] = row["kernel ms"] / row["step ms"]
         torch.cuda.empty_cache()
-    return row
+    return rows
 
 
 def main() -> None:
@@ -243,13 +259,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--top", type=int, default=0, help="print the profiled step's N most expensive operators")
     parser.add_argument(
+        "--threads", type=int, nargs="*", default=[], help="the training process's intra-op threads, one row each "
+        "(default: torch's, one per core)",
+    )  # fmt: skip
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the `small` recipe's step, e.g. "
         "data.image_size=64 model.image_size=64 (head_attention_from_step=0 for a head's attention layers)",
     )  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
     root = Path(tempfile.mkdtemp(prefix="hydra_x_step_ops_"))
-    rows = {n: measure(args, n, root) for n in args.examples}
+    rows = {label: row for n in args.examples for label, row in measure(args, n, root).items()}
     where = "GPU, `small` widths, bf16" if args.device == "cuda" else "CPU, toy widths"
     compiled = ""
     if args.compile:
@@ -277,6 +297,12 @@ def main() -> None:
         parts = [c[f"part/{p} ms"] for p in FORWARD_PARTS]
         rest = c["forward ms"] - sum(parts) + c["part/mask ms"]  # the mask lies inside the LLM's range
         print(f"| {n} | {c['forward ms']:.1f} | " + " | ".join(f"{v:.1f}" for v in parts) + f" | {rest:.1f} |")
+    print("\nHost ms of the profiled visual embeddings by part")
+    print("| examples | visual embeddings | " + " | ".join(VISUAL_PARTS) + " | rest |\n|---:|" + "---:|" * 5)
+    for n, c in rows.items():
+        parts = [c[f"part/{p} ms"] for p in VISUAL_PARTS]
+        whole = c["part/visual embeddings ms"]
+        print(f"| {n} | {whole:.1f} | " + " | ".join(f"{v:.1f}" for v in parts) + f" | {whole - sum(parts):.1f} |")
 
 
 if __name__ == "__main__":

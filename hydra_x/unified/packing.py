@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
 import torch
 
 from hydra_x.unified.sequence import IGNORE, SampleSequence, VisualKind, VisualRole
@@ -59,9 +60,9 @@ class PackedBatch:
             empty = torch.zeros(0, dtype=torch.long, device=device)
             return empty, empty
         # Built on the host and moved once: per-placement tensors cost two kernel launches per visual block.
-        lengths = torch.tensor([p.length for p in placements])
-        rows = torch.tensor([p.row for p in placements]).repeat_interleave(lengths)
-        cols = token_runs([p.start for p in placements], [p.length for p in placements])
+        lengths = [p.length for p in placements]
+        rows = torch.from_numpy(np.repeat(np.array([p.row for p in placements], dtype=np.int64), lengths))
+        cols = token_runs([p.start for p in placements], lengths)
         return rows.to(device), cols.to(device)
 
     def to(self, device: torch.device | str) -> PackedBatch:
@@ -76,7 +77,7 @@ class PackedBatch:
         Built on the device instead, a boolean mask or a later copy would make the host wait for all the work
         queued before it: a training step would then never run ahead of the GPU."""
         targets = self.targets.cpu().flatten()
-        predicted = (targets != IGNORE).nonzero().squeeze(1)
+        predicted = torch.from_numpy(np.flatnonzero(targets.numpy() != IGNORE))
         parts = [predicted, targets[predicted], *self.visual_index(), *self.visual_index(generated)]
         parts = [p.cpu() for p in parts]
         moved = to_device_async(torch.cat(parts), device).split([len(p) for p in parts])
@@ -95,14 +96,13 @@ def to_device_async(host: torch.Tensor, device: torch.device | str) -> torch.Ten
 
 
 def token_runs(starts: list[int], lengths: list[int]) -> torch.Tensor:
-    """start_0 .. start_0 + length_0 - 1, start_1 .., concatenated (a host tensor), without a tensor per run."""
-    length = torch.tensor(lengths, dtype=torch.long)
-    first_in_output = (length.cumsum(0) - length).repeat_interleave(length)  # where each run begins in the output
-    return (
-        torch.tensor(starts, dtype=torch.long).repeat_interleave(length)
-        + torch.arange(int(length.sum()))
-        - first_in_output
-    )
+    """start_0 .. start_0 + length_0 - 1, start_1 .., concatenated (a host tensor), without a tensor per run. In
+    NumPy, whose repeat runs on one thread: torch's CPU repeat_interleave splits even a few runs over every intra-op
+    thread, and a training process beside data workers and other runs then waits for all of them to be scheduled."""
+    length = np.asarray(lengths, dtype=np.int64)
+    first_in_output = np.repeat(np.cumsum(length) - length, length)  # where each run begins in the output
+    runs = np.repeat(np.asarray(starts, dtype=np.int64), length) + np.arange(length.sum()) - first_in_output
+    return torch.from_numpy(runs)
 
 
 @dataclass(frozen=True)

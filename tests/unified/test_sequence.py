@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hydra_x.unified.packing import pack, pad_to_batch
+from hydra_x.unified.packing import pack, pad_to_batch, token_runs
 from hydra_x.unified.sequence import (
     BEGIN_IMAGE,
     END_IMAGE,
@@ -224,6 +224,17 @@ def test_pack_first_fit_positions_and_placements(tok):
     order = batch.placements[::-1]  # any subset, in any order: each block's positions, concatenated in that order
     rows, cols = batch.visual_index(order)
     assert list(zip(rows.tolist(), cols.tolist())) == [(p.row, p.start + j) for p in order for j in range(p.length)]
+
+
+def test_token_runs_are_the_runs_concatenated():
+    g = torch.Generator().manual_seed(0)
+    starts = torch.randint(0, 5000, (40,), generator=g).tolist()
+    lengths = torch.randint(0, 70, (40,), generator=g).tolist()
+    lengths[3] = lengths[17] = 0  # empty runs leave nothing, and shift nothing after them
+    runs = token_runs(starts, lengths)
+    assert runs.dtype == torch.long
+    assert runs.tolist() == [s + j for s, n in zip(starts, lengths) for j in range(n)]
+    assert token_runs([], []).tolist() == []
 
 
 @pytest.mark.parametrize("multiple", [1, 2, 4])
