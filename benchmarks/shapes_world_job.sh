@@ -10,7 +10,9 @@
 #     R=/path/to/results bash benchmarks/shapes_world_job.sh       # writes R/A/..., R/dit-*, R/instr-*.txt, R/DONE
 #
 # R/results.tgz holds what the job has written so far without weights, renders or TensorBoard files (rewritten after
-# the unified runs, the scoring and at the end), so a machine lent for a limited time can hand back a part.
+# the unified runs, the scoring and at the end), so a machine lent for a limited time can hand back a part. Its
+# PACKED file names the phase it was written after (trained, scored, done): an archive taken after training has no
+# scores yet, and only R/DONE or a PACKED of "done" says that nothing more is coming.
 #
 # SIZE=64 FRAMES=9: pictures of 64 px (16 visual tokens, not 64) and clips of 9 frames; EXAMPLES=512: twice the
 # examples a unified step (at 64 px still less GPU work than 256 at 128 px). GPU memory at 64 px: a 1024-example arm
@@ -42,11 +44,13 @@ ARMS=("one=$ARM")
 WORKERS=$(( ${#ARMS[@]} == 1 ? 6 : 4 ))  # data workers a run: 16 cores for the runs, their workers and the DiT
 mkdir -p "$R"
 T0=$(date +%s)
-pack() {  # written outside R, moved in under a dot name and renamed, so a copy taken meanwhile is a whole archive.
+pack() {  # $1: the phase just finished, into R/PACKED.
+  # Written outside R, moved in under a dot name and renamed, so a copy taken meanwhile is a whole archive.
   # Written inside R, tar could find R changed by its own output ("file changed as we read it", exit 1) and the
   # archive was not renamed: it stayed as the last pack left it. Exit 1 (a file that grew as it was read, such as a
   # log of the run beside it) still gives a whole archive; 2 and above do not.
   local tmp="${R%/}.pack.tgz" rc=0
+  echo "$1 at $(( $(date +%s) - T0 )) s" > "$R/PACKED"
   tar czf "$tmp" -C "$R" --exclude='./.results.tgz' --exclude='./results.tgz' --exclude='*/checkpoints' \
     --exclude='*.safetensors' --exclude='shapes-images' --exclude='shapes-clips' --exclude='*/tensorboard' . || rc=$?
   if [ "$rc" -le 1 ]; then mv "$tmp" "$R/.results.tgz" && mv "$R/.results.tgz" "$R/results.tgz"; else
@@ -76,7 +80,7 @@ done
 python3 benchmarks/shapes_world_run.py --out "$R/A" --unified-minutes "$UNIFIED_MINUTES" --compile --workers "$WORKERS" \
   --examples "$EXAMPLES" --size "$SIZE" --frames "$FRAMES" --phases unified --arms "${ARMS[@]}"
 echo "unified done at $(( $(date +%s) - T0 )) s"
-pack
+pack trained
 wait "${DITS[@]}"
 tail -n 3 "$R"/dit-*.log
 EVAL_ARMS=()
@@ -87,11 +91,11 @@ done
 python3 benchmarks/shapes_world_run.py --out "$R/A" --phases eval --sample-steps 20 --guidance 3 \
   --size "$SIZE" --frames "$FRAMES" --arms "${EVAL_ARMS[@]}"
 echo "eval done at $(( $(date +%s) - T0 )) s"
-pack
+pack scored
 for A in "${ARMS[@]}"; do  # a diagnostic, bounded: what the job exists for is already packed
   timeout 240 python3 benchmarks/edit_instruction_effect.py --ckpt "$R/A/unified-${A%%=*}/export" --size "$SIZE" \
     --device cuda --guidance 3 10 > "$R/instr-${A%%=*}.txt" 2>&1 || echo "instruction effect: exit $?" >> "$R/instr-${A%%=*}.txt"
 done
 echo "all done at $(( $(date +%s) - T0 )) s"
-pack
+pack done
 touch "$R/DONE"

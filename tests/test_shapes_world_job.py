@@ -1,7 +1,7 @@
 """benchmarks/shapes_world_job.sh, run with a python3 that records its calls: the size, frames and examples reach
 every phase, the tokenizer trains for a number of steps and the unified run for what it left of 19.5 minutes, an
 empty DIT_POSITIONS runs no DiT, ARM2 trains and scores a second arm, and the results archive holds the figures
-without the weights."""
+without the weights and names the phase it was written after."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ def calls(tmp_path: Path, bin_first: Path | None = None, **env: str) -> list[str
     failing = 'if [ -n "$FAIL_INSTRUCTION_EFFECT" ] && [[ "$*" == *edit_instruction_effect* ]]; then exit 124; fi'
     # SmolLM2's conversion prints the converted folder last; FAIL_CONVERT=1: it fails instead
     convert = 'if [[ "$*" == *convert-smollm2* ]]; then [ -n "$FAIL_CONVERT" ] && exit 1; echo /converted/llm; fi'
-    fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n{failing}\n{convert}\n')
+    # SNAPSHOT=path: the results archive as a watcher would copy it when the scoring starts
+    snapshot = 'if [ -n "$SNAPSHOT" ] && [[ "$*" == *"--phases eval"* ]]; then cp "$R/results.tgz" "$SNAPSHOT"; fi'
+    fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n{failing}\n{convert}\n{snapshot}\n')
     fake.chmod(0o755)
     # TAR_EXIT=N: tar archives for real, then exits N, as GNU tar does with 1 for a file that changed as it read it
     tar = fake.parent / "tar"
@@ -117,6 +119,17 @@ def test_the_results_archive_holds_what_was_written_without_weights_or_renders(t
     assert {"A/unified-one/summary.json", "instr-one.txt", "convert.log"} <= names
     assert not any(k in n for n in names for k in ("checkpoints", "safetensors", "tensorboard", "shapes-images"))
     assert not any("results.tgz" in n for n in names) and not (tmp_path / "r" / ".results.tgz").exists()
+
+
+def packed_phase(archive_path: Path) -> str:
+    with tarfile.open(archive_path) as archive:
+        return archive.extractfile("./PACKED").read().decode().split(" at ")[0]
+
+
+def test_each_archive_names_the_phase_it_was_written_after(tmp_path):
+    calls(tmp_path, DIT_POSITIONS="", SNAPSHOT=str(tmp_path / "during-scoring.tgz"))
+    assert packed_phase(tmp_path / "during-scoring.tgz") == "trained"  # no scores in it yet, and it says so
+    assert packed_phase(tmp_path / "r" / "results.tgz") == "done"
 
 
 def test_a_failed_instruction_effect_is_noted_and_the_job_still_ends(tmp_path):
