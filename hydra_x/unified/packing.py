@@ -54,16 +54,9 @@ class PackedBatch:
     def visual_index(self, placements: list[Placement] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows, columns) of the visual positions of ``placements`` (default: all), concatenated in their order,
         so ``embeds[rows, cols] = torch.cat(block_embeds)`` scatters blocks in and ``hidden[rows, cols]`` gathers."""
-        placements = self.placements if placements is None else placements
+        rows, cols = visual_runs(self.placements if placements is None else placements)
         device = self.input_ids.device
-        if not placements:
-            empty = torch.zeros(0, dtype=torch.long, device=device)
-            return empty, empty
-        # Built on the host and moved once: per-placement tensors cost two kernel launches per visual block.
-        lengths = [p.length for p in placements]
-        rows = torch.from_numpy(np.repeat(np.array([p.row for p in placements], dtype=np.int64), lengths))
-        cols = token_runs([p.start for p in placements], lengths)
-        return rows.to(device), cols.to(device)
+        return torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
 
     def to(self, device: torch.device | str) -> PackedBatch:
         # Asynchronous from page-locked rows (pin_memory); from pageable memory the copy is synchronous anyway.
@@ -76,11 +69,12 @@ class PackedBatch:
         """The forward's gather and scatter indices, built on the host (as the rows are) and moved in one copy.
         Built on the device instead, a boolean mask or a later copy would make the host wait for all the work
         queued before it: a training step would then never run ahead of the GPU."""
-        targets = self.targets.cpu().flatten()
-        predicted = torch.from_numpy(np.flatnonzero(targets.numpy() != IGNORE))
-        parts = [predicted, targets[predicted], *self.visual_index(), *self.visual_index(generated)]
-        parts = [p.cpu() for p in parts]
-        moved = to_device_async(torch.cat(parts), device).split([len(p) for p in parts])
+        # In NumPy, on one thread (see token_runs): these arrays outgrow torch's grain of parallel work.
+        targets = self.targets.cpu().flatten().numpy()
+        predicted = np.flatnonzero(targets != IGNORE)
+        parts = [predicted, targets[predicted], *visual_runs(self.placements), *visual_runs(generated)]
+        whole = torch.from_numpy(np.concatenate(parts).astype(np.int64, copy=False))
+        moved = to_device_async(whole, device).split([len(p) for p in parts])
         return BatchIndex(*moved, text_tokens=len(predicted))
 
 
@@ -89,20 +83,42 @@ TENSORS = ("input_ids", "targets", "position_ids", "sample", "block", "step")
 
 def to_device_async(host: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """A host tensor on ``device``, copied from page-locked memory on CUDA: a copy from pageable memory would make
-    the host wait for all the work queued before it."""
+    the host wait for all the work queued before it. Copied into the page-locked buffer by NumPy, on one thread,
+    where NumPy has the dtype (torch's copy splits large ones over every intra-op thread: see token_runs)."""
     if torch.device(device).type == "cuda":
-        host = host.pin_memory()
+        pinned = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
+        try:
+            np.copyto(pinned.numpy(), host.numpy())
+        except (TypeError, RuntimeError):  # a dtype NumPy lacks (bfloat16), or a tensor that needs grad
+            pinned.copy_(host)
+        host = pinned
     return host.to(device, non_blocking=True)
+
+
+def visual_runs(placements: list[Placement]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of the placements' positions, concatenated in their order, as int64 host arrays."""
+    lengths = [p.length for p in placements]
+    rows = np.repeat(np.array([p.row for p in placements], dtype=np.int64), lengths)
+    return rows, runs_of_tokens([p.start for p in placements], lengths)
 
 
 def token_runs(starts: list[int], lengths: list[int]) -> torch.Tensor:
     """start_0 .. start_0 + length_0 - 1, start_1 .., concatenated (a host tensor), without a tensor per run. In
     NumPy, whose repeat runs on one thread: torch's CPU repeat_interleave splits even a few runs over every intra-op
-    thread, and a training process beside data workers and other runs then waits for all of them to be scheduled."""
+    thread, and a training process beside data workers and other runs then waits for all of them to be scheduled
+    (benchmarks/host_index_contention.py)."""
+    return torch.from_numpy(runs_of_tokens(starts, lengths))
+
+
+def runs_of_tokens(starts: list[int], lengths: list[int]) -> np.ndarray:
+    """token_runs as an int64 NumPy array."""
     length = np.asarray(lengths, dtype=np.int64)
     first_in_output = np.repeat(np.cumsum(length) - length, length)  # where each run begins in the output
-    runs = np.repeat(np.asarray(starts, dtype=np.int64), length) + np.arange(length.sum()) - first_in_output
-    return torch.from_numpy(runs)
+    return (
+        np.repeat(np.asarray(starts, dtype=np.int64), length)
+        + np.arange(length.sum(), dtype=np.int64)
+        - first_in_output
+    )
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,24 @@ def test_pack_first_fit_positions_and_placements(tok):
     assert list(zip(rows.tolist(), cols.tolist())) == [(p.row, p.start + j) for p in order for j in range(p.length)]
 
 
+def test_the_batch_index_names_each_predicted_token_its_target_and_each_visual_position(tok):
+    ss = samples(tok)
+    batch = pack(ss, max(len(s) for s in ss) + 8, tok.pad_token_id)
+    generated = [p for p in batch.placements if p.role == "generate"][::-1]  # in the caller's order
+    assert generated
+    index = batch.index(generated, "cpu")
+    flat = batch.targets.flatten()
+    assert index.predicted.tolist() == [i for i, t in enumerate(flat.tolist()) if t != IGNORE]
+    assert index.predicted_targets.tolist() == [t for t in flat.tolist() if t != IGNORE]
+    assert index.text_tokens == len(index.predicted) > 0
+    for (rows, cols), got in (
+        (batch.visual_index(), (index.visual_rows, index.visual_cols)),
+        (batch.visual_index(generated), (index.generated_rows, index.generated_cols)),
+    ):
+        assert torch.equal(got[0], rows) and torch.equal(got[1], cols)
+        assert all(t.dtype == torch.long for t in got)
+
+
 def test_token_runs_are_the_runs_concatenated():
     g = torch.Generator().manual_seed(0)
     starts = torch.randint(0, 5000, (40,), generator=g).tolist()
