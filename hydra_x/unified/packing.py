@@ -86,6 +86,8 @@ def to_device_async(host: torch.Tensor, device: torch.device | str) -> torch.Ten
     the host wait for all the work queued before it. Copied into the page-locked buffer by NumPy, on one thread,
     where NumPy has the dtype (torch's copy splits large ones over every intra-op thread: see token_runs)."""
     if torch.device(device).type == "cuda":
+        if host.device.type != "cpu":  # a copy back to the host first would wait for the device
+            raise ValueError(f"to_device_async copies host tensors, got one on {host.device}")
         pinned = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
         try:
             np.copyto(pinned.numpy(), host.numpy())
@@ -96,7 +98,8 @@ def to_device_async(host: torch.Tensor, device: torch.device | str) -> torch.Ten
 
 
 def visual_runs(placements: list[Placement]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, columns) of the placements' positions, concatenated in their order, as int64 host arrays."""
+    """(rows, columns) of the placements' positions, concatenated in their order, as int64 host arrays: built in
+    one piece, as a tensor per placement would cost two kernel launches per visual block."""
     lengths = [p.length for p in placements]
     rows = np.repeat(np.array([p.row for p in placements], dtype=np.int64), lengths)
     return rows, runs_of_tokens([p.start for p in placements], lengths)
