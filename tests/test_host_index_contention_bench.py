@@ -3,15 +3,13 @@ row per build and number of busy processes."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "host_index_contention.py"
-sys.path.insert(0, str(BENCH.parent))
-from host_index_contention import torch_token_runs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from host_index_contention import main, torch_token_runs  # noqa: E402
 
 from hydra_x.unified.packing import token_runs  # noqa: E402
 
@@ -23,12 +21,11 @@ def test_the_torch_reference_builds_the_same_runs():
     assert torch.equal(torch_token_runs(starts, lengths), token_runs(starts, lengths))
 
 
-def test_a_row_per_build_and_busy_count():
-    out = subprocess.run(
-        [sys.executable, str(BENCH), "--runs", "8", "--length", "4", "--busy", "0", "1", "--calls", "3"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    rows = [line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+def test_a_row_per_build_and_busy_count(monkeypatch, capsys):
+    argv = ["host_index_contention.py", "--runs", "8", "--length", "4", "--busy", "0", "1", "--calls", "3"]
+    monkeypatch.setattr(sys, "argv", argv)
+    main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [r.split(" | ")[:2] for r in rows] == [
         ["| 0", "torch repeat_interleave"],
         ["| 0", "NumPy repeat"],
