@@ -64,10 +64,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
     cfg = model.config
     image = video = None
     if args.image:
-        image = fit_to_patches(read_image(args.image), args.size or cfg.read_size, cfg.tokenizer.patch_size)
+        image = fit_to_patches(read_image(args.image), args.size or cfg.chat_side("image"), cfg.tokenizer.patch_size)
     if args.video:
         clip = read_clip(args.video, args.frames or cfg.clip_frames)
-        video = fit_to_patches(clip, args.size or cfg.image_size, cfg.tokenizer.patch_size)
+        video = fit_to_patches(clip, args.size or cfg.chat_side("video"), cfg.tokenizer.patch_size)
     reply = model.chat(
         args.prompt,
         image=image,

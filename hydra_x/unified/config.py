@@ -98,6 +98,10 @@ class UnifiedConfig:
         """The side images are resized to for chat: understanding_image_size, else image_size (clips: image_size)."""
         return self.understanding_image_size or self.image_size
 
+    def chat_side(self, kind: str) -> int:
+        """The side chat reads an upload of ``kind`` at: an image at read_size, a video (a clip) at image_size."""
+        return self.image_size if kind == "video" else self.read_size
+
     @property
     def edit_reads_source(self) -> bool:
         """Whether editing hands the source's latent to the flow step (the head's input or the copy velocity)."""

@@ -301,7 +301,7 @@ def _chat_side(cfg, path) -> int:
 
     from hydra_x.data.inputs import media_kind
 
-    return cfg.image_size if path and media_kind(Path(path)) == "video" else cfg.read_size
+    return cfg.chat_side(media_kind(Path(path)) if path else "image")
 
 
 def _about(path) -> str:

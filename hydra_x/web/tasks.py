@@ -275,11 +275,11 @@ def chat_reply(
     image = video = None
     if media:
         patch = model.config.tokenizer.patch_size
-        if media_kind(Path(media)) == "image":
-            size = _model_size(model, size, limits, model.config.read_size)
+        kind = media_kind(Path(media))
+        size = _model_size(model, size, limits, model.config.chat_side(kind))
+        if kind == "image":
             image = fit_to_patches(read_image_upload(media, limits), size, patch)
         else:
-            size = _model_size(model, size, limits)
             video = fit_to_patches(read_clip_upload(media, frames or model.config.clip_frames, limits), size, patch)
     turns = [*conversation, {"role": "user", "content": message}]
     messages = [dict(m) for m in turns]
