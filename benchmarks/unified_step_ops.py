@@ -118,9 +118,15 @@ def build(args, examples: int, root: Path):
     time_forward_parts(run.model)
     engine.start(cfg.to_dict(), "step operators")
     batches = iter(run.loader)
-    for step in range(args.warmup):  # lazily built state (optimizer moments, caches, compiled graphs) out of the way
-        train_step(run, batches, step)
+    warm_up(run, batches, 0, args.warmup)  # lazily built state (optimizer moments, caches, compiled graphs)
     return run, batches
+
+
+def warm_up(run, batches, step: int, steps: int) -> int:
+    """Train ``steps`` steps from ``step``, unmeasured; the next step's number."""
+    for number in range(step, step + steps):
+        train_step(run, batches, number)
+    return step + steps
 
 
 def profile_step(run, batches, step: int, cuda: bool, top: int = 0) -> dict[str, float]:
@@ -222,7 +228,11 @@ def measure(args, examples: int, root: Path) -> dict[str, dict[str, float]]:
     rows, step = {}, args.warmup
     default = torch.get_num_threads()
     for threads in args.threads or [default]:
-        torch.set_num_threads(threads)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+            # Compiled code guards on the thread count (dynamo's GLOBAL_STATE): a change recompiles every compiled
+            # block at its next call, which must not fall in the measured steps.
+            step = warm_up(run, batches, step, max(1, args.warmup))
         row = profile_step(run, batches, step, cuda, args.top)
         row["step ms"] = step_ms(run, batches, step + 1, args.steps)
         step += 1 + args.steps
