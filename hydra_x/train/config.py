@@ -12,6 +12,16 @@ from typing import Any
 from hydra_x.config import config_to_dict
 from hydra_x.train.parallel import COMPILE_MODES
 
+GPU_HOST_THREADS = 4  # a GPU run's intra-op threads unless host_threads says otherwise
+
+
+def host_thread_count(configured: int | None, device_type: str, default: int) -> int:
+    """The intra-op threads a run on ``device_type`` uses: ``configured`` if set, else at most
+    GPU_HOST_THREADS on CUDA and ``default`` (torch's, or OMP_NUM_THREADS) on the CPU."""
+    if configured is not None:
+        return configured
+    return min(GPU_HOST_THREADS, default) if device_type == "cuda" else default
+
 
 @dataclass
 class EngineConfig:
@@ -29,6 +39,11 @@ class EngineConfig:
     # cuDNN's SDPA backward returns NaN gradients on H100/H200 for some shapes in torch 2.11-2.13
     # (pytorch/pytorch#196678, NVIDIA/cudnn-frontend#1072); training uses flash / memory-efficient SDPA.
     cudnn_attention: bool = False
+    # The training process's intra-op CPU threads. On a GPU the host only queues kernels and builds small tensors,
+    # and torch splits even small CPU operators over every thread, each split waiting for the slowest: a
+    # 512-example unified step took 309 ms with 16 threads and 194 ms with 4 on an H200 (docs/benchmarks.md).
+    # None: at most GPU_HOST_THREADS on CUDA, torch's default on the CPU (where the threads do the training).
+    host_threads: int | None = None
     max_nonfinite_steps: int = 20  # consecutive steps with a NaN / Inf gradient (skipped) before the run stops
     ema_decay: float = 0.999  # 0 disables the EMA
     log_every: int = 10
@@ -55,6 +70,8 @@ class EngineConfig:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {self.device!r}")
+        if self.host_threads is not None and self.host_threads < 1:
+            raise ValueError(f"host_threads must be at least 1 (or None), got {self.host_threads}")
         if self.log_every < 1 or self.ckpt_every < 1 or self.eval_every < 0:
             raise ValueError("log_every and ckpt_every must be at least 1, eval_every at least 0")
 

@@ -44,7 +44,7 @@ from hydra_x.distributed import (
     init_distributed,
 )
 from hydra_x.train.checkpoint import CheckpointManager
-from hydra_x.train.config import EngineConfig
+from hydra_x.train.config import EngineConfig, host_thread_count
 from hydra_x.train.mfu import forget_compiled_code, measure_peak_tflops, useful_flops
 from hydra_x.train.parallel import parallelize
 from hydra_x.train.run_log import RunLogger
@@ -229,6 +229,10 @@ class Engine:
         self.bf16 = cfg.precision == "bf16" and self.device.type == "cuda"
         if self.device.type == "cuda":
             torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
+        # Set before anything is compiled: compiled code guards on the thread count and recompiles when it changes.
+        self.threads_before = torch.get_num_threads()
+        self.host_threads = host_thread_count(cfg.host_threads, self.device.type, self.threads_before)
+        torch.set_num_threads(self.host_threads)
         self.resume_from: Path | None = None
         if cfg.resume == "auto":
             self.resume_from = self.ckpts.latest()
@@ -285,7 +289,8 @@ class Engine:
             (self.run_dir / "config.json").write_text(json.dumps(config_record, indent=2))
             resumed = f"resumed from {self.resume_from}" if self.resume_from else "fresh start"
             self.logger.info(
-                f"{describe}, {self.info.world_size} process(es), device {self.device}, fsdp {self.fsdp}, {resumed}"
+                f"{describe}, {self.info.world_size} process(es), device {self.device}, fsdp {self.fsdp}, {resumed}, "
+                f"{self.host_threads} host thread(s)"
             )
             if self.resume_from is not None:
                 self._log_config_changes()
@@ -462,6 +467,7 @@ class Engine:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.logger.close()
         destroy_distributed()
+        torch.set_num_threads(self.threads_before)  # a process that trains several runs (the demo) gets its own back
         return {**summary, "exit_code": exit_code}
 
 
