@@ -19,13 +19,16 @@
 # peaks at 59.7 GiB, so on an 80 GB card no second arm (512 examples: about 23 GiB in its first step) fits beside it;
 # two arms of 512 held 69 GB together (an H200, as nvidia-smi counts it).
 # Overrides of the unified run: ARM="key=value,..." (default: the `small` recipe with edits weighted 4, two attention
-# layers in the flow head that join after 84% of the run's planned steps (the best run's step 800 of 954; a share,
-# not a step, so that a slower machine's shorter plan still gets them), grid positions from a random start and rows
-# padded to no multiple: the arm of the best run yet). ARM2="key=value,...": a second run beside it; ARM2=sti: the
-# first arm with the STI layout, the paper's ablation side by side. The best run yet (docs/benchmarks.md, generation
-# 31%, understanding 88%):
+# layers in the flow head that join after 84% of the run's planned steps (a run's step 800 of 954; a share, not a
+# step, so that a slower machine's shorter plan still gets them), grid positions from a random start, rows padded
+# to no multiple, and the independent layout: the best run's first arm but for STI). ARM2="key=value,...": a second
+# run beside it; ARM2=sti: the first arm with the STI layout, the paper's ablation side by side. The best run yet
+# (docs/benchmarks.md, on an H100: understanding 96.7% and editing 80% in the first arm, generation 63.9% in the
+# second):
 #
-#     SIZE=64 FRAMES=9 EXAMPLES=512 DIT_POSITIONS= UNIFIED_MINUTES=12 ARM2=sti R=... bash benchmarks/shapes_world_job.sh
+#     STI=model.edit_layout=sti,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_share=0.84,model.visual_positions=true,model.visual_positions_zero_init=false,row_multiple=1
+#     TOKENIZER_STEPS=3000 CLIPS_WEIGHT=3 SIZE=64 FRAMES=9 EXAMPLES=512 DIT_POSITIONS= UNIFIED_MINUTES=11 ARM=$STI \
+#       ARM2="$STI,data.task_ratios.image_gen=4" R=... bash benchmarks/shapes_world_job.sh
 set -x
 R=${R:-runs/shapes-world-job}
 ARM=${ARM:-model.edit_layout=independent,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_share=0.84,model.visual_positions=true,model.visual_positions_zero_init=false,row_multiple=1}
