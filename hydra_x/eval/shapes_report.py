@@ -53,11 +53,21 @@ def build_report(result: ShapesReport, model: dict[str, Any], device: torch.devi
             "understanding_control": [asdict(r) for r in result.control_understanding or []],
             "video": [{**asdict(s), "prompt": videos[s.id][0], "asked": videos[s.id][1]} for s in (result.video or [])],
             "editing": [{**asdict(s), "instruction": instructions[s.id]} for s in (result.editing or [])],
+            # the same scorers on the tokenizer's reconstructions of the truth: what each of its failures was
+            "round_trip": None if result.round_trip is None else _round_trip_items(result.round_trip, prompts),
         },
         "versions": versions(),
         "device": device_info(device, 1),
         "files": {"markdown": "report.md", "pictures": [GRIDS[k] for k, rows in result.pictures.items() if rows]},
     }
+
+
+def _round_trip_items(scores: dict[str, list], prompts: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    out = {"generation": [{**asdict(s), "prompt": prompts[s.id]} for s in scores["generation"]]}
+    for section in ("video", "editing"):
+        if section in scores:
+            out[section] = [asdict(s) for s in scores[section]]
+    return out
 
 
 def summary_line(report: dict[str, Any]) -> str:
@@ -194,6 +204,13 @@ def markdown(report: dict[str, Any]) -> str:
     failed = [i for i in report["items"]["generation"] if not i["correct"]][:20]
     if failed:
         lines.append("\n## Failed generations (first 20)\n\n" + "".join(_failure(i) for i in failed))
+    round_trip = (report["items"].get("round_trip") or {}).get("generation", [])
+    failed = [i for i in round_trip if not i["correct"]][:20]
+    if failed:
+        lines.append(
+            "\n## Failed round trips of the truth pictures (first 20): the tokenizer's, not the model's\n\n"
+            + "".join(_failure(i) for i in failed)
+        )
     v = report["versions"]
     lines.append(f"\nhydra-x {v['hydra_x']}, torch {v['torch']}; {report['date']}\n")
     return "\n".join(lines)

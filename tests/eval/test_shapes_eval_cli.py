@@ -220,12 +220,22 @@ def test_the_tokenizer_round_trip_scores_reconstructions_of_the_truth(model):
     assert rt["video"]["motion_accuracy"] == 1.0 and rt["video"]["presence"] == 1.0
     assert rt["editing"]["success"] == 1.0 and rt["editing"]["psnr"] == 100.0
     assert exact.summary()["editing"]["success"] == 0.0  # the model's own edits (unchanged sources) are scored apart
-    blank = evaluate_shapes(RoundTripView(model, blank=True), prompt_set(), **FAST).summary()["round_trip"]
+    blanked = evaluate_shapes(RoundTripView(model, blank=True), prompt_set(), **FAST)
+    blank = blanked.summary()["round_trip"]
     assert blank["generation"]["overall"] == 0.0 and blank["video"]["presence"] == 0.0
     assert blank["editing"]["success"] < 1.0
     report = build_report(exact, {"name": "pixels"}, torch.device("cpu"))
     text = markdown(report)
     assert "| **overall** (mean of categories) | 6 | 0.0 (95% interval 0.0-39.0) | 0.0 | 100.0 |" in text
+    items = report["items"]["round_trip"]  # each reconstruction's reading, by the generation items' ids
+    ids = [i["id"] for i in report["items"]["generation"]]
+    assert [i["id"] for i in items["generation"]] == ids and all(i["correct"] for i in items["generation"])
+    assert len(items["video"]) == len(report["items"]["video"]) and len(items["editing"]) == 5
+    assert "Failed round trips" not in text
+    empty = build_report(blanked, {"name": "b"}, torch.device("cpu"))
+    lost = empty["items"]["round_trip"]["generation"]
+    assert [i["id"] for i in lost] == ids and not any(i["correct"] for i in lost) and all(i["reason"] for i in lost)
+    assert f'- `{ids[0]}` "{lost[0]["prompt"]}": {lost[0]["reason"]}' in markdown(empty).split("Failed round trips")[1]
     assert "tokenizer round trip 1.000" in summary_line(report)
     assert "Object found, frame by frame (the tokenizer's round trip): 100.0 / 100.0 / 100.0 / 100.0 / 100.0." in text
     assert "Object found, frame by frame (generated): " in text
