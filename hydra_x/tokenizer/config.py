@@ -14,6 +14,7 @@ from hydra_x.nn.attention import MODES as ATTENTION_MODES
 
 ATTENTION_IMPLS = ("auto", "masked", "flex")
 DECODER_KINDS = ("regression", "flow")
+TEMPORAL_UNFOLDS = ("separate", "shared")
 # Left as None, these are derived in __post_init__ from the fields above them (see TokenizerConfig.replace).
 DERIVED_FIELDS = (
     "gen_depth",
@@ -40,6 +41,11 @@ class TokenizerConfig:
     # (factor of the fold at the input, factor of the fold after `fold_at` layers):
     # (2, 2) the paper's hierarchical folds, (4, 1) a single 4x fold at the input, (1, 1) no folds.
     temporal_folds: tuple[int, int] = (2, 2)
+    # The decoder's inverse folds: "separate", a linear map per frame of a group; "shared", every frame the last
+    # frame's map plus a learnt difference starting at zero. Pictures (each the last frame of its group) train
+    # only the last frame's map, so with separate maps the frames between latent steps learn from clips alone,
+    # while shared ones decode each group as copies of its last frame until clips teach it motion.
+    temporal_unfold: str = "separate"
     latent_channels: int = 64
 
     # Attention across time steps; inside a step attention is always full.
@@ -133,6 +139,8 @@ class TokenizerConfig:
             raise ValueError(f"gen_depth must be in [1, depth={self.depth}], got {self.gen_depth}")
         if not 0 <= self.fold_at <= self.gen_depth:
             raise ValueError(f"fold_at must be in [0, gen_depth={self.gen_depth}], got {self.fold_at}")
+        if self.temporal_unfold not in TEMPORAL_UNFOLDS:
+            raise ValueError(f"temporal_unfold must be one of {TEMPORAL_UNFOLDS}, got {self.temporal_unfold!r}")
         if self.decoder not in DECODER_KINDS:
             raise ValueError(f"decoder must be one of {DECODER_KINDS}, got {self.decoder!r}")
         if isinstance(self.flow_steps, bool) or not isinstance(self.flow_steps, int) or self.flow_steps < 1:

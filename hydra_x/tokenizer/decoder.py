@@ -22,9 +22,10 @@ class PixelDecoder(nn.Module):
         input_fold, inner_fold = config.temporal_folds
         self.in_proj = nn.Linear(config.latent_channels, width)
         self.blocks = make_blocks(config, config.decoder_depth, width, config.decoder_heads, config.decoder_mlp_dim)
-        self.token_unfold = TokenUnfold(width, inner_fold) if inner_fold > 1 else None
+        shared = config.temporal_unfold == "shared"
+        self.token_unfold = TokenUnfold(width, inner_fold, shared) if inner_fold > 1 else None
         self.norm = nn.LayerNorm(width, eps=config.norm_eps)
-        self.patch_unfold = PatchUnfold(width, config.in_channels, config.patch_size, input_fold)
+        self.patch_unfold = PatchUnfold(width, config.in_channels, config.patch_size, input_fold, shared)
 
     def forward(self, z: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """z (B, S, N, C) normalised latent tokens -> pixels (B, C_in, 1 + (S - 1) * factor, H, W)."""

@@ -92,12 +92,13 @@ class FlowDecoder(nn.Module):
         # One list (what hydra_x.train.parallel wraps and shards block by block): plain Blocks on z, then
         # AdaLN blocks on z + x_t.
         self.blocks = nn.ModuleList([*plain[:split], *(AdaLNBlock(b, width) for b in plain[split:])])
-        self.token_unfold = TokenUnfold(width, inner_fold) if inner_fold > 1 else None
+        shared = config.temporal_unfold == "shared"
+        self.token_unfold = TokenUnfold(width, inner_fold, shared) if inner_fold > 1 else None
         self.pixel_embed = PatchFold(config.in_channels, config.patch_size, input_fold, width)
         self.time_embed = TimeEmbedding(width, config.flow_time_dim)
         self.norm = nn.LayerNorm(width, eps=config.norm_eps)
         self.final_modulation = nn.Linear(width, 2 * width)
-        self.patch_unfold = PatchUnfold(width, config.in_channels, config.patch_size, input_fold)
+        self.patch_unfold = PatchUnfold(width, config.in_channels, config.patch_size, input_fold, shared)
 
     @torch.no_grad()
     def init_modulation(self) -> None:

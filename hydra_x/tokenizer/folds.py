@@ -62,17 +62,54 @@ class PatchFold(nn.Module):
             self.proj.bias.zero_()
 
 
+def frame_difference(dim: int, factor: int, size: int, shared: bool) -> nn.Linear | None:
+    """An unfold's learnt differences of the frames before each group's last from the last frame's map
+    (``shared``), starting at zero; None for a map per frame.
+
+    With a map per frame, pictures (each the last frame of its group) train only the last frame's map, and the
+    maps of the frames between latent steps learn from clips alone. Shared, every frame is the last frame's map
+    plus its difference, so a group decodes as copies of its last frame until clips teach it motion.
+    """
+    if not shared or factor == 1:
+        return None
+    delta = nn.Linear(dim, (factor - 1) * size)
+    nn.init.zeros_(delta.weight)
+    nn.init.zeros_(delta.bias)
+    return delta
+
+
+@torch.no_grad()
+def zero_frame_differences(module: nn.Module) -> None:
+    """Zero the shared unfolds' frame differences in ``module`` (after a generic re-initialisation)."""
+    for unfold in module.modules():
+        if isinstance(unfold, (PatchUnfold, TokenUnfold)) and unfold.delta is not None:
+            unfold.delta.weight.zero_()
+            unfold.delta.bias.zero_()
+
+
+def per_frame(proj: nn.Linear, delta: nn.Linear | None, x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(..., dim) -> (..., factor * size), frame-major with the last frame last."""
+    last = proj(x)
+    if delta is None:
+        return last
+    others = delta(x).unflatten(-1, (factor - 1, last.shape[-1])) + last.unsqueeze(-2)
+    return torch.cat((others.flatten(-2), last), dim=-1)
+
+
 class PatchUnfold(nn.Module):
     """Inverse of PatchFold: tokens (B, S, N, D) -> pixels (B, C, 1 + (S - 1) * factor, H, W)."""
 
-    def __init__(self, dim: int, out_channels: int, patch: int, factor: int) -> None:
+    def __init__(self, dim: int, out_channels: int, patch: int, factor: int, shared: bool = False) -> None:
         super().__init__()
         self.patch, self.factor, self.out_channels = patch, factor, out_channels
-        self.proj = nn.Linear(dim, factor * out_channels * patch * patch)
+        size = out_channels * patch * patch
+        self.proj = nn.Linear(dim, (1 if shared else factor) * size)
+        self.delta = frame_difference(dim, factor, size, shared)
 
     def forward(self, x: torch.Tensor, grid_height: int) -> torch.Tensor:
         p, f = self.patch, self.factor
-        x = rearrange(self.proj(x), "b s (h w) (f c p q) -> b c (s f) (h p) (w q)", h=grid_height, f=f, p=p, q=p)
+        x = per_frame(self.proj, self.delta, x, f)
+        x = rearrange(x, "b s (h w) (f c p q) -> b c (s f) (h p) (w q)", h=grid_height, f=f, p=p, q=p)
         return x[:, :, f - 1 :]  # drop the anchor's padding frames
 
 
@@ -101,11 +138,12 @@ class TokenFold(nn.Module):
 class TokenUnfold(nn.Module):
     """Inverse of TokenFold: (B, S, N, D) -> (B, 1 + (S - 1) * factor, N, D)."""
 
-    def __init__(self, dim: int, factor: int) -> None:
+    def __init__(self, dim: int, factor: int, shared: bool = False) -> None:
         super().__init__()
         self.factor = factor
-        self.proj = nn.Linear(dim, factor * dim)
+        self.proj = nn.Linear(dim, (1 if shared else factor) * dim)
+        self.delta = frame_difference(dim, factor, dim, shared)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = rearrange(self.proj(x), "b s n (f d) -> b (s f) n d", f=self.factor)
+        x = rearrange(per_frame(self.proj, self.delta, x, self.factor), "b s n (f d) -> b (s f) n d", f=self.factor)
         return x[:, self.factor - 1 :]

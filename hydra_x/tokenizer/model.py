@@ -27,6 +27,7 @@ from hydra_x.tokenizer.config import TokenizerConfig, tokenizer_config
 from hydra_x.tokenizer.decoder import PixelDecoder
 from hydra_x.tokenizer.decompressor import Decompressor
 from hydra_x.tokenizer.flow_decoder import FlowDecoder, check_decoder_kind
+from hydra_x.tokenizer.folds import zero_frame_differences
 from hydra_x.tokenizer.outputs import PAIR_LAYOUTS, PairEncoding, TokenizerOutput
 from hydra_x.tokenizer.vit import GenViT, SemViT, check_feature_layers
 
@@ -61,6 +62,7 @@ class HydraXTokenizer(nn.Module):
         """(Re-)initialise every parameter and buffer; safe after building on the meta device."""
         init_weights(self, self.config.init_std)
         self.gen_vit.init_from_scratch(self.config.init_std)  # embeddings; folds an image passes unchanged
+        zero_frame_differences(self.decoder)  # shared unfolds: every frame of a group starts as its last
         self.bottleneck.to_moments.bias[self.config.latent_channels :].fill_(self.config.init_logvar)
         if isinstance(self.decoder, FlowDecoder):
             self.decoder.init_modulation()

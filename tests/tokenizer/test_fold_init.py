@@ -64,3 +64,53 @@ def test_the_zero_weights_of_the_earlier_steps_still_learn_from_a_clip():
     d = model.config.width
     assert model.gen_vit.patch_fold.proj.weight.grad.view(d, 2, -1)[:, 0].abs().sum() > 0
     assert model.gen_vit.token_fold.proj.weight.grad.view(d, 2, d)[:, 0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("decoder", ["regression", "flow"])
+def test_shared_unfolds_decode_each_group_as_copies_of_its_last_frame(decoder):
+    """temporal_unfold="shared": at the start (also after init_weights on meta) every frame of a group comes out
+    of the decoder's unfolds as the group's last."""
+    dec = tiny(temporal_unfold="shared", decoder=decoder).decoder
+    tokens = torch.randn(2, 3, 4, dec.config.decoder_width)  # (B, S, N, D): an anchor and 2 latent steps
+    with torch.no_grad():
+        steps = dec.token_unfold(tokens)  # (B, 1 + 2 * 2, N, D)
+        frames = dec.patch_unfold(steps, 2)  # (B, C, 1 + 4 * 2, H, W)
+    torch.testing.assert_close(steps[:, 1::2], steps[:, 2::2], rtol=0, atol=0)
+    for last in (4, 8):  # each latent step's four frames are its last one
+        torch.testing.assert_close(frames[:, :, last - 3 : last + 1], frames[:, :, [last] * 4], rtol=0, atol=0)
+    assert not torch.equal(frames[:, :, 4], frames[:, :, 8])  # the latent steps differ
+    with torch.device("meta"):
+        built = HydraXTokenizer(tokenizer_config("tiny", temporal_unfold="shared", decoder=decoder))
+    built = built.to_empty(device="cpu")
+    for p in built.parameters():
+        p.data.fill_(0.5)
+    built.init_weights()
+    for unfold in (built.decoder.token_unfold, built.decoder.patch_unfold):
+        assert not unfold.delta.weight.any() and not unfold.delta.bias.any()
+
+
+def test_pictures_train_only_the_shared_map_and_clips_the_differences_too():
+    """So training on pictures alone keeps every frame of a group a copy of its last."""
+    model = tiny(temporal_unfold="shared").train()
+    unfolds = (model.decoder.token_unfold, model.decoder.patch_unfold)
+    model(pixels(1, 3, 1, 32, 32)).x_rec.square().mean().backward()  # a picture
+    for unfold in unfolds:
+        assert unfold.proj.weight.grad.abs().sum() > 0
+        assert unfold.delta.weight.grad is None or not unfold.delta.weight.grad.any()
+    model.zero_grad()
+    model(pixels(1, 3, 9, 32, 32)).x_rec.square().mean().backward()  # a clip
+    for unfold in unfolds:
+        assert unfold.delta.weight.grad.abs().sum() > 0
+
+
+def test_separate_unfolds_keep_their_weights_layout_and_an_unknown_kind_is_named():
+    model = tiny()  # checkpoints saved before the switch load as they were: one map per frame, no differences
+    names = {n for n, _ in model.decoder.named_parameters() if "unfold" in n}
+    assert names == {
+        "token_unfold.proj.weight",
+        "token_unfold.proj.bias",
+        "patch_unfold.proj.weight",
+        "patch_unfold.proj.bias",
+    }
+    with pytest.raises(ValueError, match="temporal_unfold must be one of"):
+        tokenizer_config("tiny", temporal_unfold="copy")
