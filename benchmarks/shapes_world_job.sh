@@ -37,6 +37,7 @@ SIZE=${SIZE:-128}     # picture side of renders, runs and scores; 64 gives a qua
 FRAMES=${FRAMES:-17}  # frames of a clip
 DIT_POSITIONS=${DIT_POSITIONS-sincos}  # empty: no DiT, the unified run alone (DiTs beside it took 28% of its speed)
 CLIPS_WEIGHT=${CLIPS_WEIGHT:-}  # the tokenizer's shapes clips' weight (empty: half the images', a third of batches)
+TOKENIZER_EXTRA=${TOKENIZER_EXTRA:-}  # overrides of the tokenizer run, e.g. model.temporal_unfold=shared
 EXAMPLES=${EXAMPLES:-256}  # examples a unified step (the recipe's 256); the steps are bound by the host, not the GPU
 ARM2=${ARM2:-}  # a second unified run beside the first, the same budget (each host-bound run leaves the GPU idle)
 if [ "$ARM2" = sti ]; then  # the first arm with the other layout
@@ -64,7 +65,8 @@ python3 -m hydra_x.unified.llm convert-smollm2 > "$R/convert.out" 2> "$R/convert
 CONVERT=$!
 if [ -n "$TOKENIZER_STEPS" ]; then LENGTH=(--tokenizer-steps "$TOKENIZER_STEPS"); else LENGTH=(--tokenizer-minutes 3.5); fi
 python3 benchmarks/shapes_world_run.py --out "$R/A" "${LENGTH[@]}" --shapes-images 3000 --shapes-clips 400 \
-  ${CLIPS_WEIGHT:+--clips-weight "$CLIPS_WEIGHT"} --size "$SIZE" --frames "$FRAMES" --phases tokenizer
+  ${CLIPS_WEIGHT:+--clips-weight "$CLIPS_WEIGHT"} ${TOKENIZER_EXTRA:+--tokenizer-extra $TOKENIZER_EXTRA} \
+  --size "$SIZE" --frames "$FRAMES" --phases tokenizer
 wait "$CONVERT" || { echo "SmolLM2 conversion failed:"; tail -n 20 "$R/convert.log"; exit 1; }
 LLM=$(tail -n 1 "$R/convert.out")
 TOKENIZER_S=$(( $(date +%s) - T0 ))

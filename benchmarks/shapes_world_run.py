@@ -143,7 +143,7 @@ def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
     if args.shapes_images or args.shapes_clips:
         sources = shapes_sources(args, out, args.with_photos, args.read_size, args.clips_weight)
         cli.append("data.sources=" + json.dumps(sources))
-    cli += args.tokenizer_set
+    cli += args.tokenizer_set + args.tokenizer_extra
     wait({"tokenizer": run(cli, out / "logs" / "tokenizer.log")}, {"tokenizer": out / "logs" / "tokenizer.log"})
     return folder
 
@@ -399,6 +399,13 @@ def main() -> None:
     parser.add_argument("--phases", default="tokenizer,unified,eval,caption")
     parser.add_argument("--shapes-images", type=int, default=4000, help="shapes-world PNGs for the tokenizer")
     parser.add_argument("--shapes-clips", type=int, default=1000, help="shapes-world MP4s for the tokenizer")
+    parser.add_argument(
+        "--tokenizer-extra",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides of the tokenizer run after --tokenizer-set's (e.g. model.temporal_unfold=shared)",
+    )
     parser.add_argument(
         "--tokenizer-set",
         nargs="*",

@@ -79,7 +79,13 @@ def test_the_tokenizer_trains_for_2400_steps_and_the_unified_run_gets_what_it_le
     lines = calls(tmp_path / "given", clock(tmp_path / "given", 0, 300), **given)
     tokenizer = next(line for line in lines if "--phases tokenizer" in line)
     assert "--tokenizer-minutes 3.5" in tokenizer and "--clips-weight 3 " in tokenizer
+    assert "--tokenizer-extra" not in tokenizer
     assert "--unified-minutes 12 " in next(line for line in lines if "--phases unified" in line)
+    (tmp_path / "extra").mkdir()
+    extra = dict(TOKENIZER_EXTRA="model.temporal_unfold=shared seed=1")
+    lines = calls(tmp_path / "extra", clock(tmp_path / "extra", 0, 300), **extra)
+    tokenizer = next(line for line in lines if "--phases tokenizer" in line)
+    assert "--tokenizer-extra model.temporal_unfold=shared seed=1 --size" in tokenizer
 
 
 def test_no_dit_when_asked_and_a_second_arm_is_trained_and_scored(tmp_path):

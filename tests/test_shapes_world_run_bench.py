@@ -166,7 +166,7 @@ def tokenizer_sources(tmp_path: Path, monkeypatch, **options) -> str:
     commands = []
     monkeypatch.setattr(shapes_world_run, "run", lambda command, log: commands.append(command))
     monkeypatch.setattr(shapes_world_run, "wait", lambda procs, logs: None)
-    fixed = dict(with_photos=False, tokenizer_steps=10, tokenizer_minutes=None, tokenizer_set=[])
+    fixed = dict(with_photos=False, tokenizer_steps=10, tokenizer_minutes=None, tokenizer_set=[], tokenizer_extra=[])
     shapes_world_run.tokenizer_phase(argparse.Namespace(**fixed, **options), tmp_path)
     (sources,) = [c.split("=", 1)[1] for c in commands[0] if c.startswith("data.sources=")]
     return sources
