@@ -35,7 +35,7 @@ def build_report(result: ShapesReport, model: dict[str, Any], device: torch.devi
     summary = result.summary()
     items = result.prompt_set
     prompts = {i.id: i.prompt for i in items.generation}
-    generation = [{**asdict(s), "prompt": prompts[s.id]} for s in result.generation]
+    generation = _generation_items(result.generation, prompts)
     instructions = {i.id: i.sample.instruction for i in items.edits}
     videos = {i.id: (i.prompt, i.direction) for i in items.videos}
     return {
@@ -62,8 +62,12 @@ def build_report(result: ShapesReport, model: dict[str, Any], device: torch.devi
     }
 
 
+def _generation_items(scores: list, prompts: dict[str, str]) -> list[dict[str, Any]]:
+    return [{**asdict(s), "prompt": prompts[s.id]} for s in scores]
+
+
 def _round_trip_items(scores: dict[str, list], prompts: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
-    out = {"generation": [{**asdict(s), "prompt": prompts[s.id]} for s in scores["generation"]]}
+    out = {"generation": _generation_items(scores["generation"], prompts)}
     for section in ("video", "editing"):
         if section in scores:
             out[section] = [asdict(s) for s in scores[section]]

@@ -70,21 +70,21 @@ def frame_difference(dim: int, factor: int, size: int, shared: bool) -> nn.Linea
     maps of the frames between latent steps learn from clips alone. Shared, every frame is the last frame's map
     plus its difference, so a group decodes as copies of its last frame until clips teach it motion.
     """
-    if not shared or factor == 1:
-        return None
-    delta = nn.Linear(dim, (factor - 1) * size)
-    nn.init.zeros_(delta.weight)
-    nn.init.zeros_(delta.bias)
-    return delta
+    return None if not shared or factor == 1 else _zeroed(nn.Linear(dim, (factor - 1) * size))
 
 
 @torch.no_grad()
+def _zeroed(linear: nn.Linear) -> nn.Linear:
+    linear.weight.zero_()
+    linear.bias.zero_()
+    return linear
+
+
 def zero_frame_differences(module: nn.Module) -> None:
     """Zero the shared unfolds' frame differences in ``module`` (after a generic re-initialisation)."""
     for unfold in module.modules():
         if isinstance(unfold, (PatchUnfold, TokenUnfold)) and unfold.delta is not None:
-            unfold.delta.weight.zero_()
-            unfold.delta.bias.zero_()
+            _zeroed(unfold.delta)
 
 
 def per_frame(proj: nn.Linear, delta: nn.Linear | None, x: torch.Tensor, factor: int) -> torch.Tensor:

@@ -102,7 +102,7 @@ def visual_runs(placements: list[Placement]) -> tuple[np.ndarray, np.ndarray]:
     one piece, as a tensor per placement would cost two kernel launches per visual block."""
     lengths = [p.length for p in placements]
     rows = np.repeat(np.array([p.row for p in placements], dtype=np.int64), lengths)
-    return rows, runs_of_tokens([p.start for p in placements], lengths)
+    return rows, token_runs([p.start for p in placements], lengths).numpy()
 
 
 def token_runs(starts: list[int], lengths: list[int]) -> torch.Tensor:
@@ -110,18 +110,10 @@ def token_runs(starts: list[int], lengths: list[int]) -> torch.Tensor:
     NumPy, whose repeat runs on one thread: torch's CPU repeat_interleave splits even a few runs over every intra-op
     thread, and a training process beside data workers and other runs then waits for all of them to be scheduled
     (benchmarks/host_index_contention.py)."""
-    return torch.from_numpy(runs_of_tokens(starts, lengths))
-
-
-def runs_of_tokens(starts: list[int], lengths: list[int]) -> np.ndarray:
-    """token_runs as an int64 NumPy array."""
     length = np.asarray(lengths, dtype=np.int64)
     first_in_output = np.repeat(np.cumsum(length) - length, length)  # where each run begins in the output
-    return (
-        np.repeat(np.asarray(starts, dtype=np.int64), length)
-        + np.arange(length.sum(), dtype=np.int64)
-        - first_in_output
-    )
+    runs = np.repeat(np.asarray(starts, dtype=np.int64), length) + np.arange(length.sum(), dtype=np.int64)
+    return torch.from_numpy(runs - first_in_output)
 
 
 @dataclass(frozen=True)
