@@ -23,12 +23,12 @@
 # step, so that a slower machine's shorter plan still gets them), grid positions from a random start, rows padded
 # to no multiple, and the independent layout: the best run's first arm but for STI). ARM2="key=value,...": a second
 # run beside it; ARM2=sti: the first arm with the STI layout, the paper's ablation side by side. The best run yet
-# (docs/benchmarks.md, on an H100: understanding 96.7% and editing 80% in the first arm, generation 63.9% in the
-# second):
+# (docs/benchmarks.md, on an H100: STI understanding 98.3%, editing 80%, generation 73.6%; the independent layout
+# beside it 93.3%, 52.5%, 79.9%, keeping less of the edits' sources):
 #
-#     STI=model.edit_layout=sti,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_share=0.84,model.visual_positions=true,model.visual_positions_zero_init=false,row_multiple=1
-#     TOKENIZER_STEPS=3000 CLIPS_WEIGHT=3 SIZE=64 FRAMES=9 EXAMPLES=512 DIT_POSITIONS= UNIFIED_MINUTES=11 ARM=$STI \
-#       ARM2="$STI,data.task_ratios.image_gen=4" R=... bash benchmarks/shapes_world_job.sh
+#     STI=model.edit_layout=sti,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_share=0.84,model.visual_positions=true,model.visual_positions_zero_init=false,row_multiple=1,data.task_ratios.image_gen=4
+#     TOKENIZER_STEPS=6000 SIZE=64 FRAMES=9 EXAMPLES=512 DIT_POSITIONS= UNIFIED_MINUTES=14 ARM=$STI \
+#       ARM2="${STI/edit_layout=sti/edit_layout=independent}" R=... bash benchmarks/shapes_world_job.sh
 set -x
 R=${R:-runs/shapes-world-job}
 ARM=${ARM:-model.edit_layout=independent,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_share=0.84,model.visual_positions=true,model.visual_positions_zero_init=false,row_multiple=1}
