@@ -128,3 +128,16 @@ def test_each_demo_tokenizer_trains_at_a_rate_that_keeps_the_shapes_world(preset
     cfg = PRESETS[preset]()
     for run in (cfg.tokenizer_warmup, cfg.tokenizer):
         assert run.optim.lr <= 3e-4, (run.out_dir, run.optim.lr)
+
+
+@pytest.mark.parametrize("preset", ["cpu", "small", "smoke"])
+def test_each_demo_scores_at_the_size_and_length_its_runs_trained(preset):
+    # The scorers draw, ask and edit at eval.shapes_size: a model trained at another size would be scored on
+    # pictures it never saw (and its tokenizer's reconstructions at another patch grid).
+    from hydra_x.demo.config import PRESETS
+
+    cfg = PRESETS[preset]()
+    uni = cfg.unified
+    assert cfg.eval.shapes_size == uni.data.image_size == uni.model.image_size
+    assert cfg.eval.shapes_frames == uni.data.clip_frames == uni.model.clip_frames
+    assert cfg.eval.recon_size == cfg.tokenizer.data.image_size == cfg.tokenizer_warmup.data.image_size

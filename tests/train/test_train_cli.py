@@ -126,3 +126,26 @@ def test_one_task_weight_of_a_unified_recipe_is_set_by_its_dotted_key(capsys):
     with pytest.raises(SystemExit):
         parse_config(["--config", "small", "data.task_ratios.edits=4"])
     assert "unknown key 'edits'; known: ['edit'," in capsys.readouterr().err
+
+
+def test_the_small_64_recipe_is_the_readme_best_run(monkeypatch):
+    """`--config small-64` trains what the README's best run trained: `small` with the STI overrides its command
+    names and the sizes benchmarks/shapes_world_run.py adds for SIZE=64 FRAMES=9 EXAMPLES=512 and --compile; only
+    the job's own bookkeeping (folders, step count, checkpoints, workers) differs."""
+    from dataclasses import replace
+
+    from hydra_x.train.unified.__main__ import parse_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    best = readme[readme.index("The best row (the last) is") :]
+    sti = re.search(r'^STI="([^"]+)"', best, re.M).group(1).split(",")
+    job = ["data.image_size=64", "data.clip_frames=9", "model.image_size=64", "model.clip_frames=9"]
+    job += ["compile=true", "data.examples_per_step=512", "time_budget_minutes=14", "steps=100000", "eval_every=0"]
+    from_readme = parse_config(["--config", "small", *job, *sti])
+    recipe = parse_config(["--config", "small-64"])
+
+    def bookkeeping(cfg):
+        return replace(cfg, out_dir="", ckpt_every=1, data=replace(cfg.data, num_workers=0))
+
+    assert bookkeeping(recipe) == bookkeeping(from_readme)
+    assert recipe != parse_config(["--config", "small"])
