@@ -120,6 +120,9 @@ class HydraX(nn.Module):
         # the model owns its text tokenizer: every sequence, in training and inference, is written in this format
         self.text_tokenizer = use_chat_template(text_tokenizer, config.chat_template)
         self.visual_ids = VisualTokenIds.from_tokenizer(text_tokenizer)
+        # Whether the training forward builds its FlexAttention mask with a compiled builder: set from outside, by
+        # a compiled training run (hydra_x.train.unified.build), as its blocks are compiled.
+        self.compile_block_mask = False
         hidden = llm.config.hidden_size
         width = config.head_width or hidden
         projector_in = config.tokenizer.width + (config.latent_channels if config.visual_latent_skip else 0)
@@ -402,7 +405,7 @@ class HydraX(nn.Module):
         """The LLM's last hidden states (B, L, D) for input embeddings with the batch's mask and positions: a
         FlexAttention BlockMask when the LLM runs FlexAttention, else the dense additive 4D mask."""
         if getattr(self.llm.config, "_attn_implementation", None) == FLEX:
-            mask = flex_block_mask(batch, self.config.video_attention)
+            mask = flex_block_mask(batch, self.config.video_attention, compiled=self.compile_block_mask)
         else:
             mask = additive_mask(attention_mask(batch, self.config.video_attention), embeds.dtype)
         # No KV cache: nothing reads it, and building one makes every layer a graph of its own under torch.compile

@@ -216,6 +216,40 @@ def test_flex_block_mask_attention(tok):
     torch.testing.assert_close(flex_attention(q, k, v, block_mask=block_mask), ref, atol=1e-5, rtol=0)
 
 
+def test_a_compiled_block_mask_is_the_eager_one_and_compiles_for_two_row_counts(tok):
+    # The GPU forward builds its mask compiled: the same blocks, and after the first two row counts (the second
+    # makes the count dynamic) no more graphs, whatever count a step packs.
+    from torch._dynamo.utils import counters
+
+    torch.compiler.reset()
+    counters.clear()
+    for rows in (2, 3, 4, 3, 5, 2):
+        batch = pack(mixed(tok), 48, tok.pad_token_id, row_multiple=rows)
+        assert batch.sample.shape == (rows, 48)
+        compiled = flex_block_mask(batch, "causal", compiled=True, BLOCK_SIZE=16)
+        eager = flex_block_mask(batch, "causal", BLOCK_SIZE=16)
+        assert torch.equal(compiled.to_dense(), eager.to_dense())
+        assert torch.equal(compiled.full_kv_num_blocks, eager.full_kv_num_blocks)
+        assert eager.to_dense()[0, 0].sum() < eager.to_dense()[0, 0].numel()  # some blocks are skipped
+    assert counters["stats"]["unique_graphs"] == 2
+
+
+def test_a_block_mask_built_under_a_dispatch_mode_leaves_the_compiled_builder_compiling(tok):
+    # The engine's FLOP-counted first step runs under FlopCounterMode; code torch.compile first meets under such
+    # a mode runs eagerly for good, so the builder must not be compiled there.
+    from torch._dynamo.utils import counters
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.compiler.reset()
+    counters.clear()
+    batch = pack(mixed(tok), 48, tok.pad_token_id, row_multiple=3)
+    with FlopCounterMode(display=False):
+        counted = flex_block_mask(batch, compiled=True, BLOCK_SIZE=16)
+    after = flex_block_mask(batch, compiled=True, BLOCK_SIZE=16)
+    assert torch.equal(counted.to_dense(), after.to_dense())
+    assert counters["frames"]["ok"] > 0  # compiled after the counted step
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_query_mask_with_kv_cache_equals_full_forward(tok, model, mode):
     video = VisualSpec.video(2, 3)

@@ -170,6 +170,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         compile_tokenizer_blocks(model, cfg.compile_mode)
     if cfg.compile and cfg.compile_head:
         compile_head_blocks(model, cfg.compile_mode)
+    model.compile_block_mask = cfg.compile and cfg.compile_mask and cfg.model.attention == "flex"
     autocast, _ = engine.autocasts()
     optimizer = build_optimizer(model, cfg.optim, cfg.param_lrs())
     scheduler = build_scheduler(optimizer, cfg.optim, lambda: engine.planned_steps)

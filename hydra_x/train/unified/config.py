@@ -92,6 +92,9 @@ class UnifiedTrainConfig(EngineConfig):
     compile_tokenizer: bool = True
     # With compile=true, also compile the flow head's blocks (dynamic shapes: a step's generated tokens vary).
     compile_head: bool = True
+    # With compile=true and FlexAttention, also build the step's BlockMask with a compiled create_block_mask (one
+    # fused graph; eager, the rule is evaluated on the whole rows x L x L grid, dozens of launches a step).
+    compile_mask: bool = True
     out_dir: str = "runs/unified"
 
     def __post_init__(self) -> None:
