@@ -29,6 +29,8 @@ timeline, and counting those made a step that was 30% busy look 98% busy.
 
 ``--top N`` also prints the profiled step's N most expensive operators on the device (CUDA) and on the host, each
 host operator with the Python lines (hydra_x's or a library's) that spent the most host time calling it.
+``--callers N`` prints the N Python lines that issue the most outer operators of the forward: a count that does not
+depend on the device, so a CPU run says where a GPU step's eager launches come from (each also has its backward).
 """
 
 from __future__ import annotations
@@ -129,10 +131,10 @@ def warm_up(run, batches, step: int, steps: int) -> int:
     return step + steps
 
 
-def profile_step(run, batches, step: int, cuda: bool, top: int = 0) -> dict[str, float]:
+def profile_step(run, batches, step: int, cuda: bool, top: int = 0, callers: int = 0) -> dict[str, float]:
     """Operator counts per part, read-backs, and (CUDA) host ms per part and kernel ms of one profiled step."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities, with_stack=bool(top)) as prof:
+    with profile(activities=activities, with_stack=bool(top or callers)) as prof:
         train_step(run, batches, step)
         if cuda:
             torch.cuda.synchronize()
@@ -164,7 +166,21 @@ def profile_step(run, batches, step: int, cuda: bool, top: int = 0) -> dict[str,
         if cuda:
             print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=top), flush=True)
         print_host_callers(host, top)
+    if callers:
+        print_forward_callers(host, spans["forward"], callers)
     return row
+
+
+def print_forward_callers(host, forward, top: int) -> None:
+    """The ``top`` Python lines by the outer operators of the forward they issue (the innermost line outside torch)."""
+    counts: collections.Counter = collections.Counter()
+    for e in host:
+        outer = e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")
+        if e.name.startswith("aten::") and outer and forward.start <= e.time_range.start <= forward.end:
+            counts[caller(e)] += 1
+    print(f"\nThe {top} lines issuing the most outer operators of the forward (of {sum(counts.values())}; one step)")
+    for where, n in counts.most_common(top):
+        print(f"{n:7d}  {where}")
 
 
 def print_host_callers(host, top: int) -> None:
@@ -233,7 +249,7 @@ def measure(args, examples: int, root: Path) -> dict[str, dict[str, float]]:
             # Compiled code guards on the thread count (dynamo's GLOBAL_STATE): a change recompiles every compiled
             # block at its next call, which must not fall in the measured steps.
             step = warm_up(run, batches, step, max(1, args.warmup))
-        row = profile_step(run, batches, step, cuda, args.top)
+        row = profile_step(run, batches, step, cuda, args.top, args.callers)
         row["step ms"] = step_ms(run, batches, step + 1, args.steps)
         step += 1 + args.steps
         if cuda:
@@ -268,6 +284,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="steps before measuring")
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--top", type=int, default=0, help="print the profiled step's N most expensive operators")
+    parser.add_argument(
+        "--callers", type=int, default=0, help="print the N lines issuing the most operators of the forward"
+    )
     parser.add_argument(
         "--threads", type=int, nargs="*", default=[], help="the training process's intra-op threads, one row each "
         "(default: torch's, one per core)",

@@ -52,3 +52,26 @@ def test_the_training_loop_names_the_parts_of_its_step_in_traces(tmp_path):
     names = {e.name for e in prof.events() if e.name.startswith("step/")}
     parts = ("data", "noise", "forward", "losses", "backward", "optimizer", "discriminator", "ema")
     assert names == {f"step/{p}" for p in parts}
+
+
+def three_operators(x):
+    return ((x + 1) * 2).sum()
+
+
+def test_forward_callers_count_the_outer_operators_each_line_issues(capsys):
+    """benchmarks/unified_step_ops.py --callers: each line's outer operators inside the forward's range, no more."""
+    import torch
+    from torch.profiler import record_function
+    from unified_step_ops import print_forward_callers
+
+    x = torch.ones(3)
+    with profile(activities=[ProfilerActivity.CPU], with_stack=True) as prof:
+        with record_function("step/forward"):
+            three_operators(x)
+        three_operators(x)  # outside the forward: not counted
+    host = list(prof.events())
+    forward = next(e.time_range for e in host if e.name == "step/forward")
+    print_forward_callers(host, forward, 3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "of 3;" in lines[0]
+    assert lines[1].split()[0] == "3" and lines[1].endswith("three_operators")
