@@ -79,7 +79,10 @@ def add_commands(sub) -> None:
         "--preset",
         choices=PRESET_NAMES,
         default=DEFAULT_PRESET,
-        help=f"cpu: about 10 min on 2 CPU cores; small: one GPU; smoke: seconds (default {DEFAULT_PRESET})",
+        help=(
+            "cpu: about 10 min on 2 CPU cores; small: one GPU, 64 px, about 25 min; smoke: seconds "
+            f"(default {DEFAULT_PRESET})"
+        ),
     )
     p.add_argument("--out", default=None, help=f"the demo's folder (default {DEFAULT_OUT})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
