@@ -250,6 +250,27 @@ def test_a_block_mask_built_under_a_dispatch_mode_leaves_the_compiled_builder_co
     assert counters["frames"]["ok"] > 0  # compiled after the counted step
 
 
+@pytest.mark.gpu
+def test_a_compiled_block_mask_on_cuda_serves_every_row_count_and_attends_as_the_eager_one(tok):
+    # What a GPU run's steps do: a new row count now and then, the compiled builder's graph made dynamic by the
+    # second; FlexAttention (compiled, as training calls it) forward and backward give what the eager mask gives.
+    from hydra_x.unified.flex import _compiled_flex
+
+    torch.compiler.reset()
+    for rows in (2, 3, 4, 3, 5):
+        batch = pack(mixed(tok), 256, tok.pad_token_id, row_multiple=rows).to("cuda")
+        compiled = flex_block_mask(batch, "causal", compiled=True)
+        eager = flex_block_mask(batch, "causal")
+        assert torch.equal(compiled.to_dense(), eager.to_dense())
+        q, k, v = torch.randn(3, rows, 2, 256, 16, device="cuda", requires_grad=True).unbind(0)
+        grads = []
+        for mask in (compiled, eager):
+            out = _compiled_flex()(q, k, v, block_mask=mask)
+            grads.append((out, *torch.autograd.grad(out.square().sum(), (q, k, v))))
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_query_mask_with_kv_cache_equals_full_forward(tok, model, mode):
     video = VisualSpec.video(2, 3)
