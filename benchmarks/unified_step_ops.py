@@ -156,7 +156,7 @@ def profile_step(run, batches, step: int, cuda: bool, top: int = 0, callers: int
             continue
         if e.name in SYNCS and part in ON_DEVICE:
             row["syncs"] += 1
-        if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"):
+        if outer_operator(e):
             row[part] += 1
     if cuda:
         # Kernels, copies and sets; not the record_function ranges, which the device's timeline also carries.
@@ -175,8 +175,7 @@ def print_forward_callers(host, forward, top: int) -> None:
     """The ``top`` Python lines by the outer operators of the forward they issue (the innermost line outside torch)."""
     counts: collections.Counter = collections.Counter()
     for e in host:
-        outer = e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")
-        if e.name.startswith("aten::") and outer and forward.start <= e.time_range.start <= forward.end:
+        if outer_operator(e) and forward.start <= e.time_range.start <= forward.end:
             counts[caller(e)] += 1
     print(f"\nThe {top} lines issuing the most outer operators of the forward (of {sum(counts.values())}; one step)")
     for where, n in counts.most_common(top):
@@ -187,7 +186,7 @@ def print_host_callers(host, top: int) -> None:
     """The ``top`` operators by host time, each with the project or library lines that called it most."""
     ops: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for e in host:
-        if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")):
+        if outer_operator(e):
             ops[e.name][caller(e)] += e.cpu_time_total / 1e3
     ranked = sorted(ops.items(), key=lambda item: -sum(item[1].values()))[:top]
     print(f"\nHost ms of the {top} most expensive outer operators, by caller (one profiled step)")
@@ -195,6 +194,12 @@ def print_host_callers(host, top: int) -> None:
         print(f"{sum(by_caller.values()):9.1f} ms  {name}")
         for where, ms in by_caller.most_common(3):
             print(f"{ms:18.1f} ms  {where}")
+
+
+def outer_operator(event) -> bool:
+    """An ATen operator not called by another one: what the Python code issued (one dispatch, on a GPU a launch)."""
+    parent = event.cpu_parent
+    return event.name.startswith("aten::") and (parent is None or not parent.name.startswith("aten::"))
 
 
 def caller(event) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from torch.nn.attention.flex_attention import create_block_mask
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from hydra_x.unified.packing import PackedBatch
 
@@ -111,9 +113,6 @@ def _create_block_mask(compiled: bool):
     counts (the second makes the row count dynamic), and then serves every step. Under a TorchDispatchMode (the
     engine's FLOP-counted step), code compiled there would run eagerly for good: eager instead."""
     global _compiled_create_block_mask
-    from torch.nn.attention.flex_attention import create_block_mask
-    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
-
     if not compiled or _get_current_dispatch_mode_stack():
         return create_block_mask
     if _compiled_create_block_mask is None:
