@@ -59,7 +59,13 @@ class EngineConfig:
     time_budget_minutes: float | None = None
     budget_probe_steps: int = 100  # the speed is measured over the second half of these steps
     budget_reserve_s: float = 60.0
+    # A step that takes longer is logged with its number and time (a compilation, the FLOP-counted first step, a
+    # stalled data worker), so that a budgeted run's lost minutes have names.
+    slow_step_log_s: float = 10.0
     peak_tflops: float | None = None  # for MFU; None: measured on the GPU at start (bf16 matmul)
+    # MFU in the log: the first CUDA step runs eagerly under FlopCounterMode to count its FLOPs (an eager step of a
+    # compiled run). false: no MFU and no counted step (a run that only compiles, to fill the compile caches).
+    mfu: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.grad_accum < 1:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn as nn
@@ -50,6 +50,8 @@ from hydra_x.train.parallel import parallelize
 from hydra_x.train.run_log import RunLogger
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -252,6 +254,7 @@ class Engine:
         self.stopping = False
         self._probe_start = time.perf_counter()
         self._step_start = 0.0
+        self._step_data_seconds = 0.0  # of the step under way
 
     # ------------------------------------------------------------------ set-up
 
@@ -294,7 +297,8 @@ class Engine:
             )
             if self.resume_from is not None:
                 self._log_config_changes()
-        self.peak_tflops = self.cfg.peak_tflops or measure_peak_tflops(self.device)
+        if self.cfg.mfu:
+            self.peak_tflops = self.cfg.peak_tflops or measure_peak_tflops(self.device)
         if self.peak_tflops:
             origin = "configured" if self.cfg.peak_tflops else "measured"
             self.logger.info(f"MFU denominator: {self.peak_tflops:.0f} TFLOP/s ({origin} bf16 matmul)")
@@ -314,11 +318,22 @@ class Engine:
 
     # ------------------------------------------------------------------ one step
 
+    def next_batch(self, batches: Iterator[T]) -> T:
+        """The step's next batch; the seconds the training process waits for it are the log's data_wait_fraction."""
+        start = time.perf_counter()
+        with region("data"):
+            batch = next(batches)
+        waited = time.perf_counter() - start
+        self.window.data_seconds += waited
+        self._step_data_seconds += waited
+        return batch
+
     @contextmanager
     def timed_step(self, compiled: bool = False) -> Iterator[None]:
         """Time the step; count the FLOPs of the first one (forward, backward, everything it runs) for MFU."""
         self._step_start = time.perf_counter()
-        counting = self.flops_per_step is None and self.device.type == "cuda"
+        self._step_data_seconds = 0.0
+        counting = self.cfg.mfu and self.flops_per_step is None and self.device.type == "cuda"
         counter = FlopCounterMode(display=False) if counting else nullcontext()
         self.counting_flops = counting
         try:
@@ -352,8 +367,13 @@ class Engine:
         # The host runs ahead of the GPU between logging steps (a fused optimizer skips non-finite steps on the GPU).
         if (self.log_due() or probe_half or probe_end) and self.device.type == "cuda":
             torch.cuda.synchronize()
-        self.window.seconds += time.perf_counter() - self._step_start
+        seconds = time.perf_counter() - self._step_start
+        self.window.seconds += seconds
         self.window.steps += 1
+        if seconds > cfg.slow_step_log_s:
+            self.logger.info(
+                f"step {self.step} took {seconds:.1f} s ({self._step_data_seconds:.1f} s waiting for data)"
+            )
         self.logger.advance()
         if probe_half:
             self._probe_start = time.perf_counter()  # the speed is measured after warm-up and compilation

@@ -74,3 +74,17 @@ def test_mfu_of_a_counted_cuda_step_leaves_out_the_hidden_attention(tmp_path):
     expected = useful_flops(dense.get_flop_counts()["Global"], visible / pairs)
     assert engine.flops_per_step == pytest.approx(expected, rel=1e-6)
     assert engine.flops_per_step < dense.get_total_flops()
+
+
+@pytest.mark.parametrize("mfu", [True, False])
+def test_mfu_false_leaves_the_first_cuda_step_uncounted(tmp_path, mfu):
+    # Counting runs the step eagerly under FlopCounterMode; a run that only fills the compile caches skips it.
+    # The branch is the device's type alone, so a CPU engine told it is on CUDA shows it without a GPU.
+    cfg = tiny()
+    cfg.out_dir, cfg.device, cfg.mfu = str(tmp_path), "cpu", mfu
+    engine = Engine(cfg)
+    engine.device = torch.device("cuda")
+    with engine.timed_step():
+        assert engine.counting_flops == mfu
+        torch.ones(8, 8) @ torch.ones(8, 8)
+    assert engine.flops_per_step == (2 * 8**3 if mfu else None)

@@ -209,6 +209,47 @@ def test_a_run_that_slows_after_its_probe_shortens_its_plan_to_keep_its_budget(t
     assert all(b <= a - a // 100 or b == last for a, b in zip(plans, plans[1:]))
 
 
+def test_a_step_slower_than_the_threshold_is_logged_by_number_and_time(tmp_path, capsys, monkeypatch):
+    import re
+
+    from hydra_x.train.engine import Engine
+
+    end_step = Engine.end_step
+
+    def stall_at_step_three(engine):  # as a compilation would, inside the step's time
+        if engine.step == 2:
+            time.sleep(1.5)
+        end_step(engine)
+
+    monkeypatch.setattr(Engine, "end_step", stall_at_step_three)
+    train(config(tmp_path, steps=5, slow_step_log_s=1.0))
+    logged = re.findall(r"step (\d+) took (\d+\.\d) s \((\d+\.\d) s waiting for data\)", capsys.readouterr().out)
+    steps = {n: (float(took), float(waited)) for n, took, waited in logged}
+    assert set(steps) <= {"1", "3"} and 1.5 <= steps["3"][0] < 5  # step 1 may be a cold start's
+    assert steps["3"][1] < 1.0  # the stall was not the data's
+
+
+def test_the_log_counts_the_seconds_the_steps_wait_for_data(tmp_path, monkeypatch, capsys):
+    import re
+
+    train(config(tmp_path / "plain", steps=3))
+    assert all(r > 0 for r in losses(tmp_path / "plain", "data_wait_fraction").values())  # measured, not a constant
+    iterate = TokenizerDataLoader.__iter__
+
+    def slow_loader(self):  # as data workers that cannot keep up would make it
+        for batch in iterate(self):
+            time.sleep(1.0)
+            yield batch
+
+    monkeypatch.setattr(TokenizerDataLoader, "__iter__", slow_loader)
+    train(config(tmp_path / "slow", steps=3))
+    waits = sorted(losses(tmp_path / "slow", "data_wait_fraction").values())
+    assert len(waits) == 3 and waits[1] > 0.6 and waits[-1] <= 1.0
+    # and a step slowed by its data says so (the default threshold is 10 s; here 0.9 s)
+    train(config(tmp_path / "slow-logged", steps=2, slow_step_log_s=0.9))
+    assert re.search(r"step 2 took 1\.\d s \(1\.\d s waiting for data\)", capsys.readouterr().out)
+
+
 def test_a_re_plan_waits_until_the_shortfall_is_a_percent_of_the_plan(monkeypatch):
     # The engine's re-planning alone, on a clock set by hand: a 60 s budget, the probe's second half from step 5 at
     # t = 10 s, a plan of 1000 steps, checked at step 500.

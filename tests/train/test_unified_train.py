@@ -54,6 +54,7 @@ def test_a_few_dozen_steps_lower_both_losses(tmp_path):
         values = list(metric(tmp_path, key).values())
         assert len(values) > 30  # a step whose examples all read (or all generate) has one loss only
         assert sum(values[-6:]) < 0.9 * sum(values[:6]), (key, values)  # about 0.85 for both here
+    assert all(0 < w < 1 for w in metric(tmp_path, "data_wait_fraction").values())  # measured, not a constant
 
 
 def test_flex_attention_off_cuda_trains_with_sdpa_and_says_so(tmp_path, caplog):

@@ -42,8 +42,7 @@ def train_step(run: TokenizerRun, batches: Iterator[Batch], step: int) -> torch.
     window, rank = engine.window, engine.info.rank
     fakes = []  # (real, reconstruction) pairs for the discriminator
     for micro in range(cfg.grad_accum):
-        with region("data"):
-            batch: Batch = next(batches)
+        batch: Batch = engine.next_batch(batches)
         engine.logger.skipped(step, batch.skipped)
         x = batch.pixels.to(engine.device, non_blocking=True)
         micro_step, first = step * cfg.grad_accum + micro, rank * x.shape[0]

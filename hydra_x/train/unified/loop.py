@@ -60,8 +60,7 @@ def train_step(run: UnifiedRun, batches: Iterator, step: int) -> torch.Tensor:
             engine.logger.info(f"step {step} of {engine.planned_steps}: the flow head's attention layers join")
     model.flow_head.use_attention = head_attention_on(cfg, step, engine.planned_steps, run.head_attention_joined_at)
     for micro in range(cfg.grad_accum):
-        with region("data"):
-            item = next(batches)
+        item = engine.next_batch(batches)
         engine.logger.skipped(step, item.skipped)
         micro_step, first = step * cfg.grad_accum + micro, rank * len(item.examples)
         with region("batch"):
