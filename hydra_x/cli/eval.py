@@ -148,7 +148,7 @@ def _shapes(args: argparse.Namespace) -> int:
     from hydra_x.eval.shapes_report import build_report, summary_line, write_outputs
     from hydra_x.eval.shapes_run import evaluate_shapes
 
-    _check_sampling(args, ("size", "steps", "limit", "batch_size", "frames", "question_size"))
+    _check_sampling(args, ("size", "steps", "limit", "batch_size", "frames", "question_size", "samples_per_prompt"))
     try:
         items = prompt_set(args.prompt_set)
     except ValueError as err:
@@ -178,6 +178,7 @@ def _shapes(args: argparse.Namespace) -> int:
         round_trip=args.round_trip,
         control=prompt_set(SEEN_VERSION) if args.seen_questions else None,
         question_size=args.question_size,
+        samples_per_prompt=args.samples_per_prompt,
     )
     report = build_report(result, _model_info(args, model), model.device)
     return _wrote(summary_line(report), write_outputs(Path(args.out), report, result))
@@ -216,6 +217,13 @@ def _add_shapes(sub) -> None:
     g = _add_sampling(p, size=64)
     g.add_argument("--frames", type=int, default=17, help="frames per generated clip, 1 + 4k (default 17)")
     g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default 16)")
+    g.add_argument(
+        "--samples-per-prompt",
+        type=int,
+        default=1,
+        help="images generated for each generation prompt, each scored (default 1; GenEval's protocol draws 4): "
+        "sample k is seed + k's single sample",
+    )
     g.add_argument(
         "--edit-guidance",
         type=float,

@@ -67,6 +67,7 @@ class GenerationScore:
     reason: str  # the first failed check; "" when correct
     asked: int = 0  # how many objects the prompt asks for
     in_asked_colour: int = 0  # how many of ``found`` have a colour the prompt names
+    sample: int = 0  # which of the prompt's samples (GenEval draws several a prompt)
 
 
 def geneval_relations(a: DetectedObject, b: DetectedObject) -> set[str]:
@@ -118,11 +119,12 @@ def score_generation(item: GenerationItem, image: torch.Tensor) -> GenerationSco
 
 
 def generation_summary(scores: list[GenerationScore]) -> dict:
-    """Per category accuracy (and strict accuracy) and GenEval's overall score: the mean of the categories', with the
-    Wilson 95% interval of that mean as a share of all prompts (exact where the categories are of one size, as the
-    prompt set's are); and two diagnostics of failures: objects read per picture against objects asked (many more:
-    objects drawn in pieces), and the share of objects read in a colour the prompt names (about 1/6 by chance: the
-    caption is not read)."""
+    """Per category accuracy (and strict accuracy) over every image and GenEval's overall score: the mean of the
+    categories', with the Wilson 95% interval of that mean as a share of all prompts (exact where the categories are
+    of one size, as the prompt set's are, and one sample a prompt; with several, still over the prompts, not the
+    images, since a prompt's samples are not independent draws of the set); and two diagnostics of failures:
+    objects read per picture against objects asked (many more: objects drawn in pieces), and the share of objects
+    read in a colour the prompt names (about 1/6 by chance: the caption is not read)."""
     categories = {}
     for category in CATEGORIES:
         mine = [s for s in scores if s.category == category]
@@ -131,15 +133,18 @@ def generation_summary(scores: list[GenerationScore]) -> dict:
                 "accuracy": sum(s.correct for s in mine) / len(mine),
                 "strict_accuracy": sum(s.strict for s in mine) / len(mine),
                 "n": len(mine),
+                "prompts": len({s.id for s in mine}),
             }
     mean = lambda key: sum(c[key] for c in categories.values()) / len(categories) if categories else None  # noqa: E731
     found = sum(len(s.found) for s in scores)
-    overall, prompts = mean("accuracy"), sum(c["n"] for c in categories.values())
+    overall, prompts = mean("accuracy"), sum(c["prompts"] for c in categories.values())
     return {
         "overall": overall,
         "overall_ci95": None if overall is None else wilson_interval(round(overall * prompts), prompts),
         "strict_overall": mean("strict_accuracy"),
         "categories": categories,
+        "prompts": prompts,
+        "samples_per_prompt": len(scores) // prompts if prompts else 0,
         "objects_per_image": found / len(scores) if scores else None,
         "asked_per_image": sum(s.asked for s in scores) / len(scores) if scores else None,
         "asked_colour_share": sum(s.in_asked_colour for s in scores) / found if found else None,

@@ -118,6 +118,7 @@ def markdown(report: dict[str, Any]) -> str:
         + f", guidance {cfg['guidance']}"
         + (f" (edits {cfg['edit_guidance']})" if cfg.get("edit_guidance", cfg["guidance"]) != cfg["guidance"] else "")
         + f", seed {cfg['seed']}"
+        + (f", {cfg['samples_per_prompt']} samples a prompt" if cfg.get("samples_per_prompt", 1) > 1 else "")
         + (f", edits from the source noised to t = {cfg['edit_start']:g}" if cfg.get("edit_start", 1) < 1 else "")
         + (f", at most {cfg['limit']} items per category" if cfg["limit"] else "")
         + ". Figures in percent.\n",
@@ -135,6 +136,11 @@ def markdown(report: dict[str, Any]) -> str:
     overall = f"{_pct(g['overall'])}{_interval(g.get('overall_ci95'))} | {_pct(g['strict_overall'])} |"
     overall += f" {_pct(rt['generation']['overall'])} |" if rt else ""
     lines.append(f"| **overall** (mean of categories) | {g['n']} | {overall}")
+    if g.get("samples_per_prompt", 1) > 1:
+        lines.append(
+            f"\n{g['n']} images: {g['samples_per_prompt']} samples of each of {g['prompts']} prompts; the interval is "
+            "the prompts' (a prompt's samples are not independent draws of the set)."
+        )
     if g.get("objects_per_image") is not None:
         share = g.get("asked_colour_share")
         lines.append(
@@ -221,7 +227,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _failure(item: dict[str, Any]) -> str:
-    return f'- `{item["id"]}` "{item["prompt"]}": {item["reason"]}\n'
+    sample = f" (sample {item['sample']})" if item.get("sample") else ""
+    return f'- `{item["id"]}`{sample} "{item["prompt"]}": {item["reason"]}\n'
 
 
 def picture_grid(rows: list[list[Picture]]) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 Images and clips are generated in batches of prompts (``hydra_x.unified.sampling.generate_latents`` + ``render``);
 the noise of a batch is drawn from ``seed + 1000 * section + first item`` (rows in order), so the items of a
-prefix of the set (``limit``) start from the same noise as in the whole set. Questions are asked one at a
+prefix of the set (``limit``) start from the same noise as in the whole set. With several samples a prompt (GenEval
+draws 4), sample k is drawn as sample 0 with ``seed + k``: the samples of ``--seed 0`` are the single samples of
+seeds 0, 1, ... Questions are asked one at a
 time with ``model.chat`` (greedy). Videos only for a model with ``config.video``; editing only for a model with
 an ``edit(image, instruction, *, steps, guidance, sampler, shift, seed) -> (3, H, W)`` method, otherwise the
 report says why the section is not available.
@@ -15,7 +17,7 @@ this tokenizer, so a low model score next to a low round trip is the tokenizer's
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,7 @@ def evaluate_shapes(
     round_trip: bool = True,
     control: PromptSet | None = None,
     question_size: int | None = None,
+    samples_per_prompt: int = 1,
 ) -> ShapesReport:
     """Score ``model`` (a HydraX) on ``prompt_set`` (the first ``limit`` items of each category, kind and op) at
     ``size`` x ``size`` pixels and ``frames`` frames, sampling with ``steps`` of ``sampler`` on a time grid
@@ -154,9 +157,12 @@ def evaluate_shapes(
     shapes-v1-seen), also the answers to its first ``limit`` questions of each kind, so that held-out understanding
     reads beside understanding of seen combinations. Questions are asked about scenes rendered at ``question_size``
     (None: the model's understanding_image_size where it has one, else ``size``). Sizes the model cannot take are
-    InputErrors, raised before any work."""
+    InputErrors, raised before any work. Each generation prompt is drawn ``samples_per_prompt`` times (GenEval's
+    protocol draws 4; the category accuracies are over every image)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if samples_per_prompt < 1:
+        raise ValueError(f"samples_per_prompt must be at least 1, got {samples_per_prompt}")
     visual_spec(model, "image", size, size, None)
     question_size = question_size or getattr(model.config, "understanding_image_size", None) or size
     visual_spec(model, "image", question_size, question_size, None)
@@ -171,10 +177,13 @@ def evaluate_shapes(
     settings["question_size"] = question_size
     settings["limit"] = limit
     settings["batch_size"] = batch_size
+    settings["samples_per_prompt"] = samples_per_prompt
     settings["max_new_tokens"] = MAX_NEW_TOKENS
     report = ShapesReport(items, prompt_set.digest(), settings, [], [], None, None, None, None, {})
-    say(f"generation: {len(items.generation)} prompts")
-    report.generation, report.pictures["generation"] = _generation(model, items, size, seed, batch_size, gen)
+    say(f"generation: {len(items.generation)} prompts x {samples_per_prompt}")
+    report.generation, report.pictures["generation"] = _generation(
+        model, items, size, seed, batch_size, gen, samples_per_prompt
+    )
     say(f"understanding: {len(items.questions)} questions")
     report.understanding = answer_questions(model, items, question_size)
     if control is not None:
@@ -258,20 +267,20 @@ def _batches(n: int, size: int) -> list[range]:
     return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _generation(model, items: PromptSet, size: int, seed: int, batch_size: int, gen: dict):
+def _generation(model, items: PromptSet, size: int, seed: int, batch_size: int, gen: dict, samples: int = 1):
     scores: list[GenerationScore] = []
     rows: list[list[Picture]] = []
     for section, category in enumerate(CATEGORIES):
         mine = [i for i in items.generation if i.category == category]
         row: list[Picture] = []
-        for batch in _batches(len(mine), batch_size):
-            s = seed + 1000 * section + batch.start
+        for k, batch in ((k, b) for k in range(samples) for b in _batches(len(mine), batch_size)):
+            s = seed + k + 1000 * section + batch.start
             prompts = [mine[j].prompt for j in batch]
             z = generate_latents(model, prompts, "image", height=size, width=size, seed=s, **gen)
             for j, image in zip(batch, render(model, z, seed=s)):
-                score = score_generation(mine[j], image)
+                score = replace(score_generation(mine[j], image), sample=k)
                 scores.append(score)
-                if len(row) < PICTURES_PER_GROUP:
+                if k == 0 and len(row) < PICTURES_PER_GROUP:
                     truth = render_image(mine[j].scene, size, size)
                     row.append(Picture(f"{score.id} {_mark(score.correct)}", (truth, image)))
         if row:

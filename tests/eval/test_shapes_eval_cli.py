@@ -213,6 +213,36 @@ class RoundTripView(View):
         return pixels[:, :, None] if pixels.dim() == 4 else pixels
 
 
+def test_several_samples_a_prompt_are_the_single_samples_of_the_following_seeds(model, monkeypatch):
+    import hydra_x.eval.shapes_run as shapes_run
+
+    seeds: list[int] = []
+    generate = shapes_run.generate_latents
+
+    def recorded(*args, seed, **kwargs):
+        seeds.append(seed)
+        return generate(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(shapes_run, "generate_latents", recorded)
+    image_only = View(model, None, video=False)
+    options = {**FAST, "round_trip": False}
+    two = evaluate_shapes(image_only, prompt_set(), **options, samples_per_prompt=2)
+    two_seeds, seeds[:] = list(seeds), []
+    singles = [evaluate_shapes(image_only, prompt_set(), **{**options, "seed": s}) for s in (0, 1)]
+    assert sorted(two_seeds) == sorted(seeds) and len(set(seeds)) == 12  # 6 categories x 2 samples
+    read = lambda scores: [(g.id, g.found, g.reason) for g in scores]  # noqa: E731
+    for k, single in enumerate(singles):
+        assert read(g for g in two.generation if g.sample == k) == read(single.generation)
+    summary = two.summary()["generation"]
+    assert summary["n"] == 12 and summary["prompts"] == 6 and summary["samples_per_prompt"] == 2
+    assert [len(row) for row in two.pictures["generation"]] == [1] * 6  # the grids show the first sample
+    assert two.settings["samples_per_prompt"] == 2
+    text = markdown(build_report(two, {"name": "tiny"}, torch.device("cpu")))
+    assert ", seed 0, 2 samples a prompt," in text and "12 images: 2 samples of each of 6 prompts" in text
+    with pytest.raises(ValueError, match="samples_per_prompt must be at least 1"):
+        evaluate_shapes(image_only, prompt_set(), **options, samples_per_prompt=0)
+
+
 def test_the_tokenizer_round_trip_scores_reconstructions_of_the_truth(model):
     exact = evaluate_shapes(RoundTripView(model, blank=False), prompt_set(), **FAST)
     rt = exact.summary()["round_trip"]
@@ -304,6 +334,7 @@ def _check_outputs(
         "seed": 0,
         "limit": 1,
         "batch_size": 16,
+        "samples_per_prompt": 1,
         "sampler": "euler",
         "shift": None,
         "edit_start": 1.0,
@@ -391,6 +422,7 @@ def test_the_command_on_a_checkpoint(tmp_path, model, capsys):
     [
         (["--limit", "0"], "--limit must be at least 1, got 0"),
         (["--steps", "0"], "--steps must be at least 1, got 0"),
+        (["--samples-per-prompt", "0"], "--samples-per-prompt must be at least 1, got 0"),
         (["--preset", "tiny", "--shift", "0"], "--shift must be positive, got 0.0"),
         (["--preset", "tiny", "--edit-start", "0"], "--edit-start must be in (0, 1], got 0.0"),
         (["--prompt-set", "shapes-v0"], "unknown prompt-set version 'shapes-v0'"),

@@ -239,6 +239,7 @@ def test_the_overall_score_is_the_mean_of_the_categories_not_of_the_items():
         "accuracy": 0.0,
         "strict_accuracy": 0.0,
         "n": 3,
+        "prompts": 3,
     }
 
 
@@ -252,9 +253,26 @@ def test_the_overall_score_carries_the_interval_of_its_prompts():
     assert 0.2 < low < 0.5 < high < 0.8  # 8 prompts cannot tell 0.5 from 0.25 or 0.75
     # more prompts at the same score: a narrower interval
     wide = high - low
-    low, high = generation_summary(scores * 4)["overall_ci95"]
+    more = [replace(s, id=f"{s.id}-{k}") for k in range(4) for s in scores]
+    low, high = generation_summary(more)["overall_ci95"]
     assert low < 0.5 < high and high - low < wide / 1.5
     assert generation_summary([])["overall_ci95"] is None
+
+
+def test_several_samples_a_prompt_count_every_image_and_keep_the_interval_of_the_prompts():
+    # GenEval draws 4 images a prompt: each is scored, the accuracies are over the images, but 4 samples of the
+    # same 8 prompts are not 32 independent prompts, so the interval stays that of 8
+    one = [GenerationScore(f"a{i}", "counting", i < 3, i < 3, (), "") for i in range(4)]
+    one += [GenerationScore(f"b{i}", "position", i < 1, i < 1, (), "") for i in range(4)]
+    right_in_sample = {0: {"a0", "a1", "a2", "b0"}, 1: {"a0", "b0", "b1", "b2"}, 2: set(), 3: {"a0", "a1"}}
+    four = [
+        replace(s, sample=k, correct=s.id in ids, strict=s.id in ids) for k, ids in right_in_sample.items() for s in one
+    ]
+    summary = generation_summary(four)
+    assert summary["categories"]["counting"] == {"accuracy": 6 / 16, "strict_accuracy": 6 / 16, "n": 16, "prompts": 4}
+    assert summary["overall"] == (6 / 16 + 4 / 16) / 2
+    assert summary["prompts"] == 8 and summary["samples_per_prompt"] == 4
+    assert summary["overall_ci95"] == wilson_interval(round(summary["overall"] * 8), 8)
 
 
 def test_a_clip_moving_the_wrong_way_or_losing_its_object_fails(items):
