@@ -38,6 +38,7 @@ FRAMES=${FRAMES:-17}  # frames of a clip
 DIT_POSITIONS=${DIT_POSITIONS-sincos}  # empty: no DiT, the unified run alone (DiTs beside it took 28% of its speed)
 CLIPS_WEIGHT=${CLIPS_WEIGHT:-}  # the tokenizer's shapes clips' weight (empty: half the images', a third of batches)
 TOKENIZER_EXTRA=${TOKENIZER_EXTRA:-}  # overrides of the tokenizer run, e.g. model.temporal_unfold=shared
+SAMPLES=${SAMPLES:-4}  # images scored a generation prompt, as GenEval draws them (one sample: a 5-point spread)
 EXAMPLES=${EXAMPLES:-256}  # examples a unified step (the recipe's 256); the steps are bound by the host, not the GPU
 ARM2=${ARM2:-}  # a second unified run beside the first, the same budget (each host-bound run leaves the GPU idle)
 if [ "$ARM2" = sti ]; then  # the first arm with the other layout
@@ -63,10 +64,33 @@ pack() {  # $1: the phase just finished, into R/PACKED.
 # SmolLM2's conversion (47 s on a fresh machine) runs beside the tokenizer phase, which does not need it.
 python3 -m hydra_x.unified.llm convert-smollm2 > "$R/convert.out" 2> "$R/convert.log" &
 CONVERT=$!
+# Beside the tokenizer phase too, once SmolLM2 is converted: each arm's compile warm-up (shapes_world_run.py's warm
+# phase: 30 steps from a random tokenizer of the same architecture), whose compile caches on disk the timed runs then
+# read; stopped when the tokenizer is done, wherever it is (the caches' files are written whole). In a session of
+# its own (setsid) so that one kill stops its data and compile workers too. WARM=0: none.
+WARM=${WARM:-1}
+# torch.compile also keeps which sizes turned dynamic ("PGO"), on disk only under a job id: with one id for the
+# warm-up and the timed runs, these compile the sizes the warm-up found changing as dynamic from their first step
+# instead of a static graph first and a recompilation at the first change.
+export TORCH_COMPILE_JOB_ID=${TORCH_COMPILE_JOB_ID:-hydra-x-shapes-world}
+if [ "$WARM" = 1 ]; then
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done
+    [ -s "$2/convert.out" ] || { echo "no SmolLM2: no warm-up"; exit 0; }
+    exec python3 benchmarks/shapes_world_run.py --out "$2/A" --phases warm --compile --workers 2 --examples "$3" \
+      --size "$4" --frames "$5" --arms "${@:6}"' warm "$CONVERT" "$R" "$EXAMPLES" "$SIZE" "$FRAMES" "${ARMS[@]}" \
+    > "$R/warm.log" 2>&1 &
+  WARM_PID=$!
+fi
 if [ -n "$TOKENIZER_STEPS" ]; then LENGTH=(--tokenizer-steps "$TOKENIZER_STEPS"); else LENGTH=(--tokenizer-minutes 3.5); fi
 python3 benchmarks/shapes_world_run.py --out "$R/A" "${LENGTH[@]}" --shapes-images 3000 --shapes-clips 400 \
   ${CLIPS_WEIGHT:+--clips-weight "$CLIPS_WEIGHT"} ${TOKENIZER_EXTRA:+--tokenizer-extra $TOKENIZER_EXTRA} \
   --size "$SIZE" --frames "$FRAMES" --phases tokenizer
+if [ -n "${WARM_PID:-}" ]; then
+  kill -KILL -- -"$WARM_PID" 2>/dev/null
+  wait "$WARM_PID" 2>/dev/null
+  echo "warm-up stopped at $(( $(date +%s) - T0 )) s: $(tail -n 1 "$R/warm.log")"
+  for LOG in "$R"/A/logs/warm-*.log; do [ -f "$LOG" ] && tr '\r' '\n' < "$LOG" | grep -a "train:" | tail -n 1; done
+fi
 wait "$CONVERT" || { echo "SmolLM2 conversion failed:"; tail -n 20 "$R/convert.log"; exit 1; }
 LLM=$(tail -n 1 "$R/convert.out")
 TOKENIZER_S=$(( $(date +%s) - T0 ))
@@ -94,7 +118,7 @@ for A in "${ARMS[@]}"; do  # the scorer reads each export's own config; the layo
   EVAL_ARMS+=("${A%%=*}=model.edit_layout=$LAYOUT")
 done
 python3 benchmarks/shapes_world_run.py --out "$R/A" --phases eval --sample-steps 20 --guidance 3 \
-  --size "$SIZE" --frames "$FRAMES" --arms "${EVAL_ARMS[@]}"
+  --samples-per-prompt "$SAMPLES" --size "$SIZE" --frames "$FRAMES" --arms "${EVAL_ARMS[@]}"
 echo "eval done at $(( $(date +%s) - T0 )) s"
 pack scored
 for A in "${ARMS[@]}"; do  # a diagnostic, bounded: what the job exists for is already packed

@@ -16,6 +16,9 @@ limit goes on where it stopped):
    first (docs/benchmarks.md): the recipe's own L1 at LR 1e-3 gave back 1.4% of the truth pictures on the
    photographs alone and collapsed the shapes on the mix; with MSE at LR 3e-4 the mix kept 25% and the shapes alone
    97% in 1700 steps
+   warm (not among the default phases; benchmarks/shapes_world_job.sh runs it beside the tokenizer phase): each
+   arm's unified run for ``--warm-steps`` steps from a randomly initialised tokenizer of the tokenizer's
+   architecture -> OUT/warm-ARM, which fills torch.compile's caches on disk so that the timed runs start sooner
 2. unified: ``hydra-x train unified --config small`` twice at once on the same GPU (``model.edit_layout=sti`` and
    ``independent``), the same budget, seed and data order, from OUT/tokenizer -> OUT/unified-sti, -independent
 3. eval: ``hydra-x eval shapes --seen-questions`` of each export at the training size -> OUT/eval-sti,
@@ -189,12 +192,15 @@ def shapes_sources(
     return sources
 
 
-def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
+def unified_phase(
+    args: argparse.Namespace, out: Path, tokenizer: Path, prefix: str = "unified", extra: tuple[str, ...] = ()
+) -> None:
+    """Each arm's ``hydra-x train unified`` (side by side) -> OUT/PREFIX-ARM, with ``extra`` overrides last."""
     procs, logs = {}, {}
     for arm, overrides in args.arms.items():
-        folder = out / f"unified-{arm}"
+        folder = out / f"{prefix}-{arm}"
         if (folder / "export").is_dir():
-            print(f"unified ({arm}): {folder}/export exists, kept")
+            print(f"{prefix} ({arm}): {folder}/export exists, kept")
             continue
         cli = [
             sys.executable,
@@ -221,6 +227,7 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
         else:
             cli += [
                 f"time_budget_minutes={args.unified_minutes}",
+                "budget_reserve_s=20",  # no evaluation at the end: the export alone, a few seconds
                 "steps=100000",
                 "ckpt_every=100000",
                 "eval_every=0",
@@ -231,13 +238,40 @@ def unified_phase(args: argparse.Namespace, out: Path, tokenizer: Path) -> None:
                 cli += ["compile=true"]
             if args.examples:
                 cli += [f"data.examples_per_step={args.examples}"]
-        cli += args.unified_set + overrides
-        logs[arm] = out / "logs" / f"unified-{arm}.log"
+        cli += args.unified_set + overrides + list(extra)
+        logs[arm] = out / "logs" / f"{prefix}-{arm}.log"
         procs[arm] = run(cli, logs[arm])
         if args.smoke:
             # One after another on the CPU: each process takes every core, and several LLMs at once its memory.
             procs[arm].wait()
     wait(procs, logs)
+
+
+# A warm-up run: enough steps for the data's shapes to vary (automatic dynamic shapes recompile once they do) and
+# for the flow head's attention to join half-way; no FLOP-counted eager step.
+WARM_OVERRIDES = ("time_budget_minutes=null", "head_attention_from_share=0.5", "mfu=false", "ckpt_every=100000")
+
+
+def warm_phase(args: argparse.Namespace, out: Path) -> None:
+    """Compile the unified runs' graphs while the tokenizer trains, so that the timed runs find them in the compile
+    caches (torch.compile's FX-graph and Triton caches on disk, and its record of which sizes turned dynamic). The
+    graphs depend on the tokenizer's architecture, not its weights: each arm trains ``--warm-steps`` steps from a
+    randomly initialised tokenizer of the tokenizer phase's config (OUT/warm-tokenizer) -> OUT/warm-ARM. On a CPU
+    a second compiled `tiny` run in a fresh process took 21 s where the first took 101 (its first step 11 s
+    against 71)."""
+    from hydra_x.tokenizer import HydraXTokenizer
+    from hydra_x.train.tokenizer.__main__ import parse_config
+
+    config = parse_config(["--config", "small", *tokenizer_model_overrides(args)])
+    tokenizer = out / "warm-tokenizer"
+    HydraXTokenizer.from_config(config.model, seed=config.seed).save_pretrained(tokenizer)
+    unified_phase(args, out, tokenizer, "warm", (f"steps={args.warm_steps}", *WARM_OVERRIDES))
+
+
+def tokenizer_model_overrides(args: argparse.Namespace) -> list[str]:
+    """The tokenizer phase's overrides of its model's config (``model.*``), which its export's architecture has."""
+    given = [*args.tokenizer_set, *args.tokenizer_extra] + (["model.depth=2"] if args.smoke else [])
+    return [o for o in given if o.startswith("model.") or o.startswith("model=")]
 
 
 def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict]]:
@@ -277,6 +311,8 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict
                 ]
                 if args.edit_guidance is not None:
                     cli += ["--edit-guidance", str(args.edit_guidance)]
+                if getattr(args, "samples_per_prompt", 1) > 1:
+                    cli += ["--samples-per-prompt", str(args.samples_per_prompt)]
                 if args.smoke:
                     cli += ["--limit", "2", "--device", "cpu"]
                 elif args.eval_limit:
@@ -375,6 +411,7 @@ def main() -> None:
     )
     parser.add_argument("--unified-minutes", type=float, default=11.0)
     parser.add_argument("--workers", type=int, default=6, help="data workers of each unified run")
+    parser.add_argument("--warm-steps", type=int, default=30, help="steps of each arm's compile warm-up (warm phase)")
     parser.add_argument(
         "--size", type=int, default=128, help="picture side of the renders, both runs and the evaluation (the recipe's)"
     )
@@ -386,6 +423,9 @@ def main() -> None:
     parser.add_argument(
         "--edit-guidance", type=float, help="guidance scale of the edits in the eval phase (default: each --guidance)"
     )
+    parser.add_argument(
+        "--samples-per-prompt", type=int, default=1, help="images scored a generation prompt (GenEval's protocol: 4)"
+    )
     parser.add_argument("--compile", action="store_true", help="compile the unified runs' blocks (compile=true)")
     parser.add_argument("--examples", type=int, help="examples per step of the unified runs (default: the recipe's)")
     parser.add_argument(
@@ -396,7 +436,9 @@ def main() -> None:
     )
     parser.add_argument("--smoke", action="store_true", help="CPU, a few steps each: checks the script")
     parser.add_argument("--eval-limit", type=int, help="at most N items per category, kind and op in the evaluation")
-    parser.add_argument("--phases", default="tokenizer,unified,eval,caption")
+    parser.add_argument(
+        "--phases", default="tokenizer,unified,eval,caption", help="of tokenizer, warm, unified, eval, caption"
+    )
     parser.add_argument("--shapes-images", type=int, default=4000, help="shapes-world PNGs for the tokenizer")
     parser.add_argument("--shapes-clips", type=int, default=1000, help="shapes-world MP4s for the tokenizer")
     parser.add_argument(
@@ -446,6 +488,9 @@ def main() -> None:
     if "tokenizer" in phases and not args.tokenizer:
         tokenizer = tokenizer_phase(args, out)
         print(f"[{time.perf_counter() - start:.0f} s] tokenizer done", flush=True)
+    if "warm" in phases:
+        warm_phase(args, out)
+        print(f"[{time.perf_counter() - start:.0f} s] warm-up done", flush=True)
     if "unified" in phases:
         unified_phase(args, out, tokenizer)
         print(f"[{time.perf_counter() - start:.0f} s] unified done", flush=True)

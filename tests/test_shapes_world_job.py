@@ -39,17 +39,49 @@ def calls(tmp_path: Path, bin_first: Path | None = None, **env: str) -> list[str
     convert = 'if [[ "$*" == *convert-smollm2* ]]; then [ -n "$FAIL_CONVERT" ] && exit 1; echo /converted/llm; fi'
     # SNAPSHOT=path: the results archive as a watcher would copy it when the scoring starts
     snapshot = 'if [ -n "$SNAPSHOT" ] && [[ "$*" == *"--phases eval"* ]]; then cp "$R/results.tgz" "$SNAPSHOT"; fi'
-    fake.write_text(f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n{failing}\n{convert}\n{snapshot}\n')
+    # SLOW_WARM=1: the warm-up outlasts the tokenizer phase, which ends only once the warm-up has begun
+    warm = 'if [ -n "$SLOW_WARM" ] && [[ "$*" == *"--phases warm"* ]]; then sleep 30; fi'
+    wait_warm = (
+        'if [ -n "$SLOW_WARM" ] && [[ "$*" == *"--phases tokenizer"* ]]; then '
+        f"until grep -q -- '--phases warm' {tmp_path}/calls; do sleep 0.1; done; fi"
+    )
+    job_id = f'echo "$TORCH_COMPILE_JOB_ID $1 $2" >> {tmp_path}/job-ids'  # the compile caches' job id, by call
+    fake.write_text(
+        f'#!/bin/bash\n{run_inline}\necho "$*" >> {tmp_path}/calls\n{job_id}\n{failing}\n{convert}\n{snapshot}\n'
+        f"{warm}\n{wait_warm}\n"
+    )
     fake.chmod(0o755)
     # TAR_EXIT=N: tar archives for real, then exits N, as GNU tar does with 1 for a file that changed as it read it
     tar = fake.parent / "tar"
     tar.write_text(f'#!/bin/bash\n{shutil.which("tar")} "$@"; rc=$?\nexit ${{TAR_EXIT:-$rc}}\n')
     tar.chmod(0o755)
     path = f"{fake.parent}:{f'{bin_first}:' if bin_first else ''}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, "R": str(tmp_path / "r"), **env}
+    # No compile warm-up unless asked (WARM=1): it runs beside the tokenizer phase, so whether a fake one is
+    # recorded before that phase ends would be a race
+    env = {**os.environ, "PATH": path, "R": str(tmp_path / "r"), "WARM": "0", **env}
     done = subprocess.run(["bash", str(JOB)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == (1 if env.get("FAIL_CONVERT") else 0), done.stdout + done.stderr
+    (tmp_path / "job.out").write_text(done.stdout)
     return (tmp_path / "calls").read_text().splitlines()
+
+
+def test_the_compile_warm_up_runs_each_arm_beside_the_tokenizer_and_is_stopped_when_the_tokenizer_is_done(tmp_path):
+    import time
+
+    start = time.monotonic()
+    lines = calls(tmp_path, WARM="1", SLOW_WARM="1", SIZE="64", FRAMES="9", EXAMPLES="512", ARM2="sti")
+    assert time.monotonic() - start < 25  # the 30-second warm-up was stopped, not waited for
+    order = [line.split("--phases ")[1].split()[0] for line in lines if "--phases" in line]
+    assert order[:2] in (["warm", "tokenizer"], ["tokenizer", "warm"]) and order[2] == "unified"
+    warm = next(line for line in lines if "--phases warm" in line)
+    unified = next(line for line in lines if "--phases unified" in line)
+    assert "--compile --workers 2 --examples 512 --size 64 --frames 9" in warm
+    assert warm.split("--arms ")[1] == unified.split("--arms ")[1]  # the same arms, the same overrides
+    assert lines.index(next(line for line in lines if "convert-smollm2" in line)) < lines.index(warm)
+    assert "warm-up stopped at" in (tmp_path / "job.out").read_text()
+    # one job id for the warm-up and the timed runs: torch.compile keeps which sizes turned dynamic under it
+    ids = {line.split()[0] for line in (tmp_path / "job-ids").read_text().splitlines() if "shapes_world_run" in line}
+    assert ids == {"hydra-x-shapes-world"}
 
 
 def test_size_frames_and_examples_reach_every_phase_and_one_sincos_dit_runs_by_default(tmp_path):

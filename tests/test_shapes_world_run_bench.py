@@ -5,6 +5,7 @@ export is not scored, and the others are."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import signal
@@ -118,10 +119,15 @@ def test_the_scorer_gets_each_guidance_and_the_edits_their_own(tmp_path, monkeyp
     assert set(eval_phase(args, tmp_path)) == {"one", "one g6"}
     for cli, guidance in zip(commands, ("3.0", "6.0")):
         assert cli[cli.index("--guidance") + 1] == guidance and cli[cli.index("--edit-guidance") + 1] == "3.0"
+        assert "--samples-per-prompt" not in cli  # one sample a prompt unless asked
     commands.clear()
-    shutil.rmtree(tmp_path / "eval-one")  # scored again, now without an edit guidance of its own
-    eval_phase(argparse.Namespace(**{**vars(args), "guidance": [1.5], "edit_guidance": None}), tmp_path)
+    shutil.rmtree(tmp_path / "eval-one")  # scored again, now without an edit guidance of its own, 4 samples a prompt
+    eval_phase(
+        argparse.Namespace(**{**vars(args), "guidance": [1.5], "edit_guidance": None, "samples_per_prompt": 4}),
+        tmp_path,
+    )
     assert len(commands) == 1 and "--edit-guidance" not in commands[0]
+    assert commands[0][commands[0].index("--samples-per-prompt") + 1] == "4"
 
 
 def test_the_reading_size_gives_the_tokenizer_a_source_of_its_own_at_that_size(tmp_path):
@@ -180,3 +186,43 @@ def test_the_tokenizer_phase_trains_on_the_renders_at_the_reading_size_too(tmp_p
         (str(tmp_path / "shapes-images"), None),
         (str(tmp_path / "shapes-images-48"), 48),
     ]
+
+
+def test_the_warm_up_compiles_what_the_timed_run_will_from_a_tokenizer_of_the_same_architecture(tmp_path, monkeypatch):
+    # The compile caches hold graphs of the model's architecture and settings; the warm-up must differ from the
+    # timed run in nothing else than its length, its tokenizer's weights, its folder and the FLOP-counted step.
+    import shapes_world_run
+
+    from hydra_x.tokenizer import HydraXTokenizer
+    from hydra_x.train.tokenizer.__main__ import parse_config as tokenizer_config
+    from hydra_x.train.unified.__main__ import parse_config as unified_config
+
+    commands = {}
+    monkeypatch.setattr(shapes_world_run, "run", lambda cli, log: commands.setdefault(Path(log).stem, cli))
+    monkeypatch.setattr(shapes_world_run, "wait", lambda procs, logs: None)
+    sti = "model.edit_layout=sti,data.task_ratios.edit=4,model.head_attention_layers=2,head_attention_from_share=0.84"
+    args = argparse.Namespace(
+        arms=parse_arms([f"one={sti}"]), smoke=False, size=64, frames=9, unified_minutes=14.0, workers=6,
+        compile=True, examples=512, unified_set=[], warm_steps=30, tokenizer_set=["loss.mse=1", "optim.lr=3e-4"],
+        tokenizer_extra=["model.temporal_unfold=shared"],
+    )  # fmt: skip
+    shapes_world_run.warm_phase(args, tmp_path)
+    shapes_world_run.unified_phase(args, tmp_path, tmp_path / "tokenizer")
+    warm, timed = (
+        unified_config(commands[name][commands[name].index("--config") :]) for name in ("warm-one", "unified-one")
+    )
+    assert warm.tokenizer_init == str(tmp_path / "warm-tokenizer") and warm.out_dir == str(tmp_path / "warm-one")
+    assert (warm.steps, warm.time_budget_minutes, warm.head_attention_from_share, warm.mfu) == (30, None, 0.5, False)
+    assert (timed.steps, timed.time_budget_minutes, timed.head_attention_from_share, timed.mfu) == (
+        100000,
+        14.0,
+        0.84,
+        True,
+    )
+    same = dict(
+        tokenizer_init="", out_dir="", steps=1, time_budget_minutes=1.0, head_attention_from_share=0.0, mfu=True
+    )
+    assert dataclasses.replace(warm, **same) == dataclasses.replace(timed, **same)
+    made = HydraXTokenizer.from_pretrained(tmp_path / "warm-tokenizer")
+    expected = tokenizer_config(["--config", "small", "model.temporal_unfold=shared"]).model
+    assert made.config == expected and made.config.temporal_unfold == "shared"
