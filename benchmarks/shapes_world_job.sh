@@ -67,17 +67,20 @@ CONVERT=$!
 # Beside the tokenizer phase too, once SmolLM2 is converted: each arm's compile warm-up (shapes_world_run.py's warm
 # phase: 30 steps from a random tokenizer of the same architecture), whose compile caches on disk the timed runs then
 # read; stopped when the tokenizer is done, wherever it is (the caches' files are written whole). In a session of
-# its own (setsid) so that one kill stops its data and compile workers too. WARM=0: none.
+# its own (setsid) so that one kill stops its data and compile workers too. WARM=0: none; WARM=first: the first arm
+# alone (arms of one architecture share their graphs; each warm-up holds as much GPU memory as its arm).
 WARM=${WARM:-1}
 # torch.compile also keeps which sizes turned dynamic ("PGO"), on disk only under a job id: with one id for the
 # warm-up and the timed runs, these compile the sizes the warm-up found changing as dynamic from their first step
 # instead of a static graph first and a recompilation at the first change.
 export TORCH_COMPILE_JOB_ID=${TORCH_COMPILE_JOB_ID:-hydra-x-shapes-world}
-if [ "$WARM" = 1 ]; then
+WARM_ARMS=("${ARMS[@]}")
+[ "$WARM" = first ] && WARM_ARMS=("${ARMS[0]}")
+if [ "$WARM" = 1 ] || [ "$WARM" = first ]; then
   setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done
     [ -s "$2/convert.out" ] || { echo "no SmolLM2: no warm-up"; exit 0; }
     exec python3 benchmarks/shapes_world_run.py --out "$2/A" --phases warm --compile --workers 2 --examples "$3" \
-      --size "$4" --frames "$5" --arms "${@:6}"' warm "$CONVERT" "$R" "$EXAMPLES" "$SIZE" "$FRAMES" "${ARMS[@]}" \
+      --size "$4" --frames "$5" --arms "${@:6}"' warm "$CONVERT" "$R" "$EXAMPLES" "$SIZE" "$FRAMES" "${WARM_ARMS[@]}" \
     > "$R/warm.log" 2>&1 &
   WARM_PID=$!
 fi
@@ -121,7 +124,9 @@ python3 benchmarks/shapes_world_run.py --out "$R/A" --phases eval --sample-steps
   --samples-per-prompt "$SAMPLES" --size "$SIZE" --frames "$FRAMES" --arms "${EVAL_ARMS[@]}"
 echo "eval done at $(( $(date +%s) - T0 )) s"
 pack scored
-for A in "${ARMS[@]}"; do  # a diagnostic, bounded: what the job exists for is already packed
+ARMS_EFFECT=("${ARMS[@]}")  # INSTRUCTION_EFFECT=0: none (about a minute an arm)
+[ "${INSTRUCTION_EFFECT:-1}" = 1 ] || ARMS_EFFECT=()
+for A in "${ARMS_EFFECT[@]}"; do  # a diagnostic, bounded: what the job exists for is already packed
   timeout 240 python3 benchmarks/edit_instruction_effect.py --ckpt "$R/A/unified-${A%%=*}/export" --size "$SIZE" \
     --device cuda --guidance 3 10 > "$R/instr-${A%%=*}.txt" 2>&1 || echo "instruction effect: exit $?" >> "$R/instr-${A%%=*}.txt"
 done

@@ -82,6 +82,12 @@ def test_the_compile_warm_up_runs_each_arm_beside_the_tokenizer_and_is_stopped_w
     # one job id for the warm-up and the timed runs: torch.compile keeps which sizes turned dynamic under it
     ids = {line.split()[0] for line in (tmp_path / "job-ids").read_text().splitlines() if "shapes_world_run" in line}
     assert ids == {"hydra-x-shapes-world"}
+    # WARM=first: the first arm alone (arms of one architecture share their graphs); no instruction effect asked
+    (tmp_path / "first").mkdir()
+    lines = calls(tmp_path / "first", WARM="first", SLOW_WARM="1", ARM2="sti", INSTRUCTION_EFFECT="0")
+    warm = next(line for line in lines if "--phases warm" in line)
+    assert warm.split("--arms ")[1] == unified.split("--arms ")[1].split(" two=")[0]
+    assert not any("edit_instruction_effect.py" in line for line in lines)
 
 
 def test_size_frames_and_examples_reach_every_phase_and_one_sincos_dit_runs_by_default(tmp_path):
