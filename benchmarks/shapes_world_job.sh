@@ -71,16 +71,16 @@ CONVERT=$!
 # alone (arms of one architecture share their graphs; each warm-up holds as much GPU memory as its arm).
 WARM=${WARM:-1}
 # torch.compile also keeps which sizes turned dynamic ("PGO"), on disk only under a job id: with one id for the
-# warm-up and the timed runs, these compile the sizes the warm-up found changing as dynamic from their first step
-# instead of a static graph first and a recompilation at the first change.
-export TORCH_COMPILE_JOB_ID=${TORCH_COMPILE_JOB_ID:-hydra-x-shapes-world}
+# warm-up and the timed runs (and no other process), these compile the sizes the warm-up found changing as dynamic
+# from their first step instead of a static graph first and a recompilation at the first change.
+COMPILE_ID=${COMPILE_ID:-hydra-x-shapes-world}
 WARM_ARMS=("${ARMS[@]}")
 [ "$WARM" = first ] && WARM_ARMS=("${ARMS[0]}")
 if [ "$WARM" = 1 ] || [ "$WARM" = first ]; then
-  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done
+  COMPILE_ID=$COMPILE_ID setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done
     [ -s "$2/convert.out" ] || { echo "no SmolLM2: no warm-up"; exit 0; }
-    exec python3 benchmarks/shapes_world_run.py --out "$2/A" --phases warm --compile --workers 2 --examples "$3" \
-      --size "$4" --frames "$5" --arms "${@:6}"' warm "$CONVERT" "$R" "$EXAMPLES" "$SIZE" "$FRAMES" "${WARM_ARMS[@]}" \
+    TORCH_COMPILE_JOB_ID=$COMPILE_ID exec python3 benchmarks/shapes_world_run.py --out "$2/A" --phases warm \
+      --compile --workers 2 --examples "$3" --size "$4" --frames "$5" --arms "${@:6}"' warm "$CONVERT" "$R" "$EXAMPLES" "$SIZE" "$FRAMES" "${WARM_ARMS[@]}" \
     > "$R/warm.log" 2>&1 &
   WARM_PID=$!
 fi
@@ -109,8 +109,9 @@ for POS in $DIT_POSITIONS; do
     --grid "$R/dit-$POS.png" > "$R/dit-$POS.log" 2>&1 &
   DITS+=($!)
 done
-python3 benchmarks/shapes_world_run.py --out "$R/A" --unified-minutes "$UNIFIED_MINUTES" --compile --workers "$WORKERS" \
-  --examples "$EXAMPLES" --size "$SIZE" --frames "$FRAMES" --phases unified --arms "${ARMS[@]}"
+TORCH_COMPILE_JOB_ID=$COMPILE_ID python3 benchmarks/shapes_world_run.py --out "$R/A" --unified-minutes "$UNIFIED_MINUTES" \
+  --compile --workers "$WORKERS" --examples "$EXAMPLES" --size "$SIZE" --frames "$FRAMES" --phases unified \
+  --arms "${ARMS[@]}"
 echo "unified done at $(( $(date +%s) - T0 )) s"
 pack trained
 wait "${DITS[@]}"
