@@ -450,7 +450,7 @@ class Engine:
             tokens_per_s=rates["tokens"] * world / seconds,
             skipped_total=skipped_total,
             nonfinite_steps_total=self.guard.total,
-            data_wait_fraction=w.data_seconds / max(w.seconds, 1e-9),
+            data_wait_fraction=all_reduce_max(w.data_seconds, self.device) / max(seconds, 1e-9),  # the slowest-fed rank
         )
         if self.peak_tflops and self.flops_per_step:
             record["mfu"] = self.flops_per_step * w.steps / seconds / (self.peak_tflops * 1e12)
