@@ -145,9 +145,25 @@ def generation_summary(scores: list[GenerationScore]) -> dict:
         "categories": categories,
         "prompts": prompts,
         "samples_per_prompt": len(scores) // prompts if prompts else 0,
+        **_prompt_agreement(scores),
         "objects_per_image": found / len(scores) if scores else None,
         "asked_per_image": sum(s.asked for s in scores) / len(scores) if scores else None,
         "asked_colour_share": sum(s.in_asked_colour for s in scores) / found if found else None,
+    }
+
+
+def _prompt_agreement(scores: list[GenerationScore]) -> dict:
+    """With several samples a prompt: the share of prompts whose every sample passes, and whose any sample does (a
+    prompt the model draws right only sometimes lies between the two)."""
+    by_prompt: dict[str, list[bool]] = {}
+    for s in scores:
+        by_prompt.setdefault(s.id, []).append(s.correct)
+    if not by_prompt or all(len(v) == 1 for v in by_prompt.values()):
+        return {}
+    n = len(by_prompt)
+    return {
+        "prompts_all_samples_correct": sum(all(v) for v in by_prompt.values()) / n,
+        "prompts_any_sample_correct": sum(any(v) for v in by_prompt.values()) / n,
     }
 
 

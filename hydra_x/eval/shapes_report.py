@@ -139,7 +139,9 @@ def markdown(report: dict[str, Any]) -> str:
     if g.get("samples_per_prompt", 1) > 1:
         lines.append(
             f"\n{g['n']} images: {g['samples_per_prompt']} samples of each of {g['prompts']} prompts; the interval is "
-            "the prompts' (a prompt's samples are not independent draws of the set)."
+            "the prompts' (a prompt's samples are not independent draws of the set). Prompts drawn right in every "
+            f"sample: {_pct(g['prompts_all_samples_correct'])}%; in at least one: "
+            f"{_pct(g['prompts_any_sample_correct'])}%."
         )
     if g.get("objects_per_image") is not None:
         share = g.get("asked_colour_share")

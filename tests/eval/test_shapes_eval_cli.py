@@ -239,6 +239,8 @@ def test_several_samples_a_prompt_are_the_single_samples_of_the_following_seeds(
     assert two.settings["samples_per_prompt"] == 2
     text = markdown(build_report(two, {"name": "tiny"}, torch.device("cpu")))
     assert ", seed 0, 2 samples a prompt," in text and "12 images: 2 samples of each of 6 prompts" in text
+    every, some = summary["prompts_all_samples_correct"], summary["prompts_any_sample_correct"]
+    assert f"in every sample: {100 * every:.1f}%; in at least one: {100 * some:.1f}%." in text
     with pytest.raises(ValueError, match="samples_per_prompt must be at least 1"):
         evaluate_shapes(image_only, prompt_set(), **options, samples_per_prompt=0)
 

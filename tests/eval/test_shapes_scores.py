@@ -273,6 +273,11 @@ def test_several_samples_a_prompt_count_every_image_and_keep_the_interval_of_the
     assert summary["overall"] == (6 / 16 + 4 / 16) / 2
     assert summary["prompts"] == 8 and summary["samples_per_prompt"] == 4
     assert summary["overall_ci95"] == wilson_interval(round(summary["overall"] * 8), 8)
+    # right in every sample: a0 (in 3 of 4, so no), none; in at least one: a0, a1, a2, b0, b1, b2 of 8
+    assert summary["prompts_all_samples_correct"] == 0 and summary["prompts_any_sample_correct"] == 6 / 8
+    always = generation_summary([replace(s, sample=k, correct=s.id == "a0") for k in range(3) for s in one])
+    assert always["prompts_all_samples_correct"] == always["prompts_any_sample_correct"] == 1 / 8
+    assert "prompts_all_samples_correct" not in generation_summary(one)  # one sample a prompt: nothing to agree
 
 
 def test_a_clip_moving_the_wrong_way_or_losing_its_object_fails(items):
