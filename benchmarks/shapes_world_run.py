@@ -311,7 +311,7 @@ def eval_phase(args: argparse.Namespace, out: Path) -> dict[str, tuple[str, dict
                 ]
                 if args.edit_guidance is not None:
                     cli += ["--edit-guidance", str(args.edit_guidance)]
-                if getattr(args, "samples_per_prompt", 1) > 1:
+                if args.samples_per_prompt > 1:
                     cli += ["--samples-per-prompt", str(args.samples_per_prompt)]
                 if args.smoke:
                     cli += ["--limit", "2", "--device", "cpu"]

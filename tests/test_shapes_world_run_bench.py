@@ -113,7 +113,14 @@ def test_the_scorer_gets_each_guidance_and_the_edits_their_own(tmp_path, monkeyp
     monkeypatch.setattr(shapes_world_run, "run", scorer)
     monkeypatch.setattr(shapes_world_run, "wait", lambda procs, logs: None)
     args = argparse.Namespace(
-        arms={"one": []}, guidance=[3.0, 6.0], edit_guidance=3.0, smoke=False, size=64, frames=9, sample_steps=20
+        arms={"one": []},
+        guidance=[3.0, 6.0],
+        edit_guidance=3.0,
+        smoke=False,
+        size=64,
+        frames=9,
+        sample_steps=20,
+        samples_per_prompt=1,
     )
     args.eval_limit = None
     assert set(eval_phase(args, tmp_path)) == {"one", "one g6"}
