@@ -109,6 +109,23 @@ def size_overrides(args: argparse.Namespace, run: str) -> list[str]:
     return data if run == "tokenizer" else [*data, f"model.image_size={args.size}", f"model.clip_frames={args.frames}"]
 
 
+# The tokenizer run of --smoke: a few CPU steps of a two-block tokenizer.
+SMOKE_TOKENIZER = [
+    "steps=2",
+    "device=cpu",
+    "compile=false",
+    "data.num_workers=0",
+    "data.image_size=32",
+    "data.clip_frames=5",
+    "data.image_batch_size=2",
+    "data.video_batch_size=1",
+    "eval_every=0",
+    "heldout_images=0",
+    "heldout_clips=0",
+    "model.depth=2",
+]
+
+
 def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
     folder = out / "tokenizer"
     if (folder / "export").is_dir():
@@ -126,20 +143,7 @@ def tokenizer_phase(args: argparse.Namespace, out: Path) -> Path:
         "loss.lpips=0",
     ]  # no LPIPS-VGG weights offline
     if args.smoke:
-        cli += [
-            "steps=2",
-            "device=cpu",
-            "compile=false",
-            "data.num_workers=0",
-            "data.image_size=32",
-            "data.clip_frames=5",
-            "data.image_batch_size=2",
-            "data.video_batch_size=1",
-            "eval_every=0",
-            "heldout_images=0",
-            "heldout_clips=0",
-            "model.depth=2",
-        ]
+        cli += SMOKE_TOKENIZER
     else:
         cli += [*tokenizer_length(args), "eval_every=0", "ckpt_every=100000"]
         cli += size_overrides(args, "tokenizer")
@@ -270,7 +274,7 @@ def warm_phase(args: argparse.Namespace, out: Path) -> None:
 
 def tokenizer_model_overrides(args: argparse.Namespace) -> list[str]:
     """The tokenizer phase's overrides of its model's config (``model.*``), which its export's architecture has."""
-    given = [*args.tokenizer_set, *args.tokenizer_extra] + (["model.depth=2"] if args.smoke else [])
+    given = [*(SMOKE_TOKENIZER if args.smoke else []), *args.tokenizer_set, *args.tokenizer_extra]
     return [o for o in given if o.startswith("model.") or o.startswith("model=")]
 
 

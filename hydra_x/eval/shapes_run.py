@@ -16,6 +16,7 @@ this tokenizer, so a low model score next to a low round trip is the tokenizer's
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -273,7 +274,7 @@ def _generation(model, items: PromptSet, size: int, seed: int, batch_size: int, 
     for section, category in enumerate(CATEGORIES):
         mine = [i for i in items.generation if i.category == category]
         row: list[Picture] = []
-        for k, batch in ((k, b) for k in range(samples) for b in _batches(len(mine), batch_size)):
+        for k, batch in itertools.product(range(samples), _batches(len(mine), batch_size)):
             s = seed + k + 1000 * section + batch.start
             prompts = [mine[j].prompt for j in batch]
             z = generate_latents(model, prompts, "image", height=size, width=size, seed=s, **gen)
