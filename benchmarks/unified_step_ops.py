@@ -119,7 +119,7 @@ def build(args, examples: int, root: Path):
     run = build_run(cfg, engine)
     time_forward_parts(run.model)
     engine.start(cfg.to_dict(), "step operators")
-    batches = iter(run.loader)
+    batches = run.batches
     warm_up(run, batches, 0, args.warmup)  # lazily built state (optimizer moments, caches, compiled graphs)
     return run, batches
 

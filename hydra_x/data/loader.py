@@ -298,6 +298,7 @@ class TokenizerDataLoader:
     # -- iteration
 
     def __iter__(self) -> Iterator[Batch]:
+        """The batches from the next one on; the data workers start here, not at the first ``next()``."""
         self._spec.slot_states = {k: dict(v) for k, v in self._slot_states.items()}
         start = self._step
         cfg = self.config
@@ -311,6 +312,9 @@ class TokenizerDataLoader:
             prefetch_factor=cfg.prefetch_factor,
             pin_memory=self.pin_memory,
         )
+        return self._batches(stream)
+
+    def _batches(self, stream: Iterator) -> Iterator[Batch]:
         for step, batch, slot, slot_state in stream:
             if isinstance(batch, _Unusable):
                 raise DataSourceError(batch.message)

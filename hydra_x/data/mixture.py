@@ -393,6 +393,8 @@ class UnifiedDataLoader:
     # -- iteration
 
     def __iter__(self) -> Iterator[StepExamples]:
+        """The steps from the next one on. The data workers start here, not at the first ``next()``: a trainer that
+        calls ``iter()`` before its setup (the model's load and move, compilation) finds its first step ready."""
         spec, start, cfg = self._spec, self._step, self.config
         stream = step_stream(
             _produce,
@@ -404,6 +406,10 @@ class UnifiedDataLoader:
             prefetch_factor=cfg.prefetch_factor,
             pin_memory=self.pin_memory,
         )
+        return self._steps(stream)
+
+    def _steps(self, stream: Iterator) -> Iterator[StepExamples]:
+        spec, cfg = self._spec, self.config
         for out, stream_state in stream:
             if isinstance(out, _Unusable):
                 raise DataSourceError(out.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -93,6 +94,28 @@ def test_workers_give_what_the_main_process_gives_and_resume_it(data):
     assert_same(take(workers, 5), reference[:5])
     resumed = UnifiedDataLoader(mixed(data), start_step=5, state=workers.state_dict())
     assert_same(take(resumed, 3), reference[5:])
+
+
+class MarkPrepared:
+    """A loader's ``prepare`` (picklable, so it runs in the worker) that leaves a file named after each step."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __call__(self, step: StepExamples) -> None:
+        (self.folder / str(step.step)).touch()
+
+
+def test_the_data_workers_start_at_iter_not_at_the_first_step(data, tmp_path):
+    # A trainer calls iter() before its setup so that the workers' start overlaps it (they took 33 s of a GPU run's
+    # first step): the first steps are built before anything asks for them.
+    loader = UnifiedDataLoader(mixed(data, num_workers=1), prepare=MarkPrepared(tmp_path))
+    steps = iter(loader)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "0").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (tmp_path / "0").exists() and loader.step == 0
+    assert [next(steps).step for _ in range(2)] == [0, 1] and loader.step == 2
 
 
 def test_a_step_crosses_from_its_worker_as_one_stack_per_picture_shape(data):

@@ -53,7 +53,7 @@ def test_the_loop_reports_its_attention_pairs_only_in_the_counted_step(tmp_path,
         return seen[-1]
 
     monkeypatch.setattr(loop_module, "visible_pairs", recording)
-    batches = iter(run.loader)
+    batches = run.batches
     train_step(run, batches, 0)
     assert seen == [] and engine._attention_pairs == [0, 0]
     engine.counting_flops = True
@@ -68,7 +68,7 @@ def test_the_loop_reports_its_attention_pairs_only_in_the_counted_step(tmp_path,
 def test_mfu_of_a_counted_cuda_step_leaves_out_the_hidden_attention(tmp_path):
     engine, run = tiny_run(tmp_path, "cuda")
     with engine.timed_step(), FlopCounterMode(display=False) as dense:  # both count the same step
-        train_step(run, iter(run.loader), 0)
+        train_step(run, run.batches, 0)
     visible, pairs = engine._attention_pairs
     assert 0 < visible < pairs
     expected = useful_flops(dense.get_flop_counts()["Global"], visible / pairs)

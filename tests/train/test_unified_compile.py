@@ -111,7 +111,7 @@ def test_cuda_graph_generations_start_at_every_micro_step_with_reduce_overhead(t
     marks = []
     run.mark_graph_step = lambda: marks.append(len(marks))
     try:
-        train_step(run, iter(run.loader), 0)
+        train_step(run, run.batches, 0)
     finally:
         engine.logger.close()
     assert len(marks) == cfg.grad_accum

@@ -15,7 +15,7 @@ import torch.nn as nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from hydra_x.data.examples import GENERATION_TASKS
-from hydra_x.data.mixture import UnifiedDataConfig, UnifiedDataLoader
+from hydra_x.data.mixture import StepExamples, UnifiedDataConfig, UnifiedDataLoader
 from hydra_x.tokenizer.latent_stats import measure_latent_stats
 from hydra_x.train.ema import EMA
 from hydra_x.train.engine import Engine, set_trainable
@@ -37,6 +37,7 @@ class UnifiedRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: EMA | None
     loader: UnifiedDataLoader
+    batches: Iterator[StepExamples]  # the loader's stream, started before the model's setup (build_run says why)
     trainable: list[str]
     autocast: Callable
     mark_graph_step: Callable[[], None]  # compile_mode=reduce-overhead: a new generation of CUDA graphs
@@ -157,10 +158,23 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
     stage = cfg.stage_spec
     model = build_model(cfg)
     model.tokenizer.validate_inputs = False  # the data pipeline checks its samples
-    model.to(engine.device)
     data = cfg.data
     if data.task_ratios is None:  # the stage's mixture unless the config sets one
         data = replace(data, task_ratios=dict(stage.ratios))
+    info = engine.info
+    loader = UnifiedDataLoader(
+        data,
+        rank=info.rank,
+        world_size=info.world_size,
+        start_step=engine.step * cfg.grad_accum,
+        state=engine.data_state,
+        pin_memory=engine.device.type == "cuda",
+        prepare=StepPacker(model.text_tokenizer, model.config, cfg, info.rank),
+    )
+    # The data workers start now: their processes' start and first steps (33 s of a 64-px GPU run's first step,
+    # which waited for them) overlap the model's move, latent statistics, sharding and the engine's start.
+    batches = iter(loader)
+    model.to(engine.device)
     fresh = cfg.init is None and engine.resume_from is None  # a resumed run has them in its checkpoint
     if fresh and cfg.latent_stats_samples > 0 and not model.tokenizer.has_latent_stats:
         set_generation_latent_stats(model, cfg, data, engine)
@@ -174,16 +188,6 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
     autocast, _ = engine.autocasts()
     optimizer = build_optimizer(model, cfg.optim, cfg.param_lrs())
     scheduler = build_scheduler(optimizer, cfg.optim, lambda: engine.planned_steps)
-    info = engine.info
-    loader = UnifiedDataLoader(
-        data,
-        rank=info.rank,
-        world_size=info.world_size,
-        start_step=engine.step * cfg.grad_accum,
-        state=engine.data_state,
-        pin_memory=engine.device.type == "cuda",
-        prepare=StepPacker(model.text_tokenizer, model.config, cfg, info.rank),
-    )
     run = UnifiedRun(
         cfg=cfg,
         engine=engine,
@@ -192,6 +196,7 @@ def build_run(cfg: UnifiedTrainConfig, engine: Engine) -> UnifiedRun:
         scheduler=scheduler,
         ema=EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
         loader=loader,
+        batches=batches,
         trainable=trainable,
         autocast=autocast,
         mark_graph_step=engine.graph_step_marker,

@@ -112,7 +112,7 @@ def train(cfg: UnifiedTrainConfig) -> dict:
         f"stage {cfg.stage} ({stage.name}): {len(run.trainable)} trainable tensors ({local:.1f}M on this rank), "
         f"learning rates {cfg.param_lrs()}, LLM {cfg.model.llm}",
     )
-    batches = iter(run.loader)
+    batches = run.batches
     scores: dict = {}
     while engine.step < engine.planned_steps:
         with engine.timed_step(compiled=cfg.compile):
