@@ -54,13 +54,14 @@ class EngineConfig:
     resume: str = "auto"  # auto (latest checkpoint in out_dir, if any) | never | a checkpoint folder
     stop_at_step: int | None = None  # checkpoint and stop at this step (a time-limited job); rerun to go on
     # A wall-clock budget for the whole run: after `budget_probe_steps` steps the run measures its speed and
-    # shortens `steps` (and the LR schedule with it) to end within the budget, and shortens it again at log steps
-    # if it has slowed since. Not exactly resumable.
+    # shortens `steps` (and the LR schedule with it) to end within the budget, and re-plans at log steps if its
+    # speed has moved since (slower or faster). Not exactly resumable.
     time_budget_minutes: float | None = None
     budget_probe_steps: int = 100  # the speed is measured over the second half of these steps
     budget_reserve_s: float = 60.0
     # A step that takes longer is logged with its number and time (a compilation, the FLOP-counted first step, a
-    # stalled data worker), so that a budgeted run's lost minutes have names.
+    # stalled data worker), so that a budgeted run's lost minutes have names; the budget's plan counts its time as
+    # spent but leaves it out of the run's speed.
     slow_step_log_s: float = 10.0
     peak_tflops: float | None = None  # for MFU; None: measured on the GPU at start (bf16 matmul)
     # MFU in the log: the first CUDA step runs eagerly under FlopCounterMode to count its FLOPs (an eager step of a

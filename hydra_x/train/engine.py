@@ -242,7 +242,7 @@ class Engine:
             self.resume_from = Path(cfg.resume)
         self.step, self.data_state = self.ckpts.position(self.resume_from) if self.resume_from else (0, None)
         self.start_step = self.step
-        self.planned_steps = cfg.steps  # shortened once if a time budget is set
+        self.planned_steps = cfg.steps  # a time budget's probe sets it and its re-plans move it
         self.stop = StopFlag(self.device)
         self.guard = NonFiniteGuard(cfg.max_nonfinite_steps)
         self.window = LogWindow()
@@ -253,6 +253,9 @@ class Engine:
         self._attention_pairs = [0, 0]  # (visible, all) attention pairs that step, where the model reports them
         self.stopping = False
         self._probe_start = time.perf_counter()
+        # Steps since the probe's second half began that took over slow_step_log_s (a compilation: a new size, the
+        # head's attention joining), and their seconds: the budget's speed leaves them out, its elapsed time not.
+        self._stalls = (0, 0.0)
         self._step_start = 0.0
         self._step_data_seconds = 0.0  # of the step under way
 
@@ -370,19 +373,28 @@ class Engine:
         seconds = time.perf_counter() - self._step_start
         self.window.seconds += seconds
         self.window.steps += 1
-        if seconds > cfg.slow_step_log_s:
+        stalled = seconds > cfg.slow_step_log_s
+        if stalled:
             self.logger.info(
                 f"step {self.step} took {seconds:.1f} s ({self._step_data_seconds:.1f} s waiting for data)"
             )
         self.logger.advance()
         if probe_half:
             self._probe_start = time.perf_counter()  # the speed is measured after warm-up and compilation
+            self._stalls = (0, 0.0)
+        elif stalled:
+            self._stalls = (self._stalls[0] + 1, self._stalls[1] + seconds)
         if probe_end:
             now = time.perf_counter()
             done = cfg.budget_probe_steps - cfg.budget_probe_steps // 2
-            self.planned_steps = self._budget_steps(done, now - self._probe_start, now - self.started)
+            self.planned_steps = self._budget_steps(*self._steady(done, now), now - self.started)
             self.logger.set_total(self.planned_steps)
             message = f"time budget {cfg.time_budget_minutes} min: the run ends at step {self.planned_steps}"
+            if self._stalls[0]:
+                message += (
+                    f" ({self._stalls[0]} step(s) over {cfg.slow_step_log_s:g} s, {self._stalls[1]:.0f} s, left out "
+                    "of its speed)"
+                )
             if self.planned_steps == self.step < cfg.steps:
                 # Short budgets can be eaten by start-up alone (data workers, compilation, the LLM's load).
                 message += (
@@ -395,22 +407,36 @@ class Engine:
         self.stopping = self.stop.agreed() or self.step == cfg.stop_at_step
 
     def _keep_to_budget(self) -> None:
-        """Shorten the plan (never lengthen it) where the run has slowed since its probe (a compile when new
-        layers join, a busier machine): checked at log steps, at the speed of every step since the probe's
-        second half. A run as fast as its probe keeps its plan (the plan's 3% margin); a shortfall under 1% of
-        the plan waits until it grows (fewer log lines and learning-rate schedule changes, at most 1% over)."""
+        """Re-plan where the run's speed has moved from its plan's: checked at log steps, at the speed of every
+        step since the probe's second half but the stalled ones (``_steady``). Slower (a compile when new layers
+        join, a busier machine): the plan shortens once the shortfall is 1% of it (fewer log lines and learning-rate
+        schedule changes; at most 1% over). Faster by more than 5% of it (a run beside it on the same GPU has
+        ended): it lengthens, or the run would end minutes early; under 5% it keeps its plan, since the plan's 3%
+        margin on the time left alone fits more steps as the time left shrinks (a 1% threshold re-planned a CPU run
+        back and forth eleven times)."""
         if self.step >= self.planned_steps:
             return
         now = time.perf_counter()
         done = self.step - (self.start_step + self.cfg.budget_probe_steps // 2)
-        fitted = self._budget_steps(done, now - self._probe_start, now - self.started)
-        if fitted < self.planned_steps - self.planned_steps // 100 or fitted == self.step:
+        fitted = self._budget_steps(*self._steady(done, now), now - self.started)
+        planned = self.planned_steps
+        if fitted < planned - planned // 100 or fitted == self.step or fitted > planned + planned // 20:
             self.planned_steps = fitted
             self.logger.set_total(fitted)
+            change = "slowed since its probe" if fitted < planned else "ran ahead of its plan"
             self.logger.info(
-                f"time budget {self.cfg.time_budget_minutes} min: the run slowed since its probe and now ends at "
-                f"step {fitted}"
+                f"time budget {self.cfg.time_budget_minutes} min: the run {change} and now ends at step {fitted}"
             )
+
+    def _steady(self, done: int, now: float) -> tuple[int, float]:
+        """The ``done`` steps since the probe's second half began and their seconds, less the stalled steps among
+        them (unless every step stalled): a 25-s compilation inside a GPU run's probe had its 14.6-minute budget
+        planned to end after 6. Their seconds still count as spent, so stalls that recur still shorten the plan."""
+        stalled, stalled_seconds = self._stalls
+        seconds = now - self._probe_start
+        if stalled < done:
+            return done - stalled, seconds - stalled_seconds
+        return done, seconds
 
     def _budget_steps(self, done: int, loop_seconds: float, elapsed: float) -> int:
         """The last step that fits the budget at the speed of ``done`` steps that took ``loop_seconds``;

@@ -209,6 +209,53 @@ def test_a_run_that_slows_after_its_probe_shortens_its_plan_to_keep_its_budget(t
     assert all(b <= a - a // 100 or b == last for a, b in zip(plans, plans[1:]))
 
 
+def test_a_stall_inside_the_budgets_probe_is_left_out_of_the_speed_it_plans_with(tmp_path, capsys, monkeypatch):
+    import re
+
+    from hydra_x.train.engine import Engine
+
+    end_step = Engine.end_step
+
+    def stall_in_the_probe(engine):  # step 10, in the probe's second half (steps 9-16), as a compilation would
+        if engine.step == 9:
+            time.sleep(3.0)
+        end_step(engine)
+
+    monkeypatch.setattr(Engine, "end_step", stall_in_the_probe)
+    budget = dict(time_budget_minutes=0.2, budget_probe_steps=16, budget_reserve_s=0.0, slow_step_log_s=2.0)
+    start = time.perf_counter()
+    train(config(tmp_path, steps=5000, **budget))
+    took = time.perf_counter() - start
+    out = capsys.readouterr().out
+    assert re.search(r"the run ends at step \d+ \(1 step\(s\) over 2 s, 3 s, left out of its speed\)", out), out
+    # At the probe's speed with the stall in it (8 steps in over 3 s) the plan would end the run seconds after it.
+    assert took > 0.7 * 12, out
+
+
+def test_a_run_that_speeds_up_after_its_probe_lengthens_its_plan_to_use_its_budget(tmp_path, capsys, monkeypatch):
+    import re
+
+    from hydra_x.train.engine import Engine
+
+    end_step = Engine.end_step
+
+    def slow_until_the_probe_ends(engine):  # as a second run on the same GPU would, until it ends
+        if engine.step < 8:
+            time.sleep(0.25)
+        end_step(engine)
+
+    monkeypatch.setattr(Engine, "end_step", slow_until_the_probe_ends)
+    budget = dict(time_budget_minutes=0.2, budget_probe_steps=8, budget_reserve_s=0.0)
+    start = time.perf_counter()
+    train(config(tmp_path, steps=5000, **budget))
+    took = time.perf_counter() - start
+    out = capsys.readouterr().out
+    planned = int(re.search(r"time budget 0.2 min: the run ends at step (\d+)", out).group(1))
+    lengthened = [int(n) for n in re.findall(r"the run ran ahead of its plan and now ends at step (\d+)", out)]
+    assert lengthened and lengthened[0] > planned and max(losses(tmp_path)) > planned
+    assert took > 0.7 * 12, out  # at the probe's speed the run would have ended seconds after it
+
+
 def test_a_step_slower_than_the_threshold_is_logged_by_number_and_time(tmp_path, capsys, monkeypatch):
     import re
 
@@ -250,7 +297,7 @@ def test_the_log_counts_the_seconds_the_steps_wait_for_data(tmp_path, monkeypatc
     assert re.search(r"step 2 took 1\.\d s \(1\.\d s waiting for data\)", capsys.readouterr().out)
 
 
-def test_a_re_plan_waits_until_the_shortfall_is_a_percent_of_the_plan(monkeypatch):
+def test_a_re_plan_waits_until_the_change_is_a_percent_of_the_plan(monkeypatch):
     # The engine's re-planning alone, on a clock set by hand: a 60 s budget, the probe's second half from step 5 at
     # t = 10 s, a plan of 1000 steps, checked at step 500.
     from types import SimpleNamespace
@@ -261,13 +308,20 @@ def test_a_re_plan_waits_until_the_shortfall_is_a_percent_of_the_plan(monkeypatc
     logger = SimpleNamespace(set_total=lambda n: None, info=said.append)
     cfg = SimpleNamespace(time_budget_minutes=1.0, budget_probe_steps=10, budget_reserve_s=0.0, steps=10_000)
     run = SimpleNamespace(cfg=cfg, step=500, start_step=0, planned_steps=1000, _probe_start=10.0, started=0.0,
-                          device=None, logger=logger)  # fmt: skip
+                          device=None, logger=logger, _stalls=(0, 0.0))  # fmt: skip
     run._budget_steps = lambda *a: engine_module.Engine._budget_steps(run, *a)
-    for now, planned in ((34.65, 1000), (35.0, 980)):  # the speed since the probe fits 993, then 980 steps
+    run._steady = lambda *a: engine_module.Engine._steady(run, *a)
+    # From a plan of 1000 each time: the speed since the probe fits 993 (kept: under 1% short), 980 (shortened),
+    # 1020 (kept: under 5% ahead), 1054 (lengthened, as where a run beside it on the same GPU ended).
+    for now, planned in ((34.65, 1000), (35.0, 980), (34.0, 1000), (33.2, 1054)):
         monkeypatch.setattr(engine_module.time, "perf_counter", lambda now=now: now)
+        run.planned_steps = 1000
         engine_module.Engine._keep_to_budget(run)
         assert run.planned_steps == planned, now
-    assert said == ["time budget 1.0 min: the run slowed since its probe and now ends at step 980"]
+    assert said == [
+        "time budget 1.0 min: the run slowed since its probe and now ends at step 980",
+        "time budget 1.0 min: the run ran ahead of its plan and now ends at step 1054",
+    ]
 
 
 def test_a_one_process_checkpoint_saves_and_loads_without_dcps_single_process_warning(tmp_path):
