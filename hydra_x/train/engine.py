@@ -432,7 +432,9 @@ class Engine:
         """The ``done`` steps since the probe's second half began and their seconds, less the stalled steps among
         them (unless every step stalled): a 25-s compilation inside a GPU run's probe had its 14.6-minute budget
         planned to end after 6. Their seconds still count as spent, so stalls that recur still shorten the plan."""
-        stalled, stalled_seconds = self._stalls
+        # The most any process counted, so that every process plans the same last step (_budget_steps takes the
+        # slowest process's seconds); a process that counted fewer subtracts fewer seconds: the plan errs short.
+        stalled, stalled_seconds = int(all_reduce_max(self._stalls[0], self.device)), self._stalls[1]
         seconds = now - self._probe_start
         if stalled < done:
             return done - stalled, seconds - stalled_seconds

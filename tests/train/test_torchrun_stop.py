@@ -55,3 +55,18 @@ def test_a_signal_to_one_process_stops_every_process_at_the_same_step(tmp_path):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000004"]
     meta = json.loads((run / "checkpoints" / "step_00000004" / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["step"] == 4
+
+
+@pytest.mark.slow
+def test_a_stall_seen_by_one_process_leaves_every_process_the_same_plan(tmp_path):
+    # Rank 0 alone counts the stalled step (rank 1 paused outside its timed steps); the budget's plan leaves the
+    # most stalls any process counted out of the speed on every process, or the two would plan different last
+    # steps and one would wait forever in the other's collectives.
+    run = tmp_path / "run"
+    budget = ("time_budget_minutes=0.3", "budget_probe_steps=8", "budget_reserve_s=0", "slow_step_log_s=2.0")
+    args = tiny_args(run, "cpu", steps=10_000, ckpt_every=100_000, precision="fp32", processes=2, extra=budget)
+    proc = torchrun("torchrun_budget_stall.py", *args)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "(1 step(s) over 2 s, 3 s, left out of its speed)" in proc.stdout + proc.stderr
+    steps = [json.loads((run / f"rank{r}.json").read_text())["step"] for r in (0, 1)]
+    assert steps[0] == steps[1] > 8
