@@ -387,12 +387,13 @@ class Engine:
         if probe_end:
             now = time.perf_counter()
             done = cfg.budget_probe_steps - cfg.budget_probe_steps // 2
-            self.planned_steps = self._budget_steps(*self._steady(done, now), now - self.started)
+            steady, steady_seconds = self._steady(done, now)
+            self.planned_steps = self._budget_steps(steady, steady_seconds, now - self.started)
             self.logger.set_total(self.planned_steps)
             message = f"time budget {cfg.time_budget_minutes} min: the run ends at step {self.planned_steps}"
-            if self._stalls[0]:
+            if steady < done:  # the stalls of the process that counted most; their seconds, this process's
                 message += (
-                    f" ({self._stalls[0]} step(s) over {cfg.slow_step_log_s:g} s, {self._stalls[1]:.0f} s, left out "
+                    f" ({done - steady} step(s) over {cfg.slow_step_log_s:g} s, {self._stalls[1]:.0f} s, left out "
                     "of its speed)"
                 )
             if self.planned_steps == self.step < cfg.steps:
