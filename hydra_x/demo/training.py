@@ -69,9 +69,9 @@ def signal_handlers_kept() -> Iterator[None]:
 
 class Deadline:
     """SIGTERM to this process once ``seconds`` have passed (None: never); the training engine then checkpoints and
-    stops at the end of its step. The engine fits a time budget once, from the speed of the first steps, so a
-    machine that gets busier afterwards would make the run overrun it; the demo holds each run to its budget plus
-    a margin instead, and exports the checkpoint it stopped at."""
+    stops at the end of its step. The engine re-plans a time budget at its log steps, but a step that stalls for
+    long (a machine that turns busy within it) would still make the run overrun; the demo holds each run to its
+    budget plus a margin, and exports the checkpoint it stopped at."""
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds, self.fired, self.timer = seconds, False, None
