@@ -103,7 +103,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--minutes",
         type=float,
-        help="the wall-clock budget the trainings are fitted into, shared as the preset shares it (the preset's "
-        "own: 10 for cpu, 25 for small); a budget only shortens a training",
+        help="the whole demo's planned minutes (the preset's own: 10 for cpu, 25 for small): the trainings' time "
+        "budgets are scaled by MINUTES over the preset's, keeping its share for evaluation (18 for small gives the "
+        "trainings 14.4); a budget only shortens a training",
     )
     p.set_defaults(func=cmd_demo)
